@@ -1,0 +1,1 @@
+"""Channel groups, saliency and physical pruning to a dense smaller model."""
