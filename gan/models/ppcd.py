@@ -1,1 +1,292 @@
-"""(being written)"""
+"""PPCD-style prunable nets (METHODS.md §5.2, UNVERIFIED design): every conv of the ResNet-style
+generator and of the PatchGAN-like discriminator is followed by a learnable ``ChannelMask``.
+
+The mask params are "out" refs of their channel group, so ``prune`` slices them like any other
+channel-local tensor.  ``export_dense()`` removes the masks: channels whose masks are all exactly 0 are
+physically dropped, surviving mask values are folded into the preceding conv (weight·m, bias·m) and the
+model is rebuilt with ``use_masks=False`` (no mask modules, no mask params).
+
+Placement (``mask_after``): "conv" (default, §5.2: conv → mask → norm) or "norm" (conv → norm → mask →
+act; folded into the norm's γ, β).  Caveat of "conv": a norm right after the mask is scale-invariant, so
+the mask's magnitude barely changes the output (only 0 vs non-0 matters) and a zeroed channel emits
+act(Norm(0)) — 0 for affine-free IN (the default here) but β-like constants for affine norms/BN, so
+``export_dense`` drops a zero-mask channel only where Norm(0) is exactly 0 there (eval mode) and keeps
+the others (their folded weights are 0): the export stays exact either way.  "norm" has neither issue
+but needs an affine norm (or none) to fold into.
+
+Naming convention used by the fold: a mask ``P.mask{s}`` follows conv ``P.conv{s}`` / norm ``P.norm{s}``.
+"""
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from gan.models.base import ZooModel
+from gan.models.layers import conv_bias, init_weights, make_norm
+from gan.models.registry import build, register, register_tiny
+from gan.models.resnet import ConvNormAct
+from gan.pruning.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, out_refs
+
+MASK_AFTER = ("conv", "norm")
+
+
+class ChannelMask(nn.Module):
+    """Learnable per-channel gate m_c (init 1): x ↦ x·m."""
+
+    def __init__(self, channels: int):
+        super().__init__()
+        self.mask = nn.Parameter(torch.ones(channels))
+
+    def forward(self, x):
+        return x * self.mask.view(1, -1, 1, 1)
+
+
+def _check_mask_after(mask_after: str, norm: str) -> None:
+    if mask_after not in MASK_AFTER:
+        raise ValueError(f"unknown mask_after {mask_after!r}; choose one of {', '.join(MASK_AFTER)}")
+    if mask_after == "norm" and norm == "instance":
+        raise ValueError('mask_after="norm" needs an affine norm to fold into; use instance_affine/batch')
+
+
+def _gate(h, mask, norm, mask_after):
+    return norm(mask(h)) if mask_after == "conv" else mask(norm(h))
+
+
+class MaskedConvNormAct(ConvNormAct):
+    """[pad] → conv → mask → norm → act (or conv → norm → mask → act with ``mask_after="norm"``)."""
+
+    def __init__(self, *args, use_masks=True, mask_after="conv", **kwargs):
+        super().__init__(*args, **kwargs)
+        self.mask = ChannelMask(self.conv.out_channels) if use_masks else nn.Identity()
+        self.mask_after = mask_after
+
+    def forward(self, x):
+        return self.act(_gate(self.conv(self.pad(x)), self.mask, self.norm, self.mask_after))
+
+
+class PPResBlock(nn.Module):
+    """PP-Res: ResNet block whose two convs are each followed by a mask."""
+
+    def __init__(self, res, inner, norm, use_masks=True, mask_after="conv"):
+        super().__init__()
+        self.pad = nn.ReflectionPad2d(1)
+        self.conv1 = nn.Conv2d(res, inner, 3, bias=conv_bias(norm))
+        self.mask1 = ChannelMask(inner) if use_masks else nn.Identity()
+        self.norm1 = make_norm(norm, inner)
+        self.conv2 = nn.Conv2d(inner, res, 3, bias=conv_bias(norm))
+        self.mask2 = ChannelMask(res) if use_masks else nn.Identity()
+        self.norm2 = make_norm(norm, res)
+        self.mask_after = mask_after
+
+    def forward(self, x):
+        h = torch.relu(_gate(self.conv1(self.pad(x)), self.mask1, self.norm1, self.mask_after))
+        return x + _gate(self.conv2(self.pad(h)), self.mask2, self.norm2, self.mask_after)
+
+
+class _Masked(ZooModel):
+    """Mask bookkeeping shared by the PPCD generator and discriminator."""
+
+    def _mask_refs(self, *masks: str) -> list[ChannelRef]:
+        return [ChannelRef(f"{m}.mask", 0) for m in masks] if self.use_masks else []
+
+    def mask_parameters(self) -> dict[str, nn.Parameter]:
+        """State name → mask parameter, for the progressive-pruning schedule and its L1 penalty."""
+        return {f"{n}.mask": m.mask for n, m in self.named_modules() if isinstance(m, ChannelMask)}
+
+    def _neighbours(self, mask_param: str) -> tuple[nn.Module, nn.Module]:
+        """The conv before and the norm after mask ``P.mask{s}.mask`` (naming convention above)."""
+        prefix, _, last = mask_param.removesuffix(".mask").rpartition(".")
+        suffix = last.removeprefix("mask")
+        p = prefix + "." if prefix else ""
+        return self.get_submodule(f"{p}conv{suffix}"), self.get_submodule(f"{p}norm{suffix}")
+
+    def _zero_kept_by_norm(self, mask_param: str) -> torch.Tensor:
+        """Channels whose output is exactly 0 when the mask is 0 (eval mode), so they may be dropped."""
+        _, norm = self._neighbours(mask_param)
+        c = self.state_dict()[mask_param].numel()
+        if self.mask_after == "norm":
+            return torch.ones(c, dtype=torch.bool)
+        with torch.no_grad():
+            z = copy.deepcopy(norm).eval()(torch.zeros(1, c, 2, 2))
+        return (z == 0).flatten(1).all(1)
+
+    def dead_channel_spec(self) -> dict[str, list[int]]:
+        """Per group, the channels to keep: all but those whose every mask is 0 and droppable exactly."""
+        state, names, spec = self.state_dict(), self.mask_parameters(), {}
+        for g in self.channel_groups():
+            masks = [r.tensor for r in g.refs if r.tensor in names]
+            dead = torch.ones(g.size, dtype=torch.bool)
+            for m in masks:
+                dead &= (state[m] == 0) & self._zero_kept_by_norm(m)
+            keep = (~dead).nonzero().flatten().tolist()
+            spec[g.name] = keep if len(keep) >= g.min_keep else list(range(g.min_keep))
+        return spec
+
+    def export_dense(self) -> ZooModel:
+        """Mask-free dense model (``use_masks=False``), equal to this model's eval forward."""
+        from gan.pruning.physical import prune  # lazy: gan.pruning.physical imports the registry
+
+        if not self.use_masks:
+            return copy.deepcopy(self)
+        pruned = prune(self, self.dead_channel_spec())
+        with torch.no_grad():
+            for name, m in pruned.mask_parameters().items():
+                conv, norm = pruned._neighbours(name)
+                if self.mask_after == "norm" and getattr(norm, "weight", None) is not None:
+                    targets = [(norm.weight, 0), (norm.bias, 0)]
+                else:
+                    dim = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
+                    targets = [(conv.weight, dim), (conv.bias, 0)]
+                for t, dim in targets:
+                    if t is not None:
+                        shape = [1] * t.dim()
+                        shape[dim] = -1
+                        t.mul_(m.view(shape))
+        arch = pruned.architecture()
+        arch["kwargs"]["use_masks"] = False
+        dense = build(arch)
+        dense.load_state_dict({k: v for k, v in pruned.state_dict().items()
+                               if k not in pruned.mask_parameters()})
+        return dense.train(self.training)
+
+
+@register
+class PPCDGenerator(_Masked):
+    """ResNet generator (§1.1 layout) with a mask after the stem/down/block/up convs; head unmasked."""
+
+    def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
+                 norm: str = "instance", mask_after: str = "conv", use_masks: bool = True,
+                 widths: dict | None = None):
+        super().__init__()
+        self._record_arguments(locals())
+        _check_mask_after(mask_after, norm)
+        w = {"stem": ngf, "down1": 2 * ngf, "res": 4 * ngf, "up1": 2 * ngf, "up2": ngf}
+        w.update({f"inner_{i + 1}": 4 * ngf for i in range(n_blocks)})
+        if widths:
+            unknown = set(widths) - set(w)
+            if unknown:
+                raise ValueError(f"unknown width keys {sorted(unknown)} for PPCDGenerator")
+            w.update({k: int(v) for k, v in widths.items()})
+        self._widths = w
+        self.in_channels, self.n_blocks, self.norm_kind = input_nc, n_blocks, norm
+        self.use_masks, self.mask_after = use_masks, mask_after
+        mk = {"norm": norm, "use_masks": use_masks, "mask_after": mask_after}
+        self.stem = MaskedConvNormAct(input_nc, w["stem"], 7, reflect_pad=3, **mk)
+        self.down1 = MaskedConvNormAct(w["stem"], w["down1"], 3, 2, 1, **mk)
+        self.down2 = MaskedConvNormAct(w["down1"], w["res"], 3, 2, 1, **mk)
+        self.blocks = nn.ModuleList(PPResBlock(w["res"], w[f"inner_{i + 1}"], norm, use_masks,
+                                               mask_after) for i in range(n_blocks))
+        self.up1 = MaskedConvNormAct(w["res"], w["up1"], 3, 2, 1, transposed=True, output_padding=1,
+                                     **mk)
+        self.up2 = MaskedConvNormAct(w["up1"], w["up2"], 3, 2, 1, transposed=True, output_padding=1,
+                                     **mk)
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w["up2"], output_nc, 7),
+                                  nn.Tanh())
+        init_weights(self)
+
+    def forward(self, x):
+        x = x.clamp(-1, 1)
+        h = self.down2(self.down1(self.stem(x)))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.up2(self.up1(h)))
+
+    def features(self, x) -> dict[str, torch.Tensor]:
+        """Residual input and blocks n/3, 2n/3, n (same taps as ResnetGenerator.features)."""
+        x = x.clamp(-1, 1)
+        h = self.down2(self.down1(self.stem(x)))
+        taps = {max(1, round(self.n_blocks * f)) for f in (1 / 3, 2 / 3, 1)}
+        out = {"res_in": h}
+        for i, block in enumerate(self.blocks, 1):
+            h = block(h)
+            if i in taps:
+                out[f"block{i}"] = h
+        return out
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        w, g = self._widths, []
+
+        def layer_group(name, kind, producer, consumer, **meta):
+            refs = (out_refs(self, f"{producer}.conv", f"{producer}.norm")
+                    + self._mask_refs(f"{producer}.mask") + in_refs(self, consumer))
+            g.append(ChannelGroup(name, w[name], kind, refs, gamma_name(self, f"{producer}.norm"),
+                                  meta=meta))
+
+        layer_group("stem", "stem", "stem", "down1.conv", kernel=7, stride=1)
+        layer_group("down1", "down", "down1", "down2.conv", kernel=3, stride=2)
+        res = (out_refs(self, "down2.conv", "down2.norm") + self._mask_refs("down2.mask")
+               + in_refs(self, "up1.conv"))
+        for i in range(self.n_blocks):
+            b = f"blocks.{i}"
+            res += (in_refs(self, f"{b}.conv1") + out_refs(self, f"{b}.conv2", f"{b}.norm2")
+                    + self._mask_refs(f"{b}.mask2"))
+        g.append(ChannelGroup("res", w["res"], "res", res, gamma_name(self, "down2.norm"),
+                              meta={"kernel": 3, "stride": 2}))
+        for i in range(self.n_blocks):
+            b = f"blocks.{i}"
+            refs = (out_refs(self, f"{b}.conv1", f"{b}.norm1") + self._mask_refs(f"{b}.mask1")
+                    + in_refs(self, f"{b}.conv2"))
+            g.append(ChannelGroup(f"inner_{i + 1}", w[f"inner_{i + 1}"], "inner", refs,
+                                  gamma_name(self, f"{b}.norm1"), meta={"kernel": 3, "stride": 1}))
+        layer_group("up1", "up", "up1", "up2.conv", kernel=3, stride=2)
+        layer_group("up2", "up", "up2", "head.1", kernel=3, stride=2)
+        return g
+
+
+@register
+class PPCDDiscriminator(_Masked):
+    """PatchGAN layout (§1.3) with a mask after each hidden conv; the logit conv ``head`` is fixed."""
+
+    def __init__(self, input_nc: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
+                 mask_after: str = "conv", use_masks: bool = True, widths: dict | None = None):
+        super().__init__()
+        self._record_arguments(locals())
+        _check_mask_after(mask_after, norm)
+        k = n_layers + 1
+        w = {f"layer{i}": ndf * min(2 ** (i - 1), 8) for i in range(1, k + 1)}
+        if widths:
+            unknown = set(widths) - set(w)
+            if unknown:
+                raise ValueError(f"unknown width keys {sorted(unknown)} for PPCDDiscriminator")
+            w.update({k_: int(v) for k_, v in widths.items()})
+        self._widths = w
+        self.in_channels, self.n_layers, self.norm_kind = input_nc, n_layers, norm
+        self.use_masks, self.mask_after = use_masks, mask_after
+        cins = [input_nc] + [w[f"layer{i}"] for i in range(1, k)]
+        # pix2pix: the first conv has a bias and no norm
+        self.layers = nn.ModuleList(
+            MaskedConvNormAct(cins[i], w[f"layer{i + 1}"], 4, 2 if i < k - 1 else 1, 1,
+                              norm="none" if i == 0 else norm, act="lrelu", use_masks=use_masks,
+                              mask_after=mask_after) for i in range(k))
+        self.head = nn.Conv2d(w[f"layer{k}"], 1, 4, 1, 1)
+        init_weights(self)
+
+    def features(self, x) -> torch.Tensor:
+        """Penultimate activation (input of the logit conv)."""
+        for layer in self.layers:
+            x = layer(x)
+        return x
+
+    def forward(self, x):
+        return self.head(self.features(x))
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        k, g = self.n_layers + 1, []
+        for i in range(k):
+            p = f"layers.{i}"
+            norm = f"{p}.norm" if i else None
+            reader = f"layers.{i + 1}.conv" if i + 1 < k else "head"
+            refs = out_refs(self, f"{p}.conv", norm) + self._mask_refs(f"{p}.mask") + in_refs(
+                self, reader)
+            g.append(ChannelGroup(f"layer{i + 1}", self._widths[f"layer{i + 1}"], "disc", refs,
+                                  gamma_name(self, norm),
+                                  meta={"kernel": 4, "stride": 2 if i < k - 1 else 1}))
+        return g
+
+
+register_tiny("ppcd_generator", lambda: PPCDGenerator(ngf=8, n_blocks=2))
+register_tiny("ppcd_generator_bn_postnorm",
+              lambda: PPCDGenerator(ngf=8, n_blocks=2, norm="batch", mask_after="norm"))
+register_tiny("ppcd_discriminator", lambda: PPCDDiscriminator(input_nc=3, ndf=8, n_layers=2))
