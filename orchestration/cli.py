@@ -1,0 +1,113 @@
+"""The ``ganprune`` command line (contract in docs/architecture.md).
+
+Every command: ``--help`` with examples; ``--json`` makes the last stdout line one JSON object;
+exit 0 on success, 2 on bad input (one line, no traceback), 1 on an internal failure.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import textwrap
+
+from orchestration import commands
+from orchestration.errors import UsageError, input_error_types
+
+#: commands that later issues bring: name → (issue, one-line summary)
+PLANNED = {
+    "train-teacher": (4, "train a pix2pix / CycleGAN / class-conditional teacher"),
+    "finetune": (4, "fine-tune a pruned (G, D) pair with the MGGC density objective"),
+    "evaluate": (4, "FID/KID proxy, PSNR/SSIM and mIoU of an export or run"),
+    "prune": (5, "search a pruned architecture (marl, cat, gan-compression, ppcd, uniform, l1)"),
+    "inspect": (5, "per-layer decisions, reward curves and best specs of a pruning run"),
+    "benchmark": (6, "every method at the same MACs target, one table and Pareto plot"),
+}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="ganprune",
+        description="Compress image-to-image GANs by channel pruning (MGGC multi-agent RL + baselines).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=textwrap.dedent("""\
+            examples:
+              ganprune demo
+              ganprune data prepare edges2photos
+              ganprune export runs/demo/teacher --spec spec.json --out pruned/
+              ganprune profile pruned/ --json"""))
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name, help_, example, fn):
+        sp = sub.add_parser(name, help=help_, description=help_,
+                            formatter_class=argparse.RawDescriptionHelpFormatter,
+                            epilog="example:\n  " + example)
+        sp.add_argument("--json", action="store_true", help="print one JSON object as the last line")
+        sp.add_argument("--quiet", action="store_true", help="no progress bars or tables")
+        sp.set_defaults(fn=fn)
+        return sp
+
+    sp = add("data", "list or prepare built-in datasets; validate a dataset folder",
+             "ganprune data prepare edges2photos --size 64", commands.data)
+    sp.add_argument("action", choices=["list", "prepare", "check"])
+    sp.add_argument("name", nargs="?", help="built-in name (prepare) or folder (check)")
+    sp.add_argument("--root", help="cache folder (default $GANPRUNE_DATA or ~/.cache/ganprune/data)")
+    sp.add_argument("--size", type=int, default=64, help="image size of a built-in set (default 64)")
+    sp.add_argument("--seed", type=int, default=0)
+
+    sp = add("export", "export a model dir, optionally pruned by a spec, as safetensors + ONNX + metrics",
+             "ganprune export runs/demo/teacher --spec spec.json --out pruned/", commands.export)
+    sp.add_argument("source", help="a directory with architecture.json + generator.safetensors")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--spec", help="pruning spec JSON (group → kept channel indices) to apply first")
+    sp.add_argument("--size", type=int, help="input size for MACs and latency (default: the source's)")
+    sp.add_argument("--format", default="safetensors,onnx", help="comma list of safetensors,onnx")
+    sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
+    sp = add("profile", "MACs, params, torch and ONNX Runtime CPU latency of an export",
+             "ganprune profile pruned/ --json", commands.profile)
+    sp.add_argument("path", help="an export directory")
+    sp.add_argument("--size", type=int, help="input size (default: the export's)")
+    sp.add_argument("--runs", type=int, default=20, help="timed runs after warm-up (median is reported)")
+
+    sp = add("demo", "the embedded default, end to end on the built-in dataset",
+             "ganprune demo --out runs/demo", commands.demo)
+    sp.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    sp.add_argument("--macs-target", type=float, default=0.25,
+                    help="fraction of the teacher's MACs (≤ 1) or absolute MACs (default 0.25)")
+    sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
+
+    sp = add("ui", "open the MLflow UI over the local store", "ganprune ui --port 5000", commands.ui)
+    sp.add_argument("--tracking-uri", default=None, help="default sqlite:///mlflow.db")
+    sp.add_argument("--port", type=int, default=5000)
+
+    for name, (issue, summary) in PLANNED.items():
+        sp = add(name, f"{summary} (arrives with issue #{issue})", f"ganprune {name} --help",
+                 commands.planned(name, issue))
+        sp.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "fn", None):
+        parser.print_help()
+        return 2
+    try:
+        result = args.fn(args)
+    except KeyboardInterrupt:
+        print("ganprune: interrupted", file=sys.stderr)
+        return 130
+    except input_error_types() as e:
+        print(f"ganprune {args.command}: error: {str(e).splitlines()[0] if str(e) else e!r}",
+              file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(result if result is not None else {}, default=str))
+    return 0
+
+
+__all__ = ["main", "UsageError"]
+
+if __name__ == "__main__":
+    sys.exit(main())

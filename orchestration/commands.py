@@ -1,0 +1,123 @@
+"""Implementations of the CLI commands; each returns the JSON-able result of the command."""
+from __future__ import annotations
+
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from orchestration.errors import UsageError
+from orchestration.report import print_table
+
+
+def planned(name: str, issue: int):
+    def run(args):
+        raise UsageError(f"'ganprune {name}' is not implemented yet: it arrives with issue #{issue}")
+    return run
+
+
+def data(args):
+    from gan import data as gdata
+
+    if args.action == "list":
+        rows = gdata.list_builtin()
+        if not args.quiet:
+            print_table("built-in datasets", rows, ["name", "layout", "description"])
+        return {"datasets": rows}
+    if not args.name:
+        raise UsageError(f"'ganprune data {args.action}' needs a NAME (see 'ganprune data list')")
+    if args.action == "prepare":
+        path = gdata.prepare(args.name, root=args.root, size=args.size, seed=args.seed)
+    else:
+        path = gdata.resolve_dataset(args.name, size=args.size, root=args.root)
+    ds = gdata.open_dataset(path, size=args.size, split="train")
+    if not args.quiet:
+        print(f"{args.name}: {path} ({type(ds).__name__}, {len(ds)} train items)")
+    return {"name": args.name, "path": str(path), "layout": type(ds).__name__, "train_items": len(ds)}
+
+
+def _fresh_out_dir(out: str | Path, overwrite: bool) -> Path:
+    """Refuse to write into a non-empty directory unless told to: nothing of a user's is lost."""
+    out = Path(out)
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise UsageError(f"{out} is not empty; choose another --out or pass --overwrite")
+        shutil.rmtree(out)
+    return out
+
+
+def _read_spec(path: str) -> dict:
+    try:
+        spec = json.loads(Path(path).read_text())
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot read spec {path}: {e}; expected JSON {{group: [kept indices]}}") from e
+    spec = spec.get("spec", spec) if isinstance(spec, dict) else spec
+    if not isinstance(spec, dict):
+        raise UsageError(f"spec {path} must be a JSON object mapping group name → kept channel indices")
+    return spec
+
+
+def export(args):
+    from gan import export as gexport
+    from gan.pruning.physical import prune
+
+    model = gexport.load(args.source)
+    meta = gexport.read_architecture(args.source)
+    size = args.size or meta.get("size") or 64
+    source = {"path": str(Path(args.source).resolve())}
+    if args.spec:
+        try:
+            model = prune(model, _read_spec(args.spec))
+        except ValueError as e:
+            raise UsageError(f"spec {args.spec}: {e}") from e
+        source["spec"] = str(Path(args.spec).resolve())
+    formats = {f.strip() for f in args.format.split(",") if f.strip()}
+    if not formats <= {"safetensors", "onnx"}:
+        raise UsageError(f"--format takes safetensors,onnx; got {args.format!r}")
+    out = _fresh_out_dir(args.out, args.overwrite)
+    gexport.save(model, out, size=size, source=source, onnx="onnx" in formats)
+    result = gexport.profile_export(out, size=size, runs=5)
+    if not args.quiet:
+        print(f"exported to {out}")
+        print_profile([("export", result)])
+    return {"out": str(out), **result}
+
+
+def profile(args):
+    from gan import export as gexport
+
+    result = gexport.profile_export(args.path, size=args.size, runs=args.runs)
+    if not args.quiet:
+        print_profile([(args.path, result)])
+    return result
+
+
+def print_profile(rows: list[tuple[str, dict]], baseline: dict | None = None) -> None:
+    """One table of MACs / params / latencies; ratios against ``baseline`` when given."""
+    table = []
+    for name, r in rows:
+        row = {"model": name, "MACs": f"{r['macs'] / 1e6:.2f} M", "params": f"{r['params'] / 1e3:.1f} k",
+               "torch ms": f"{r['torch_latency']['median_ms']:.2f}",
+               "ORT ms": f"{r['onnx_latency']['median_ms']:.2f}" if r.get("onnx_latency") else "-"}
+        if baseline:
+            row["MACs ×"] = f"{baseline['macs'] / r['macs']:.2f}"
+            row["torch ×"] = f"{baseline['torch_latency']['median_ms'] / r['torch_latency']['median_ms']:.2f}"
+            if r.get("onnx_latency") and baseline.get("onnx_latency"):
+                row["ORT ×"] = f"{baseline['onnx_latency']['median_ms'] / r['onnx_latency']['median_ms']:.2f}"
+        table.append(row)
+    print_table(None, table, list(table[0]))
+
+
+def demo(args):
+    from orchestration.demo import run_demo
+
+    return run_demo(out=Path(args.out), macs_target=args.macs_target, preset=args.preset, quiet=args.quiet)
+
+
+def ui(args):
+    import subprocess
+
+    uri = args.tracking_uri or "sqlite:///mlflow.db"
+    print(f"MLflow UI on http://127.0.0.1:{args.port} over {uri} (Ctrl-C to stop)", file=sys.stderr)
+    return {"rc": subprocess.call([sys.executable, "-m", "mlflow", "ui", "--backend-store-uri", uri,
+                                   "--port", str(args.port)])}

@@ -1,0 +1,62 @@
+"""Typed presets loaded from YAML; an unknown key is an error that names the key."""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from orchestration.errors import UsageError
+
+CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+
+
+@dataclass
+class GeneratorConfig:
+    ngf: int = 16
+    n_blocks: int = 6
+    norm: str = "instance"
+
+
+@dataclass
+class DiscriminatorConfig:
+    ndf: int = 16
+    n_layers: int = 3
+    norm: str = "instance"
+
+
+@dataclass
+class Preset:
+    resolution: int = 64
+    dataset: str = "edges2photos"
+    generator: GeneratorConfig = field(default_factory=GeneratorConfig)
+    discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+
+
+def _build(cls, data: dict, where: str):
+    if not isinstance(data, dict):
+        raise UsageError(f"{where}: expected a mapping, got {type(data).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise UsageError(f"{where}: unknown config key {unknown[0]!r}; known keys: {', '.join(fields)}")
+    kwargs = {}
+    for name, value in data.items():
+        sub = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
+        kwargs[name] = _build(type(sub()), value, f"{where}.{name}") if sub is not None else value
+    return cls(**kwargs)
+
+
+def presets() -> list[str]:
+    return sorted(p.stem for p in CONFIG_DIR.glob("*.yaml"))
+
+
+def load_preset(name_or_path: str) -> Preset:
+    """A preset name (tiny, small, paper) or a YAML path → a checked ``Preset``."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.yaml"
+    if not path.is_file():
+        raise UsageError(f"unknown preset or config {name_or_path!r}; presets: {', '.join(presets())}")
+    return _build(Preset, yaml.safe_load(path.read_text()) or {}, path.name)

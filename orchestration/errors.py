@@ -1,0 +1,15 @@
+"""Which exceptions are the user's input (exit 2, one line) rather than our bug (exit 1)."""
+from __future__ import annotations
+
+
+class UsageError(ValueError):
+    """Bad command-line input; the message names the problem and the fix."""
+
+
+def input_error_types() -> tuple[type[BaseException], ...]:
+    """Exception classes raised for bad input anywhere in the library."""
+    from gan.data import DatasetError
+    from gan.export import ExportError
+    from gan.pruning.targets import TargetError
+
+    return (UsageError, DatasetError, ExportError, TargetError, FileNotFoundError)

@@ -1,0 +1,50 @@
+"""`ganprune demo` end to end, then `export --spec` and `profile --json` on its outputs."""
+import json
+import os
+import subprocess
+import sys
+
+import torch
+
+from gan import export as gexport
+from gan.profile import count_params
+
+
+def run_cli(*args, env):
+    r = subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True,
+                       text=True, env=env, timeout=900)
+    assert r.returncode == 0, r.stderr[-2000:]
+    return json.loads(r.stdout.strip().splitlines()[-1])
+
+
+def test_demo_export_profile(tmp_path):
+    env = {**os.environ, "GANPRUNE_DATA": str(tmp_path / "data")}
+    out = tmp_path / "demo"
+    res = run_cli("demo", "--out", str(out), "--json", "--quiet", env=env)
+    assert res["pruned"]["macs"] <= res["target_macs"]
+    assert res["pruned"]["macs"] >= 0.9 * res["target_macs"]
+    assert res["pruned"]["params"] < res["teacher"]["params"]
+    assert res["reload_identical"]
+    for d in ("teacher", "pruned"):
+        assert {"architecture.json", "generator.safetensors", "generator.onnx", "metrics.json",
+                "samples.png"} <= {p.name for p in (out / d).iterdir()}
+
+    # export the teacher again through the demo's spec: same model as the demo's pruned export
+    again = tmp_path / "again"
+    res2 = run_cli("export", str(out / "teacher"), "--spec", str(out / "spec.json"), "--out", str(again),
+                   "--json", "--quiet", env=env)
+    assert res2["macs"] == res["pruned"]["macs"]
+    a, b = gexport.load(again).eval(), gexport.load(out / "pruned").eval()
+    assert count_params(a) == count_params(b)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(a(x), b(x))
+
+    prof = run_cli("profile", str(again), "--json", "--quiet", "--runs", "3", env=env)
+    assert prof["macs"] == res["pruned"]["macs"] and prof["onnx_latency"]["median_ms"] > 0
+
+    # an occupied --out is refused, exit 2, nothing touched
+    r = subprocess.run([sys.executable, "-m", "orchestration.cli", "export", str(out / "teacher"),
+                        "--out", str(again)], capture_output=True, text=True, env=env)
+    assert r.returncode == 2 and "--overwrite" in r.stderr
+    assert (again / "generator.onnx").exists()

@@ -1,0 +1,54 @@
+"""CLI contract: --help everywhere, --json last line, exit 2 with one line on bad input."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from orchestration.cli import PLANNED, main
+
+COMMANDS = ["data", "export", "profile", "demo", "ui", *PLANNED]
+
+
+def run_cli(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "orchestration.cli", *args], capture_output=True,
+                          text=True, env=env, timeout=600)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help(command, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([command, "--help"])
+    assert e.value.code == 0
+    assert "example" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", sorted(PLANNED))
+def test_planned_commands_say_which_issue(command, capsys):
+    assert main([command]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "issue #" in err and len(err.splitlines()) == 1
+
+
+def test_data_list_json(capsys):
+    assert main(["data", "list", "--json", "--quiet"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert {"edges2photos"} <= {d["name"] for d in result["datasets"]}
+
+
+def test_bad_input_exits_2_with_one_line(tmp_path):
+    r = run_cli("profile", str(tmp_path / "missing"))
+    assert r.returncode == 2, r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    r = run_cli("demo", "--preset", "nope")
+    assert r.returncode == 2 and "unknown preset" in r.stderr
+
+
+def test_unknown_config_key_is_named(tmp_path):
+    from orchestration.config import load_preset
+    from orchestration.errors import UsageError
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("resolution: 64\ngenerator: {ngf: 8, widht: 3}\n")
+    with pytest.raises(UsageError, match="'widht'"):
+        load_preset(str(bad))
