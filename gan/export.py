@@ -33,6 +33,10 @@ class ExportError(ValueError):
     """A bad or unreadable export (the user's input, not our bug): one line naming the file and the fix."""
 
 
+class OnnxExportFailure(RuntimeError):
+    """The ONNX graph could not be made or disagrees with torch: our failure (exit 1), not bad input."""
+
+
 # ----------------------------------------------------------------------------------------- save
 
 def save(model, out_dir, *, size: int | None = None, metrics: dict | None = None,
@@ -176,14 +180,14 @@ def export_onnx(model, inputs, path, in_names, out_names, exporter: str = "auto"
             raise
         except Exception as e:  # noqa: BLE001 - try the next exporter, report all
             errors.append(f"{kind}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}")
-    raise ExportError(f"ONNX export of {type(model).__name__} failed ({'; '.join(errors)}); "
+    raise OnnxExportFailure(f"ONNX export of {type(model).__name__} failed ({'; '.join(errors)}); "
                       "export with onnx=False / --format safetensors")
 
 
 def verify_onnx(model, path, in_names, size: int, atol: float = ONNX_ATOL) -> float:
     """Max |ORT − torch| over all outputs at batch 1 and 2 (checks the dynamic batch axis too).
 
-    Raises ExportError (and removes ``path``) when it exceeds ``atol · max(1, max|torch|)``.
+    Raises OnnxExportFailure (and removes ``path``) when it exceeds ``atol · max(1, max|torch|)``.
     """
     sess, worst = onnx_session(path), 0.0
     for batch, seed in ((1, 0), (2, 1)):
@@ -195,12 +199,12 @@ def verify_onnx(model, path, in_names, size: int, atol: float = ONNX_ATOL) -> fl
             r = r.numpy()
             if r.shape != g.shape:
                 Path(path).unlink(missing_ok=True)
-                raise ExportError(f"ONNX output {i} has shape {g.shape}, torch {r.shape} (batch {batch})")
+                raise OnnxExportFailure(f"ONNX output {i} has shape {g.shape}, torch {r.shape} (batch {batch})")
             diff = float(np.abs(r - g).max()) if r.size else 0.0
             tol = atol * max(1.0, float(np.abs(r).max()) if r.size else 0.0)
             if not diff <= tol:
                 Path(path).unlink(missing_ok=True)
-                raise ExportError(f"ONNX Runtime output {i} differs from torch by {diff:.3g} > {tol:.1g} "
+                raise OnnxExportFailure(f"ONNX Runtime output {i} differs from torch by {diff:.3g} > {tol:.1g} "
                                   f"(batch {batch}, {size}²); generator.onnx removed")
             worst = max(worst, diff)
     return worst

@@ -99,8 +99,10 @@ def main(argv: list[str] | None = None) -> int:
         print("ganprune: interrupted", file=sys.stderr)
         return 130
     except input_error_types() as e:
-        print(f"ganprune {args.command}: error: {str(e).splitlines()[0] if str(e) else e!r}",
-              file=sys.stderr)
+        message = str(e).strip().splitlines()[0] if str(e).strip() else repr(e)
+        if isinstance(e, FileNotFoundError) and e.filename:
+            message = f"no such file or directory: {e.filename}"
+        print(f"ganprune {args.command}: error: {message}", file=sys.stderr)
         return 2
     if args.json:
         print(json.dumps(result if result is not None else {}, default=str))

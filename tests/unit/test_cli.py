@@ -40,6 +40,7 @@ def test_bad_input_exits_2_with_one_line(tmp_path):
     r = run_cli("profile", str(tmp_path / "missing"))
     assert r.returncode == 2, r.stderr
     assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert r.stderr.startswith("ganprune profile: error: no such export")
     r = run_cli("demo", "--preset", "nope")
     assert r.returncode == 2 and "unknown preset" in r.stderr
 

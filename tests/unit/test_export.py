@@ -128,7 +128,7 @@ def test_onnx_mismatch_is_an_error(resnet_export, tmp_path):
     model, out = resnet_export
     path = tmp_path / "g.onnx"
     path.write_bytes((out / "generator.onnx").read_bytes())
-    with pytest.raises(E.ExportError, match="differs from torch") as e:
+    with pytest.raises(E.OnnxExportFailure, match="differs from torch") as e:
         E.verify_onnx(model, path, ["x"], SIZE, atol=0.0)
     assert "\n" not in str(e.value) and not path.exists()
 
