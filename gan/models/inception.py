@@ -21,7 +21,7 @@ from torch import nn
 from gan.models.base import ZooModel
 from gan.models.layers import conv_bias, init_weights, make_norm
 from gan.models.registry import register, register_tiny
-from gan.models.resnet import ConvNormAct
+from gan.models.resnet import ConvNormAct, ResidualTrunk
 from gan.pruning.groups import ChannelGroup, depthwise_refs, gamma_name, in_refs, norm_refs, out_refs
 
 
@@ -88,7 +88,7 @@ class IncResBlock(nn.Module):
 
 
 @register
-class InceptionGenerator(ZooModel):
+class InceptionGenerator(ResidualTrunk, ZooModel):
     """CAT teacher/student generator; ``widths`` overrides stem/down1/res/up1/up2 and every branch."""
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
@@ -126,37 +126,10 @@ class InceptionGenerator(ZooModel):
                                   nn.Tanh())
         init_weights(self)
 
-    def forward(self, x):
-        x = x.clamp(-1, 1)
-        h = self.down2(self.down1(self.stem(x)))
-        for block in self.blocks:
-            h = block(h)
-        return self.head(self.up2(self.up1(h)))
-
-    def features(self, x) -> dict[str, torch.Tensor]:
-        """CAT's KA distillation points: residual input and blocks n/3, 2n/3, n (§3.3)."""
-        x = x.clamp(-1, 1)
-        h = self.down2(self.down1(self.stem(x)))
-        taps = {max(1, round(self.n_blocks * f)) for f in (1 / 3, 2 / 3, 1)}
-        out = {"res_in": h}
-        for i, block in enumerate(self.blocks, 1):
-            h = block(h)
-            if i in taps:
-                out[f"block{i}"] = h
-        return out
-
     def channel_groups(self) -> list[ChannelGroup]:
-        w, g = self._widths, []
-
-        def layer_group(name, kind, producer, consumer, **meta):
-            refs = out_refs(self, f"{producer}.conv", f"{producer}.norm") + in_refs(self, consumer)
-            g.append(ChannelGroup(name, w[name], kind, refs, gamma_name(self, f"{producer}.norm"),
-                                  meta=meta))
-
-        layer_group("stem", "stem", "stem", "down1.conv", kernel=7, stride=1)
-        layer_group("down1", "down", "down1", "down2.conv", kernel=3, stride=2)
+        w, (g, ups) = self._widths, self._layer_groups()
         # residual width: down2 output, every branch's input and output, summing norms, up1 input
-        res = out_refs(self, "down2.conv", "down2.norm") + in_refs(self, "up1.conv")
+        res = self._producer_refs("down2") + in_refs(self, "up1.conv")
         for i, block in enumerate(self.blocks):
             for b in block.branches:
                 p = f"blocks.{i}.branches.{b}"
@@ -175,9 +148,7 @@ class InceptionGenerator(ZooModel):
                 g.append(ChannelGroup(name, w[name], "branch", refs, gamma_name(self, f"{p}.norm1"),
                                       min_keep=0, meta={"kernel": k, "stride": 1, "block": i + 1,
                                                         "branch": b.rstrip("0123456789")}))
-        layer_group("up1", "up", "up1", "up2.conv", kernel=3, stride=2)
-        layer_group("up2", "up", "up2", "head.1", kernel=3, stride=2)
-        return g
+        return g + ups
 
 
 register_tiny("inception", lambda: InceptionGenerator(ngf=8, n_blocks=2,

@@ -26,7 +26,7 @@ from torch import nn
 from gan.models.base import ZooModel
 from gan.models.layers import conv_bias, init_weights, make_norm
 from gan.models.registry import build, register, register_tiny
-from gan.models.resnet import ConvNormAct
+from gan.models.resnet import ConvNormAct, ResidualTrunk
 from gan.pruning.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, out_refs
 
 MASK_AFTER = ("conv", "norm")
@@ -153,7 +153,7 @@ class _Masked(ZooModel):
 
 
 @register
-class PPCDGenerator(_Masked):
+class PPCDGenerator(ResidualTrunk, _Masked):
     """ResNet generator (§1.1 layout) with a mask after the stem/down/block/up convs; head unmasked."""
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
@@ -186,38 +186,12 @@ class PPCDGenerator(_Masked):
                                   nn.Tanh())
         init_weights(self)
 
-    def forward(self, x):
-        x = x.clamp(-1, 1)
-        h = self.down2(self.down1(self.stem(x)))
-        for block in self.blocks:
-            h = block(h)
-        return self.head(self.up2(self.up1(h)))
-
-    def features(self, x) -> dict[str, torch.Tensor]:
-        """Residual input and blocks n/3, 2n/3, n (same taps as ResnetGenerator.features)."""
-        x = x.clamp(-1, 1)
-        h = self.down2(self.down1(self.stem(x)))
-        taps = {max(1, round(self.n_blocks * f)) for f in (1 / 3, 2 / 3, 1)}
-        out = {"res_in": h}
-        for i, block in enumerate(self.blocks, 1):
-            h = block(h)
-            if i in taps:
-                out[f"block{i}"] = h
-        return out
+    def _producer_refs(self, layer: str) -> list:
+        return super()._producer_refs(layer) + self._mask_refs(f"{layer}.mask")
 
     def channel_groups(self) -> list[ChannelGroup]:
-        w, g = self._widths, []
-
-        def layer_group(name, kind, producer, consumer, **meta):
-            refs = (out_refs(self, f"{producer}.conv", f"{producer}.norm")
-                    + self._mask_refs(f"{producer}.mask") + in_refs(self, consumer))
-            g.append(ChannelGroup(name, w[name], kind, refs, gamma_name(self, f"{producer}.norm"),
-                                  meta=meta))
-
-        layer_group("stem", "stem", "stem", "down1.conv", kernel=7, stride=1)
-        layer_group("down1", "down", "down1", "down2.conv", kernel=3, stride=2)
-        res = (out_refs(self, "down2.conv", "down2.norm") + self._mask_refs("down2.mask")
-               + in_refs(self, "up1.conv"))
+        w, (g, ups) = self._widths, self._layer_groups()
+        res = self._producer_refs("down2") + in_refs(self, "up1.conv")
         for i in range(self.n_blocks):
             b = f"blocks.{i}"
             res += (in_refs(self, f"{b}.conv1") + out_refs(self, f"{b}.conv2", f"{b}.norm2")
@@ -230,9 +204,7 @@ class PPCDGenerator(_Masked):
                     + in_refs(self, f"{b}.conv2"))
             g.append(ChannelGroup(f"inner_{i + 1}", w[f"inner_{i + 1}"], "inner", refs,
                                   gamma_name(self, f"{b}.norm1"), meta={"kernel": 3, "stride": 1}))
-        layer_group("up1", "up", "up1", "up2.conv", kernel=3, stride=2)
-        layer_group("up2", "up", "up2", "head.1", kernel=3, stride=2)
-        return g
+        return g + ups
 
 
 @register

@@ -51,8 +51,46 @@ class ResnetBlock(nn.Module):
         return x + self.norm2(self.conv2(self.pad(self.drop(h))))
 
 
+class ResidualTrunk:
+    """stem → down1 → down2 → residual blocks → up1 → up2 → head, shared by the ResNet, CAT and
+    PPCD generators: one forward, one set of distillation taps, one set of layer groups."""
+
+    def forward(self, x):
+        x = x.clamp(-1, 1)
+        h = self.down2(self.down1(self.stem(x)))
+        for block in self.blocks:
+            h = block(h)
+        return self.head(self.up2(self.up1(h)))
+
+    def features(self, x) -> dict[str, torch.Tensor]:
+        """The four distillation points of GAN Compression / CAT: residual input, blocks n/3, 2n/3, n."""
+        x = x.clamp(-1, 1)
+        h = self.down2(self.down1(self.stem(x)))
+        taps = {max(1, round(self.n_blocks * f)) for f in (1 / 3, 2 / 3, 1)}
+        out = {"res_in": h}
+        for i, block in enumerate(self.blocks, 1):
+            h = block(h)
+            if i in taps:
+                out[f"block{i}"] = h
+        return out
+
+    def _producer_refs(self, layer: str) -> list:
+        """Refs of a ConvNormAct-like layer that writes a group (subclasses add e.g. masks)."""
+        return out_refs(self, f"{layer}.conv", f"{layer}.norm")
+
+    def _layer_groups(self) -> tuple[list[ChannelGroup], list[ChannelGroup]]:
+        """(stem, down1) and (up1, up2) groups; the residual groups are each model's own."""
+        def group(name, kind, consumer, kernel, stride):
+            return ChannelGroup(name, self._widths[name], kind,
+                                self._producer_refs(name) + in_refs(self, consumer),
+                                gamma_name(self, f"{name}.norm"), meta={"kernel": kernel, "stride": stride})
+
+        return ([group("stem", "stem", "down1.conv", 7, 1), group("down1", "down", "down2.conv", 3, 2)],
+                [group("up1", "up", "up2.conv", 3, 2), group("up2", "up", "head.1", 3, 2)])
+
+
 @register
-class ResnetGenerator(ZooModel):
+class ResnetGenerator(ResidualTrunk, ZooModel):
     """ResNet generator; ``widths`` (group → channels) overrides the ngf-derived widths."""
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
@@ -81,36 +119,9 @@ class ResnetGenerator(ZooModel):
                                   nn.Tanh())
         init_weights(self)
 
-    def forward(self, x):
-        x = x.clamp(-1, 1)
-        h = self.down2(self.down1(self.stem(x)))
-        for block in self.blocks:
-            h = block(h)
-        return self.head(self.up2(self.up1(h)))
-
-    def features(self, x) -> dict[str, torch.Tensor]:
-        """The four distillation points of GAN Compression / CAT: residual input, blocks n/3, 2n/3, n."""
-        x = x.clamp(-1, 1)
-        h = self.down2(self.down1(self.stem(x)))
-        taps = {max(1, round(self.n_blocks * f)) for f in (1 / 3, 2 / 3, 1)}
-        out = {"res_in": h}
-        for i, block in enumerate(self.blocks, 1):
-            h = block(h)
-            if i in taps:
-                out[f"block{i}"] = h
-        return out
-
     def channel_groups(self) -> list[ChannelGroup]:
-        w, g = self._widths, []
-
-        def layer_group(name, kind, producer, consumer, **meta):
-            refs = out_refs(self, f"{producer}.conv", f"{producer}.norm") + in_refs(self, consumer)
-            g.append(ChannelGroup(name, w[name], kind, refs, gamma_name(self, f"{producer}.norm"),
-                                  meta=meta))
-
-        layer_group("stem", "stem", "stem", "down1.conv", kernel=7, stride=1)
-        layer_group("down1", "down", "down1", "down2.conv", kernel=3, stride=2)
-        res = out_refs(self, "down2.conv", "down2.norm") + in_refs(self, "up1.conv")
+        w, (g, ups) = self._widths, self._layer_groups()
+        res = self._producer_refs("down2") + in_refs(self, "up1.conv")
         for i in range(self.n_blocks):
             res += in_refs(self, f"blocks.{i}.conv1") + out_refs(self, f"blocks.{i}.conv2",
                                                                   f"blocks.{i}.norm2")
@@ -121,9 +132,7 @@ class ResnetGenerator(ZooModel):
                 self, f"blocks.{i}.conv2")
             g.append(ChannelGroup(f"inner_{i + 1}", w[f"inner_{i + 1}"], "inner", refs,
                                   gamma_name(self, f"blocks.{i}.norm1"), meta={"kernel": 3, "stride": 1}))
-        layer_group("up1", "up", "up1", "up2.conv", kernel=3, stride=2)
-        layer_group("up2", "up", "up2", "head.1", kernel=3, stride=2)
-        return g
+        return g + ups
 
 
 register_tiny("resnet", lambda: ResnetGenerator(ngf=8, n_blocks=3))
