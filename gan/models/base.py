@@ -31,6 +31,14 @@ class ZooModel(nn.Module):
         kwargs["widths"] = self.widths()
         return {"class": type(self).__name__, "kwargs": kwargs}
 
+    def _set_widths(self, defaults: dict[str, int], widths: dict | None) -> dict[str, int]:
+        """Defaults overridden by ``widths`` (unknown group names are an error); stored and returned."""
+        unknown = sorted(set(widths or {}) - set(defaults))
+        if unknown:
+            raise ValueError(f"unknown width keys {unknown} for {type(self).__name__}")
+        self._widths = {**defaults, **{k: int(v) for k, v in (widths or {}).items()}}
+        return self._widths
+
     def channel_groups(self) -> list[ChannelGroup]:
         raise NotImplementedError
 

@@ -33,15 +33,6 @@ def _n_levels(img_size: int) -> int:
     return n
 
 
-def _check_widths(cls: str, w: dict, widths: dict | None) -> dict:
-    if widths:
-        unknown = set(widths) - set(w)
-        if unknown:
-            raise ValueError(f"unknown width keys {sorted(unknown)} for {cls}")
-        w.update({k: int(v) for k, v in widths.items()})
-    return w
-
-
 class ConditionalBatchNorm2d(nn.Module):
     """BN without affine (running stats) followed by class-indexed γ(y), β(y)."""
 
@@ -94,7 +85,7 @@ class ConditionalGenerator(ZooModel):
         w = {"fc": ngf * 2 ** n}
         for i in range(1, n + 1):
             w[f"block{i}.inner"] = w[f"block{i}.out"] = ngf * 2 ** (n - i)
-        self._widths = w = _check_widths("ConditionalGenerator", w, widths)
+        w = self._set_widths(w, widths)
         self.in_channels, self.z_dim, self.num_classes = z_dim, z_dim, num_classes
         self.fc = nn.Linear(z_dim, w["fc"] * 16)
         cins = [w["fc"]] + [w[f"block{i}.out"] for i in range(1, n)]
@@ -173,7 +164,7 @@ class ConditionalDiscriminator(ZooModel):
         w = {}
         for i in range(1, n + 1):
             w[f"block{i}.inner"] = w[f"block{i}.out"] = ndf * 2 ** (i - 1)
-        self._widths = w = _check_widths("ConditionalDiscriminator", w, widths)
+        w = self._set_widths(w, widths)
         self.in_channels, self.num_classes = in_channels, num_classes
         cins = [in_channels] + [w[f"block{i}.out"] for i in range(1, n)]
         self.blocks = nn.ModuleList(DBlock(cins[i - 1], w[f"block{i}.inner"], w[f"block{i}.out"],

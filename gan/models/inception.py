@@ -103,14 +103,9 @@ class InceptionGenerator(ResidualTrunk, ZooModel):
         self.branch_names = [f"conv{k}" for k in ks] + [f"dw{k}" for k in ks]
         w = {"stem": ngf, "down1": 2 * ngf, "res": 4 * ngf, "up1": 2 * ngf, "up2": ngf}
         w.update({f"block{i}.{b}": m for i in range(1, n_blocks + 1) for b in self.branch_names})
-        if widths:
-            unknown = set(widths) - set(w)
-            if unknown:
-                raise ValueError(f"unknown width keys {sorted(unknown)} for InceptionGenerator")
-            w.update({k: int(v) for k, v in widths.items()})
+        w = self._set_widths(w, widths)
         if any(v < 0 for v in w.values()):
             raise ValueError(f"negative widths in {w}")
-        self._widths = w
         self.in_channels, self.n_blocks, self.norm_kind = input_nc, n_blocks, norm
         self.stem = ConvNormAct(input_nc, w["stem"], 7, norm=norm, reflect_pad=3)
         self.down1 = ConvNormAct(w["stem"], w["down1"], 3, 2, 1, norm=norm)

@@ -25,12 +25,7 @@ class PatchGANDiscriminator(ZooModel):
         self._record_arguments(locals())
         k = n_layers + 1
         w = {f"layer{i}": ndf * min(2 ** (i - 1), 8) for i in range(1, k + 1)}
-        if widths:
-            unknown = set(widths) - set(w)
-            if unknown:
-                raise ValueError(f"unknown width keys {sorted(unknown)} for PatchGANDiscriminator")
-            w.update({k_: int(v) for k_, v in widths.items()})
-        self._widths = w
+        w = self._set_widths(w, widths)
         self.in_channels, self.n_layers, self.norm_kind = input_nc, n_layers, norm
         cins = [input_nc] + [w[f"layer{i}"] for i in range(1, k)]
         # pix2pix: the first conv has a bias and no norm; the others follow the conv_bias rule

@@ -164,12 +164,7 @@ class PPCDGenerator(ResidualTrunk, _Masked):
         _check_mask_after(mask_after, norm)
         w = {"stem": ngf, "down1": 2 * ngf, "res": 4 * ngf, "up1": 2 * ngf, "up2": ngf}
         w.update({f"inner_{i + 1}": 4 * ngf for i in range(n_blocks)})
-        if widths:
-            unknown = set(widths) - set(w)
-            if unknown:
-                raise ValueError(f"unknown width keys {sorted(unknown)} for PPCDGenerator")
-            w.update({k: int(v) for k, v in widths.items()})
-        self._widths = w
+        w = self._set_widths(w, widths)
         self.in_channels, self.n_blocks, self.norm_kind = input_nc, n_blocks, norm
         self.use_masks, self.mask_after = use_masks, mask_after
         mk = {"norm": norm, "use_masks": use_masks, "mask_after": mask_after}
@@ -218,12 +213,7 @@ class PPCDDiscriminator(_Masked):
         _check_mask_after(mask_after, norm)
         k = n_layers + 1
         w = {f"layer{i}": ndf * min(2 ** (i - 1), 8) for i in range(1, k + 1)}
-        if widths:
-            unknown = set(widths) - set(w)
-            if unknown:
-                raise ValueError(f"unknown width keys {sorted(unknown)} for PPCDDiscriminator")
-            w.update({k_: int(v) for k_, v in widths.items()})
-        self._widths = w
+        w = self._set_widths(w, widths)
         self.in_channels, self.n_layers, self.norm_kind = input_nc, n_layers, norm
         self.use_masks, self.mask_after = use_masks, mask_after
         cins = [input_nc] + [w[f"layer{i}"] for i in range(1, k)]

@@ -99,12 +99,7 @@ class ResnetGenerator(ResidualTrunk, ZooModel):
         self._record_arguments(locals())
         w = {"stem": ngf, "down1": 2 * ngf, "res": 4 * ngf, "up1": 2 * ngf, "up2": ngf}
         w.update({f"inner_{i + 1}": 4 * ngf for i in range(n_blocks)})
-        if widths:
-            unknown = set(widths) - set(w)
-            if unknown:
-                raise ValueError(f"unknown width keys {sorted(unknown)} for ResnetGenerator")
-            w.update({k: int(v) for k, v in widths.items()})
-        self._widths = w
+        w = self._set_widths(w, widths)
         self.in_channels, self.n_blocks, self.norm_kind = input_nc, n_blocks, norm
         self.stem = ConvNormAct(input_nc, w["stem"], 7, norm=norm, reflect_pad=3)
         self.down1 = ConvNormAct(w["stem"], w["down1"], 3, 2, 1, norm=norm)

@@ -46,12 +46,7 @@ class UnetGenerator(ZooModel):
         n = num_downs
         w = {f"enc{i}": ngf * min(2 ** (i - 1), 8) for i in range(1, n + 1)}
         w.update({f"dec{i}": w[f"enc{i}"] for i in range(1, n)})
-        if widths:
-            unknown = set(widths) - set(w)
-            if unknown:
-                raise ValueError(f"unknown width keys {sorted(unknown)} for UnetGenerator")
-            w.update({k: int(v) for k, v in widths.items()})
-        self._widths = w
+        w = self._set_widths(w, widths)
         self.in_channels, self.num_downs, self.norm_kind = input_nc, n, norm
         # encoder: no norm after the outermost and the innermost conv
         self.down = nn.ModuleList(
