@@ -19,9 +19,9 @@ import torch
 from torch import nn
 
 from gan.models.base import ZooModel
-from gan.models.layers import conv_bias, init_weights, make_norm
+from gan.models.layers import conv_bias, make_norm
 from gan.models.registry import register, register_tiny
-from gan.models.resnet import ConvNormAct, ResidualTrunk
+from gan.models.resnet import ResidualTrunk
 from gan.pruning.groups import ChannelGroup, depthwise_refs, gamma_name, in_refs, norm_refs, out_refs
 
 
@@ -107,19 +107,9 @@ class InceptionGenerator(ResidualTrunk, ZooModel):
         if any(v < 0 for v in w.values()):
             raise ValueError(f"negative widths in {w}")
         self.in_channels, self.n_blocks, self.norm_kind = input_nc, n_blocks, norm
-        self.stem = ConvNormAct(input_nc, w["stem"], 7, norm=norm, reflect_pad=3)
-        self.down1 = ConvNormAct(w["stem"], w["down1"], 3, 2, 1, norm=norm)
-        self.down2 = ConvNormAct(w["down1"], w["res"], 3, 2, 1, norm=norm)
-        self.blocks = nn.ModuleList(
-            IncResBlock(w["res"], {b: w[f"block{i}.{b}"] for b in self.branch_names}, norm, dropout)
-            for i in range(1, n_blocks + 1))
-        self.up1 = ConvNormAct(w["res"], w["up1"], 3, 2, 1, norm=norm, transposed=True,
-                               output_padding=1)
-        self.up2 = ConvNormAct(w["up1"], w["up2"], 3, 2, 1, norm=norm, transposed=True,
-                               output_padding=1)
-        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w["up2"], output_nc, 7),
-                                  nn.Tanh())
-        init_weights(self)
+        blocks = [IncResBlock(w["res"], {b: w[f"block{i}.{b}"] for b in self.branch_names}, norm, dropout)
+                  for i in range(1, n_blocks + 1)]
+        self._build_trunk(input_nc, output_nc, norm, blocks)
 
     def channel_groups(self) -> list[ChannelGroup]:
         w, (g, ups) = self._widths, self._layer_groups()

@@ -55,6 +55,21 @@ class ResidualTrunk:
     """stem → down1 → down2 → residual blocks → up1 → up2 → head, shared by the ResNet, CAT and
     PPCD generators: one forward, one set of distillation taps, one set of layer groups."""
 
+    def _build_trunk(self, input_nc: int, output_nc: int, norm: str, blocks: list[nn.Module]) -> None:
+        """Create the layers around the residual blocks from ``self._widths``, then init weights."""
+        w = self._widths
+        self.stem = ConvNormAct(input_nc, w["stem"], 7, norm=norm, reflect_pad=3)
+        self.down1 = ConvNormAct(w["stem"], w["down1"], 3, 2, 1, norm=norm)
+        self.down2 = ConvNormAct(w["down1"], w["res"], 3, 2, 1, norm=norm)
+        self.blocks = nn.ModuleList(blocks)
+        self.up1 = ConvNormAct(w["res"], w["up1"], 3, 2, 1, norm=norm, transposed=True,
+                               output_padding=1)
+        self.up2 = ConvNormAct(w["up1"], w["up2"], 3, 2, 1, norm=norm, transposed=True,
+                               output_padding=1)
+        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w["up2"], output_nc, 7),
+                                  nn.Tanh())
+        init_weights(self)
+
     def forward(self, x):
         x = x.clamp(-1, 1)
         h = self.down2(self.down1(self.stem(x)))
@@ -101,18 +116,8 @@ class ResnetGenerator(ResidualTrunk, ZooModel):
         w.update({f"inner_{i + 1}": 4 * ngf for i in range(n_blocks)})
         w = self._set_widths(w, widths)
         self.in_channels, self.n_blocks, self.norm_kind = input_nc, n_blocks, norm
-        self.stem = ConvNormAct(input_nc, w["stem"], 7, norm=norm, reflect_pad=3)
-        self.down1 = ConvNormAct(w["stem"], w["down1"], 3, 2, 1, norm=norm)
-        self.down2 = ConvNormAct(w["down1"], w["res"], 3, 2, 1, norm=norm)
-        self.blocks = nn.ModuleList(
-            ResnetBlock(w["res"], w[f"inner_{i + 1}"], norm, dropout) for i in range(n_blocks))
-        self.up1 = ConvNormAct(w["res"], w["up1"], 3, 2, 1, norm=norm, transposed=True,
-                               output_padding=1)
-        self.up2 = ConvNormAct(w["up1"], w["up2"], 3, 2, 1, norm=norm, transposed=True,
-                               output_padding=1)
-        self.head = nn.Sequential(nn.ReflectionPad2d(3), nn.Conv2d(w["up2"], output_nc, 7),
-                                  nn.Tanh())
-        init_weights(self)
+        blocks = [ResnetBlock(w["res"], w[f"inner_{i + 1}"], norm, dropout) for i in range(n_blocks)]
+        self._build_trunk(input_nc, output_nc, norm, blocks)
 
     def channel_groups(self) -> list[ChannelGroup]:
         w, (g, ups) = self._widths, self._layer_groups()
