@@ -1,0 +1,234 @@
+"""MGGC-style local density-structure objective — OUR design (METHODS.md §6.3), not the paper's.
+
+The paper's equations are unread (§6.2), so every choice here is a knob of ``DensityConfig`` and is
+listed in docs/methods.md. Idea: around each input x_i, K jittered copies give a small neighbourhood
+on the generator's manifold; the teacher's soft neighbour distribution p_i (Gaussian kernel on
+feature distances) must be kept by the student (KL), plus the distance scale the softmax drops.
+"""
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Callable, Union
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+FeatureFn = Callable[[torch.Tensor], torch.Tensor]
+_EPS = 1e-12
+
+
+@dataclass
+class DensityConfig:
+    """Every UNVERIFIED choice of the density objective (defaults = METHODS.md §6.3)."""
+    k_neighbors: int = 4          # K jittered neighbours per center
+    shift_px: int = 8             # max |shift|; capped at min(H, W) // 8 for small images
+    noise_sigma: float = 0.05     # Gaussian input noise (inputs in [-1, 1])
+    geometric_only: bool = False  # label maps: shift only, no noise
+    bandwidth_factor: float = 1.0  # h² = median(teacher d) × factor
+    gamma: float = 0.1            # weight of the distance-scale term
+    kde_weight: float = 0.0       # optional KDE likelihood term (off by default)
+    feature: Union[str, FeatureFn] = "disc"  # "disc" = frozen teacher-D penultimate map, GAP; or callable
+    conditional: bool | None = None  # φ / adversarial D see cat(x, y); None = infer from D's in_channels
+    adv_center: bool = False      # neighbourhood D also receives the center output on channels
+    seed: int = 0                 # seed of DensityObjective's own jitter generator
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        if callable(d["feature"]):
+            d["feature"] = getattr(d["feature"], "__name__", "callable")
+        return d
+
+
+def max_shift(cfg: DensityConfig, height: int, width: int) -> int:
+    """Shift bound scaled for small images so a jitter stays "meaning-preserving"."""
+    return max(0, min(cfg.shift_px, min(height, width) // 8))
+
+
+def make_neighbors(x: torch.Tensor, cfg: DensityConfig, generator: torch.Generator) -> torch.Tensor:
+    """(B, C, H, W) → (B, K, C, H, W): random shift (reflect-pad + crop, no wrap-around seam) and,
+    unless ``geometric_only``, Gaussian noise. Deterministic given ``generator``'s state."""
+    b, c, h, w = x.shape
+    k, s = cfg.k_neighbors, max_shift(cfg, h, w)
+    gdev = generator.device
+    shifts = torch.randint(-s, s + 1, (b, k, 2), generator=generator, device=gdev).tolist()
+    padded = F.pad(x, (s, s, s, s), mode="reflect") if s else x
+    out = torch.stack([torch.stack([padded[i, :, s + dy:s + dy + h, s + dx:s + dx + w]
+                                    for dy, dx in shifts[i]]) for i in range(b)])
+    if not cfg.geometric_only and cfg.noise_sigma > 0:
+        noise = torch.randn(out.shape, generator=generator, device=gdev, dtype=out.dtype)
+        out = out + cfg.noise_sigma * noise.to(x.device)
+    return out
+
+
+def _features(feature_fn: FeatureFn, y: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
+    """φ of a batch of outputs (optionally conditioned on inputs by channel concat), flattened."""
+    z = y if cond is None else torch.cat([cond, y], 1)
+    return feature_fn(z).flatten(1)
+
+
+def _sq_dists(feature_fn, center, neighbors, cond=None, cond_neighbors=None) -> torch.Tensor:
+    """d_ik = ||φ(c_i) − φ(n_i^k)||², shape (B, K); one φ call over center + neighbours."""
+    b, k = neighbors.shape[:2]
+    y = torch.cat([center, neighbors.flatten(0, 1)])
+    c = None if cond is None else torch.cat([cond, cond_neighbors.flatten(0, 1)])
+    f = _features(feature_fn, y, c)
+    fc, fn = f[:b], f[b:].view(b, k, -1)
+    return (fc.unsqueeze(1) - fn).pow(2).sum(-1), fn
+
+
+def bandwidth(d_teacher: torch.Tensor, cfg: DensityConfig) -> torch.Tensor:
+    """Detached h² = median(teacher d) × factor; falls back to the mean when the median is ~0
+    (more than half the neighbours coincide) and to 1 when all d are 0 (then every row is uniform
+    anyway). Relative guard: φ scales vary by orders of magnitude (≈1e-7 for a freshly initialised D)."""
+    d = d_teacher.detach()
+    med, mean = d.median(), d.mean()
+    base = torch.where(med > 1e-3 * mean, med, mean)
+    return torch.where(base > 0, base, torch.ones_like(base)) * cfg.bandwidth_factor
+
+
+def density_loss(student_center: torch.Tensor, student_neighbors: torch.Tensor,
+                 teacher_center: torch.Tensor, teacher_neighbors: torch.Tensor,
+                 feature_fn: FeatureFn, cfg: DensityConfig,
+                 cond: torch.Tensor | None = None, cond_neighbors: torch.Tensor | None = None,
+                 ) -> tuple[torch.Tensor, dict]:
+    """§6.3 steps 3–5. Centers (B, C, H, W), neighbours (B, K, C, H, W); ``cond``/``cond_neighbors``
+    are the inputs for a conditional φ. ``feature_fn`` must be frozen (see ``FrozenFeatures``);
+    teacher tensors are detached here. Returns (loss, stats of floats)."""
+    tc, tn = teacher_center.detach(), teacher_neighbors.detach()
+    with torch.no_grad():
+        d_t, fn_t = _sq_dists(feature_fn, tc, tn, cond, cond_neighbors)
+    d_s, fn_s = _sq_dists(feature_fn, student_center, student_neighbors, cond, cond_neighbors)
+    h2 = bandwidth(d_t, cfg)
+    log_p = F.log_softmax(-d_t / (2 * h2), dim=1)
+    log_q = F.log_softmax(-d_s / (2 * h2), dim=1)
+    kl = (log_p.exp() * (log_p - log_q)).sum(1).mean()
+    scale = (d_t - d_s).abs().mean() / d_t.mean().clamp_min(_EPS)
+    loss = kl + cfg.gamma * scale
+    stats = {"kl": kl.item(), "scale": scale.item(), "h2": h2.item(),
+             "d_teacher": d_t.mean().item(), "d_student": d_s.detach().mean().item()}
+    if cfg.kde_weight:
+        # −log (1/K) Σ_j exp(−||φ(n̂_ik) − φ(n_ij)||² / 2h²), mean over i, k: student neighbours
+        # should be likely under the teacher neighbourhood's KDE. Not 0 at G_S ≡ G_T.
+        d_x = (fn_s.unsqueeze(2) - fn_t.unsqueeze(1)).pow(2).sum(-1)  # (B, K, K)
+        k = d_x.shape[-1]
+        kde = -(torch.logsumexp(-d_x / (2 * h2), dim=2) - torch.log(torch.tensor(float(k)))).mean()
+        loss = loss + cfg.kde_weight * kde
+        stats["kde"] = kde.item()
+    stats["loss"] = loss.item()
+    return loss, stats
+
+
+class FrozenFeatures(nn.Module):
+    """Private eval-mode copy of a discriminator with no trainable parameters: gradients flow to its
+    input only, never to the original D, and BatchNorm stats are neither used per batch nor updated.
+    φ(z) = global average pool of ``disc.features(z)``."""
+
+    def __init__(self, disc: nn.Module):
+        super().__init__()
+        self.net = copy.deepcopy(disc).eval().requires_grad_(False)
+        self.in_channels = getattr(disc, "in_channels", None)
+
+    def train(self, mode: bool = True):
+        return super().train(False)  # always frozen
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.net.features(z).mean((2, 3))
+
+
+def neighborhood_batches(teacher_neighbors: torch.Tensor, student_neighbors: torch.Tensor,
+                         x_neighbors: torch.Tensor | None = None,
+                         teacher_center: torch.Tensor | None = None,
+                         student_center: torch.Tensor | None = None,
+                         x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """§6.3 step 6: (real, fake) batches of shape (B·K, C', H, W) for the neighbourhood D.
+    real = teacher neighbours (detached), fake = student neighbours (grad kept; detach for the D
+    step). With ``x_neighbors`` (pix2pix) each is cat(x_ik, y_ik) on channels; with centers each side
+    also carries its own center output (then x too, if conditional): cat([x_ik], [x_i, c_i], y_ik)."""
+    b, k = teacher_neighbors.shape[:2]
+
+    def rep(t):  # (B, ...) → (B·K, ...) aligned with the flattened neighbours
+        return t.unsqueeze(1).expand(b, k, *t.shape[1:]).flatten(0, 1)
+
+    def side(yn, center):
+        parts = [] if x_neighbors is None else [x_neighbors.flatten(0, 1)]
+        if center is not None:
+            parts += ([] if x is None else [rep(x)]) + [rep(center)]
+        return torch.cat(parts + [yn.flatten(0, 1)], 1)
+
+    if (teacher_center is None) != (student_center is None):
+        raise ValueError("give both teacher_center and student_center, or neither")
+    real = side(teacher_neighbors.detach(),
+                None if teacher_center is None else teacher_center.detach())
+    return real, side(student_neighbors, student_center)
+
+
+@dataclass
+class DensityResult:
+    """Loss, stats and every tensor of one evaluation, so the trainer reuses the forwards."""
+    loss: torch.Tensor
+    stats: dict
+    x: torch.Tensor
+    x_neighbors: torch.Tensor
+    teacher_center: torch.Tensor
+    teacher_neighbors: torch.Tensor
+    student_center: torch.Tensor
+    student_neighbors: torch.Tensor
+    conditional: bool
+    adv_center: bool
+
+    def adversarial_batches(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(real, fake) for the neighbourhood D, per the config's conditional / adv_center."""
+        cond = self.conditional
+        return neighborhood_batches(
+            self.teacher_neighbors, self.student_neighbors, self.x_neighbors if cond else None,
+            self.teacher_center if self.adv_center else None,
+            self.student_center if self.adv_center else None, self.x if cond else None)
+
+
+class DensityObjective:
+    """Teacher G (kept frozen by the caller, in eval mode) + feature network → density loss of a
+    student on a batch x. ``features``: a discriminator (with ``cfg.feature == "disc"``; wrapped in
+    ``FrozenFeatures``) or a callable φ; a callable ``cfg.feature`` takes precedence."""
+
+    def __init__(self, teacher: nn.Module, features: nn.Module | FeatureFn | None = None,
+                 cfg: DensityConfig | None = None):
+        self.teacher, self.cfg = teacher, cfg or DensityConfig()
+        f = self.cfg.feature
+        if callable(f):
+            self.feature_fn = f
+        elif f == "disc":
+            if not hasattr(features, "features"):
+                if callable(features):
+                    self.feature_fn = features
+                else:
+                    raise ValueError('feature="disc" needs a discriminator with .features(x)')
+            else:
+                self.feature_fn = FrozenFeatures(features)
+        else:
+            raise ValueError(f"unknown feature {f!r}; use 'disc' or a callable")
+        self.generator = torch.Generator().manual_seed(self.cfg.seed)
+
+    def _conditional(self, x: torch.Tensor, y: torch.Tensor) -> bool:
+        if self.cfg.conditional is not None:
+            return self.cfg.conditional
+        nc = getattr(self.feature_fn, "in_channels", None)
+        return nc is not None and nc == x.shape[1] + y.shape[1]
+
+    def __call__(self, student: nn.Module, x: torch.Tensor,
+                 generator: torch.Generator | None = None) -> DensityResult:
+        """One jittered neighbourhood per input; one teacher (no grad) and one student forward over
+        centers + neighbours together."""
+        xn = make_neighbors(x, self.cfg, generator or self.generator)
+        b, k = xn.shape[:2]
+        inputs = torch.cat([x, xn.flatten(0, 1)])
+        with torch.no_grad():
+            t = self.teacher(inputs)
+        s = student(inputs)
+        tc, tn = t[:b], t[b:].view(b, k, *t.shape[1:])
+        sc, sn = s[:b], s[b:].view(b, k, *s.shape[1:])
+        cond = self._conditional(x, t)
+        loss, stats = density_loss(sc, sn, tc, tn, self.feature_fn, self.cfg,
+                                   x if cond else None, xn if cond else None)
+        return DensityResult(loss, stats, x, xn, tc, tn, sc, sn, cond, self.cfg.adv_center)

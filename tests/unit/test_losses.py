@@ -1,0 +1,169 @@
+"""GANLoss (METHODS.md §1.5) and our MGGC density objective (§6.3) on tiny models at 32²."""
+import copy
+
+import pytest
+import torch
+
+from gan.losses import (DensityConfig, bandwidth, DensityObjective, FrozenFeatures, GANLoss, density_loss,
+                        make_neighbors, neighborhood_batches)
+from gan.models.patchgan import PatchGANDiscriminator
+from gan.models.resnet import ResnetGenerator
+
+
+@pytest.fixture
+def setup():
+    teacher = ResnetGenerator(ngf=8, n_blocks=2).eval()
+    disc = PatchGANDiscriminator(input_nc=3, ndf=8, n_layers=2)
+    x = torch.rand(4, 3, 32, 32) * 2 - 1
+    return teacher, disc, x
+
+
+def _perturbed(model, sigma, seed):
+    g = torch.Generator().manual_seed(seed)
+    m = copy.deepcopy(model)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.add_(sigma * p.std().nan_to_num(0) * torch.randn(p.shape, generator=g))
+    return m
+
+
+# --- GANLoss ---------------------------------------------------------------------------------------
+
+def test_gan_loss_known_values():
+    ones, zeros = torch.ones(2, 1, 4, 4), torch.zeros(2, 1, 4, 4)
+    ls = GANLoss("lsgan")
+    assert ls.d_loss(ones, zeros).item() == 0 and ls.g_loss(ones).item() == 0
+    assert ls.g_loss(zeros).item() == pytest.approx(1.0)
+    assert ls.d_loss(zeros, ones).item() == pytest.approx(0.5 * 2)  # gan-compression's 0.5
+    assert GANLoss("lsgan", d_scale=1).d_loss(zeros, ones).item() == pytest.approx(2.0)
+    van = GANLoss("vanilla", d_scale=1)
+    ln2 = torch.log(torch.tensor(2.0)).item()
+    assert van.d_loss(zeros, zeros).item() == pytest.approx(2 * ln2)
+    assert van.g_loss(zeros).item() == pytest.approx(ln2)
+    hinge = GANLoss("hinge", d_scale=1)
+    assert hinge.d_loss(ones, -ones).item() == 0 and hinge.d_loss(zeros, zeros).item() == 2
+    assert hinge.g_loss(3 * ones).item() == -3
+    # mean over the patch map: size of the map does not matter
+    assert ls.g_loss(torch.zeros(1, 1, 30, 30)).item() == pytest.approx(1.0)
+
+
+def test_gan_loss_unknown_kind_lists_kinds():
+    with pytest.raises(ValueError, match="lsgan, vanilla, hinge"):
+        GANLoss("wgan")
+
+
+# --- neighbours ------------------------------------------------------------------------------------
+
+def test_neighbors_deterministic_and_shaped(setup):
+    _, _, x = setup
+    cfg = DensityConfig()
+    a = make_neighbors(x, cfg, torch.Generator().manual_seed(7))
+    b = make_neighbors(x, cfg, torch.Generator().manual_seed(7))
+    c = make_neighbors(x, cfg, torch.Generator().manual_seed(8))
+    assert a.shape == (4, 4, 3, 32, 32)
+    assert torch.equal(a, b) and not torch.equal(a, c)
+    # noise ≈ σ, shift capped at 32 // 8 = 4
+    geo = make_neighbors(x, DensityConfig(geometric_only=True), torch.Generator().manual_seed(7))
+    assert (a - geo).std().item() == pytest.approx(0.05, rel=0.1)
+    # geometric-only neighbours of a label map keep the label values
+    labels = torch.randint(0, 3, (2, 1, 32, 32)).float()
+    nb = make_neighbors(labels, DensityConfig(geometric_only=True), torch.Generator().manual_seed(0))
+    assert set(nb.unique().tolist()) <= {0.0, 1.0, 2.0}
+
+
+def test_shift_is_a_translation():
+    """Reflect-pad + crop: the interior of each neighbour is a shifted window of x (|shift| ≤ 8)."""
+    x = torch.randn(1, 1, 64, 64)
+    cfg = DensityConfig(k_neighbors=8, geometric_only=True)  # 64 // 8 = max shift 8
+    nb = make_neighbors(x, cfg, torch.Generator().manual_seed(0))[0]
+    for k in range(8):  # interior of every neighbour equals a shifted window of x
+        inner = nb[k, 0, 8:-8, 8:-8]
+        assert any(torch.equal(inner, x[0, 0, 8 + dy:56 + dy, 8 + dx:56 + dx])
+                   for dy in range(-8, 9) for dx in range(-8, 9))
+
+
+# --- density loss ----------------------------------------------------------------------------------
+
+def test_density_zero_for_identical_student(setup):
+    teacher, disc, x = setup
+    obj = DensityObjective(teacher, disc, DensityConfig())
+    res = obj(copy.deepcopy(teacher), x, torch.Generator().manual_seed(0))
+    assert abs(res.loss.item()) < 1e-6
+    assert res.stats["d_teacher"] > 0 and res.stats["h2"] > 0
+
+
+def test_density_grows_with_perturbation(setup):
+    teacher, disc, x = setup
+    obj = DensityObjective(teacher, disc, DensityConfig())
+    means = []
+    for sigma in (0.02, 0.1, 0.5):
+        vals = [obj(_perturbed(teacher, sigma, s).eval(), x, torch.Generator().manual_seed(s)).loss.item()
+                for s in range(3)]
+        means.append(sum(vals) / len(vals))
+    assert 0 < means[0] < means[1] < means[2], means
+
+
+def test_gradients_reach_student_only(setup):
+    teacher, disc, x = setup
+    assert all(p.requires_grad for p in teacher.parameters())
+    student = _perturbed(teacher, 0.2, 0)
+    obj = DensityObjective(teacher, disc, DensityConfig(kde_weight=0.5))
+    res = obj(student, x)
+    real, fake = res.adversarial_batches()
+    (res.loss + GANLoss().g_loss(disc(fake))).backward()  # D gets grads only via the adv. term
+    assert all(p.grad is not None for p in student.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.grad is None for p in obj.feature_fn.parameters())
+    assert not real.requires_grad and fake.requires_grad
+    assert "kde" in res.stats
+
+
+def test_density_only_never_touches_disc(setup):
+    teacher, disc, x = setup
+    student = _perturbed(teacher, 0.2, 1)
+    before = {k: v.clone() for k, v in disc.state_dict().items()}
+    DensityObjective(teacher, disc)(student.train(), x).loss.backward()
+    assert all(p.grad is None for p in disc.parameters())
+    assert all(torch.equal(v, disc.state_dict()[k]) for k, v in before.items())  # BN stats too
+
+
+def test_callable_feature_and_functional_api(setup):
+    teacher, _, x = setup
+    cfg = DensityConfig(feature=lambda z: z.mean((2, 3)), k_neighbors=3)
+    xn = make_neighbors(x, cfg, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        tc, tn = teacher(x), teacher(xn.flatten(0, 1)).view(4, 3, 3, 32, 32)
+    loss, stats = density_loss(tc.clone(), tn.clone(), tc, tn, cfg.feature, cfg)
+    assert abs(loss.item()) < 1e-6 and stats["kl"] < 1e-6
+    sc = tc + 0.1 * torch.randn_like(tc)
+    assert density_loss(sc, tn, tc, tn, cfg.feature, cfg)[0].item() > 0
+
+
+def test_conditional_neighborhood_batches(setup):
+    teacher, _, x = setup
+    cdisc = PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2)
+    obj = DensityObjective(teacher, cdisc, DensityConfig())
+    res = obj(copy.deepcopy(teacher), x)
+    assert res.conditional and abs(res.loss.item()) < 1e-6
+    real, fake = res.adversarial_batches()
+    assert real.shape == fake.shape == (16, 6, 32, 32)
+    assert cdisc(fake).shape[0] == 16
+    r2, f2 = neighborhood_batches(res.teacher_neighbors, res.student_neighbors, res.x_neighbors,
+                                  res.teacher_center, res.student_center, x)
+    assert r2.shape == (16, 12, 32, 32)  # x_ik, x_i, c_i, y_ik
+    assert torch.equal(r2[4:8, 3:6], x[1:2].expand(4, -1, -1, -1))
+
+
+def test_bandwidth_guards():
+    cfg = DensityConfig(bandwidth_factor=2.0)
+    assert bandwidth(torch.tensor([[1e-7, 3e-7, 5e-7]]), cfg).item() == pytest.approx(6e-7)
+    assert bandwidth(torch.tensor([[0.0, 0.0, 3.0]]), cfg).item() == pytest.approx(2.0)  # mean
+    assert bandwidth(torch.zeros(2, 3), cfg).item() == 2.0
+
+
+def test_unknown_feature_rejected(setup):
+    teacher, disc, _ = setup
+    with pytest.raises(ValueError, match="unknown feature"):
+        DensityObjective(teacher, disc, DensityConfig(feature="vgg"))
+    assert isinstance(DensityObjective(teacher, disc).feature_fn, FrozenFeatures)
