@@ -53,3 +53,13 @@ def test_unknown_config_key_is_named(tmp_path):
     bad.write_text("resolution: 64\ngenerator: {ngf: 8, widht: 3}\n")
     with pytest.raises(UsageError, match="'widht'"):
         load_preset(str(bad))
+
+
+def test_malformed_dataset_folder_exits_2_naming_the_file(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "facades" / "train").mkdir(parents=True)
+    Image.new("RGB", (11, 8)).save(tmp_path / "facades" / "train" / "1.png")
+    r = run_cli("data", "check", str(tmp_path / "facades"))
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    assert "1.png" in r.stderr and "odd" in r.stderr and len(r.stderr.strip().splitlines()) == 1
