@@ -17,7 +17,6 @@ from orchestration.errors import UsageError, input_error_types
 PLANNED = {
     "train-teacher": (4, "train a pix2pix / CycleGAN / class-conditional teacher"),
     "finetune": (4, "fine-tune a pruned (G, D) pair with the MGGC density objective"),
-    "evaluate": (4, "FID/KID proxy, PSNR/SSIM and mIoU of an export or run"),
     "prune": (5, "search a pruned architecture (marl, cat, gan-compression, ppcd, uniform, l1)"),
     "inspect": (5, "per-layer decisions, reward curves and best specs of a pruning run"),
     "benchmark": (6, "every method at the same MACs target, one table and Pareto plot"),
@@ -68,6 +67,20 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("path", help="an export directory")
     sp.add_argument("--size", type=int, help="input size (default: the export's)")
     sp.add_argument("--runs", type=int, default=20, help="timed runs after warm-up (median is reported)")
+
+    sp = add("evaluate", "fidelity of an exported generator on a dataset split (FID/KID proxy or "
+             "Inception, PSNR/SSIM vs ground truth and vs a teacher, mIoU on labels→photo)",
+             "ganprune evaluate runs/demo/pruned --data edges2photos --teacher runs/demo/teacher --json",
+             commands.evaluate)
+    sp.add_argument("path", help="an export directory")
+    sp.add_argument("--data", required=True, help="built-in dataset name or dataset folder")
+    sp.add_argument("--teacher", help="export directory of the teacher: adds PSNR/SSIM vs its outputs")
+    sp.add_argument("--split", default="test", help="dataset split (default test)")
+    sp.add_argument("--size", type=int, help="image size (default: the export's)")
+    sp.add_argument("--max-items", type=int, help="evaluate only the first N items")
+    sp.add_argument("--inception-weights", default=None,
+                    help="pytorch-fid Inception weights file for real FID/KID "
+                         "(or $GANPRUNE_INCEPTION_WEIGHTS); without it a proxy is reported")
 
     sp = add("demo", "the embedded default, end to end on the built-in dataset",
              "ganprune demo --out runs/demo", commands.demo)

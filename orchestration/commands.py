@@ -108,6 +108,36 @@ def print_profile(rows: list[tuple[str, dict]], baseline: dict | None = None) ->
     print_table(None, table, list(table[0]))
 
 
+def evaluate(args):
+    import os
+
+    from gan import data as gdata
+    from gan import export as gexport
+    from gan.metrics.evaluate import evaluate_generator
+
+    model = gexport.load(args.path)
+    size = args.size or gexport.read_architecture(args.path).get("size") or 64
+    teacher = gexport.load(args.teacher) if args.teacher else None
+    root = gdata.resolve_dataset(args.data, size=size)
+    dataset = gdata.open_dataset(root, size=size, split=args.split)
+    weights = args.inception_weights or os.environ.get("GANPRUNE_INCEPTION_WEIGHTS")
+    try:
+        result = evaluate_generator(model, dataset, teacher=teacher, dataset_root=root,
+                                    max_items=args.max_items, backend="inception" if weights else "proxy",
+                                    inception_weights=weights)
+    except ValueError as e:
+        raise UsageError(str(e)) from e
+    result = {"path": str(args.path), "data": args.data, "split": args.split, "size": size, **result}
+    if not args.quiet:
+        if not weights:
+            print("no Inception weights given (--inception-weights): FID/KID are reported as the "
+                  "seeded-network proxy fid_proxy/kid_proxy, not comparable with published FIDs")
+        print_table(f"fidelity on {args.data}/{args.split}", [
+            {"metric": k, "value": f"{v:.4g}" if isinstance(v, float) else v} for k, v in result.items()
+            if k not in ("path", "data", "split")], ["metric", "value"])
+    return result
+
+
 def demo(args):
     from orchestration.demo import run_demo
 

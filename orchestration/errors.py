@@ -10,6 +10,7 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     """Exception classes raised for bad input anywhere in the library."""
     from gan.data import DatasetError
     from gan.export import ExportError
+    from gan.metrics import MetricUnavailable
     from gan.pruning.targets import TargetError
 
-    return (UsageError, DatasetError, ExportError, TargetError, FileNotFoundError)
+    return (UsageError, DatasetError, ExportError, TargetError, MetricUnavailable, FileNotFoundError)

@@ -43,6 +43,16 @@ def test_demo_export_profile(tmp_path):
     prof = run_cli("profile", str(again), "--json", "--quiet", "--runs", "3", env=env)
     assert prof["macs"] == res["pruned"]["macs"] and prof["onnx_latency"]["median_ms"] > 0
 
+    # fidelity of the pruned export vs ground truth and vs the teacher; mIoU on labels→photo
+    ev = run_cli("evaluate", str(out / "pruned"), "--data", "edges2photos", "--teacher", str(out / "teacher"),
+                 "--max-items", "16", "--json", "--quiet", env=env)
+    assert ev["n"] == 16 and {"fid_proxy", "kid_proxy", "psnr", "ssim", "psnr_vs_teacher"} <= set(ev)
+    assert "fid" not in ev  # no Inception weights here: never labelled FID
+    ev = run_cli("evaluate", str(out / "teacher"), "--data", "labels2textures", "--teacher", str(out / "teacher"),
+                 "--max-items", "8", "--json", "--quiet", env=env)
+    assert 0 <= ev["miou"] <= 100 and ev["miou_real_photos"] > ev["miou"]
+    assert ev["psnr_vs_teacher"] == 100.0  # identical outputs: capped PSNR
+
     # an occupied --out is refused, exit 2, nothing touched
     r = subprocess.run([sys.executable, "-m", "orchestration.cli", "export", str(out / "teacher"),
                         "--out", str(again)], capture_output=True, text=True, env=env)
