@@ -1,0 +1,4 @@
+"""Training: engines (DeepSpeed / plain torch), the pix2pix trainer, pickle-free checkpoints."""
+from gan.train.checkpoint import CheckpointError  # noqa: F401
+from gan.train.engine import TorchEngine, make_engine  # noqa: F401
+from gan.train.pix2pix import NonFiniteLossError, Pix2PixTrainer, TrainConfig  # noqa: F401

@@ -1,0 +1,153 @@
+"""Pickle-free training checkpoints: ``out_dir/checkpoints/step_N/`` written atomically.
+
+Why: a checkpoint must never execute code on load, so weights and optimizer tensors go to safetensors
+and every non-tensor part (optimizer hyper-parameters, step, history) to JSON.  A nested state dict is
+flattened to ``{path: tensor}`` + a JSON skeleton whose leaves point at those paths; int dict keys and
+tuples are tagged so the rebuilt dict equals the original exactly.  The directory is written under a
+temporary name and renamed, so a crash never leaves a half checkpoint that looks complete.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import torch
+
+from gan.export import PICKLE_SUFFIXES, _looks_pickled
+
+CKPT_DIR, PREFIX = "checkpoints", "step_"
+STATE = "trainer_state.json"
+
+
+class CheckpointError(ValueError):
+    """A missing, corrupt, pickled or unsupported checkpoint: one line naming the file."""
+
+
+# ----------------------------------------------------------------------- nested state ↔ files
+
+def flatten(obj, tensors: dict | None = None, path: str = "s"):
+    """(JSON skeleton, {key: tensor}) of a nested dict/list/tuple state; raises on other objects."""
+    tensors = {} if tensors is None else tensors
+    if isinstance(obj, torch.Tensor):
+        tensors[path] = obj.detach().cpu().contiguous().clone()
+        return {"__tensor__": path}, tensors
+    if isinstance(obj, dict):
+        items = [(k, flatten(v, tensors, f"{path}.{k}")[0]) for k, v in obj.items()]
+        if all(isinstance(k, str) and not k.startswith("__") for k, _ in items):
+            return dict(items), tensors
+        if not all(isinstance(k, (str, int)) for k, _ in items):
+            raise CheckpointError(f"cannot store key types {sorted({type(k).__name__ for k in obj})} at {path}")
+        return {"__items__": [[k, v] for k, v in items]}, tensors
+    if isinstance(obj, (list, tuple)):
+        seq = [flatten(v, tensors, f"{path}.{i}")[0] for i, v in enumerate(obj)]
+        return ({"__tuple__": seq} if isinstance(obj, tuple) else seq), tensors
+    if obj is None or isinstance(obj, (bool, int, float, str)):
+        return obj, tensors
+    raise CheckpointError(f"cannot store {type(obj).__name__} at {path} without pickle")
+
+
+def unflatten(skel, tensors: dict):
+    """Inverse of ``flatten``."""
+    if isinstance(skel, dict):
+        if "__tensor__" in skel:
+            return tensors[skel["__tensor__"]]
+        if "__items__" in skel:
+            return {k: unflatten(v, tensors) for k, v in skel["__items__"]}
+        if "__tuple__" in skel:
+            return tuple(unflatten(v, tensors) for v in skel["__tuple__"])
+        return {k: unflatten(v, tensors) for k, v in skel.items()}
+    if isinstance(skel, list):
+        return [unflatten(v, tensors) for v in skel]
+    return skel
+
+
+def save_tree(obj, base: Path) -> None:
+    """``base.safetensors`` + ``base.json`` for any nested state (an optimizer's ``state_dict()``)."""
+    from safetensors.torch import save_file
+
+    skel, tensors = flatten(obj)
+    save_file(tensors, f"{base}.safetensors")
+    Path(f"{base}.json").write_text(json.dumps(skel))
+
+
+def load_tree(base: Path):
+    skel = json.loads(_checked(Path(f"{base}.json")).read_text())
+    return unflatten(skel, read_safetensors(Path(f"{base}.safetensors")))
+
+
+def _checked(f: Path) -> Path:
+    if not f.is_file():
+        raise CheckpointError(f"{f.parent}: missing {f.name}")
+    if f.suffix.lower() in PICKLE_SUFFIXES or _looks_pickled(f):
+        raise CheckpointError(f"refusing pickled file {f}: checkpoints are safetensors + JSON only")
+    return f
+
+
+def read_safetensors(f: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(_checked(f)))
+    except CheckpointError:
+        raise
+    except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: all mean a bad file
+        msg = str(e).strip()[:200] or type(e).__name__
+        raise CheckpointError(f"corrupt checkpoint file {f}: {msg}") from None
+
+
+# ----------------------------------------------------------------------- checkpoint directories
+
+def step_dir(out_dir, step: int) -> Path:
+    return Path(out_dir) / CKPT_DIR / f"{PREFIX}{int(step)}"
+
+
+def latest(out_dir) -> Path | None:
+    """The newest complete ``step_N`` under ``out_dir/checkpoints`` (temp dirs are ignored)."""
+    root = Path(out_dir) / CKPT_DIR
+    steps = [p for p in root.glob(f"{PREFIX}*") if p.name[len(PREFIX):].isdigit() and (p / STATE).is_file()]
+    return max(steps, key=lambda p: int(p.name[len(PREFIX):]), default=None)
+
+
+def resolve(path) -> Path:
+    """A checkpoint directory from itself, a run's out_dir (→ latest) or its checkpoints/ folder."""
+    p = Path(path)
+    if p.is_file():
+        _checked(p)
+        p = p.parent
+    if (p / STATE).is_file():
+        return p
+    found = latest(p.parent if p.name == CKPT_DIR else p) if p.is_dir() else None
+    if found:
+        return found
+    pickled = sorted(q for q in p.glob("*") if q.suffix.lower() in PICKLE_SUFFIXES) if p.is_dir() else []
+    if pickled:
+        raise CheckpointError(f"refusing pickled file {pickled[0]}: checkpoints are safetensors + JSON only")
+    raise CheckpointError(f"no checkpoint at {p} (expected {STATE} or {CKPT_DIR}/{PREFIX}N/)")
+
+
+def write_atomic(final: Path, write, rank: int = 0, world_size: int = 1) -> Path:
+    """Every rank calls ``write(tmp_dir)`` (rank 0 makes the dir), then rank 0 renames it to ``final``."""
+    import torch.distributed as dist
+
+    sync = world_size > 1 and dist.is_initialized()
+    tmp = final.parent / f".{final.name}.tmp"
+    if rank == 0:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+    if sync:
+        dist.barrier()
+    write(tmp)
+    if sync:
+        dist.barrier()
+    if rank == 0:
+        if final.exists():  # re-saving the same step (e.g. after a resume): swap, never half-delete
+            old = final.parent / f".{final.name}.old-{uuid.uuid4().hex[:6]}"
+            os.replace(final, old)
+            shutil.rmtree(old)
+        os.replace(tmp, final)
+    if sync:
+        dist.barrier()
+    return final

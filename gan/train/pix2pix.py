@@ -1,0 +1,289 @@
+"""pix2pix training (METHODS.md §1.5): one D step and one G step (GAN + λ·L1 + optional extra) per iteration.
+
+Why one loop with an ``extra_g_loss`` hook: the density / distillation objectives of later issues add a
+term to the G loss and must not grow a second, drifting copy of this loop.  Both networks live in
+engines from ``engine.make_engine`` so the same code runs with plain torch, DeepSpeed on CPU, or
+DeepSpeed on GPUs under ``torchrun``/``deepspeed`` (each rank takes its slice of the global batch).
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+from gan.train import checkpoint as ckpt
+from gan.train.engine import init_distributed, make_engine, world
+
+try:  # the shared adversarial losses (gan/losses/gan.py); the local copy keeps training usable without it
+    from gan.losses.gan import GANLoss
+except ImportError:  # pragma: no cover - only while gan.losses is absent
+    class GANLoss:
+        """Minimal §1.5 LSGAN / vanilla / hinge losses (D loss × 0.5, as gan-compression)."""
+
+        def __init__(self, kind: str = "lsgan", d_scale: float = 0.5):
+            if kind not in ("lsgan", "vanilla", "hinge"):
+                raise ValueError(f"unknown GAN loss {kind!r}; choose one of lsgan, vanilla, hinge")
+            self.kind, self.d_scale = kind, d_scale
+
+        def _t(self, z, real):
+            t = torch.full_like(z, float(real))
+            return F.mse_loss(z, t) if self.kind == "lsgan" else F.binary_cross_entropy_with_logits(z, t)
+
+        def d_loss(self, real, fake):
+            if self.kind == "hinge":
+                return self.d_scale * (F.relu(1 - real).mean() + F.relu(1 + fake).mean())
+            return self.d_scale * (self._t(real, True) + self._t(fake, False))
+
+        def g_loss(self, fake):
+            return -fake.mean() if self.kind == "hinge" else self._t(fake, True)
+
+ExtraLoss = Callable[[object, torch.Tensor, "Pix2PixTrainer"], tuple[torch.Tensor, dict]]
+
+
+class NonFiniteLossError(RuntimeError):
+    """A loss became NaN/inf: names the step, the loss and the last good checkpoint to resume from."""
+
+    def __init__(self, step: int, name: str, value: float, checkpoint: Path | None):
+        self.step, self.name, self.value, self.checkpoint = step, name, value, checkpoint
+        where = f"resume from {checkpoint}" if checkpoint else "no checkpoint saved yet"
+        super().__init__(f"non-finite {name}={value} at step {step}; last good checkpoint: {where} "
+                         "(lower the lr or check the data)")
+
+
+@dataclass
+class TrainConfig:
+    """pix2pix defaults of METHODS.md §1.5 (hinge as gan-compression trains its teachers)."""
+
+    steps: int = 1000
+    batch_size: int = 1  # global: split evenly over the ranks
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.5, 0.999)
+    decay_steps: int = 0  # linear decay of lr to 0 over the last ``decay_steps`` (0: constant)
+    gan_loss: str = "hinge"
+    lambda_l1: float = 100.0
+    zero_stage: int = 0
+    backend: str = "deepspeed"
+    log_every: int = 10  # history entry (and progress-bar update) every N steps
+    ckpt_every: int = 0  # 0: only the final checkpoint (when out_dir is set)
+    seed: int = 0
+    out_dir: str | None = None
+    quiet: bool = False
+    extra: dict = field(default_factory=dict)  # free-form, saved with the checkpoint
+
+    def to_json(self) -> dict:
+        return {**dataclasses.asdict(self), "betas": list(self.betas)}
+
+
+def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
+    """(input, target) of an aligned-dataset dict ``{"A", "B"}`` or an ``(x, y)`` pair."""
+    if isinstance(batch, dict):
+        return batch["A"], batch["B"]
+    return batch[0], batch[1]
+
+
+class Pix2PixTrainer:
+    def __init__(self, generator, discriminator, cfg: TrainConfig | None = None,
+                 extra_g_loss: ExtraLoss | None = None):
+        self.cfg = cfg = cfg or TrainConfig()
+        if cfg.backend == "deepspeed":
+            init_distributed()
+        self.rank, self.world_size = world() if cfg.backend == "deepspeed" else (0, 1)
+        if cfg.batch_size % self.world_size:
+            raise ValueError(f"batch_size {cfg.batch_size} is not divisible by the {self.world_size} ranks")
+        self.micro_batch = cfg.batch_size // self.world_size
+        torch.manual_seed(cfg.seed)
+        if not torch.cuda.is_available():
+            # Adam's second moments of tiny gradients go subnormal and CPU math on them crawls
+            # (measured 20-90x slower steps on the tiny test models): flush them to zero.
+            torch.set_flush_denormal(True)
+        kw = dict(lr=cfg.lr, betas=cfg.betas, zero_stage=cfg.zero_stage, micro_batch=self.micro_batch,
+                  backend=cfg.backend)
+        self.g, self.d = make_engine(generator, **kw), make_engine(discriminator, **kw)
+        self.gan = GANLoss(cfg.gan_loss)
+        self.extra_g_loss = extra_g_loss
+        self.step, self.history, self.last_checkpoint = 0, [], None
+        self.steps_per_sec = float("nan")
+
+    @property
+    def generator(self):
+        return self.g.module
+
+    @property
+    def discriminator(self):
+        return self.d.module
+
+    # ------------------------------------------------------------------ one iteration
+
+    def lr_at(self, step: int) -> float:
+        """Constant, then linear to 0 over the last ``decay_steps`` (a function of the step: resume-safe)."""
+        c = self.cfg
+        if c.decay_steps <= 0:
+            return c.lr
+        return c.lr * min(1.0, (c.steps - step) / c.decay_steps)
+
+    def _local(self, t: torch.Tensor) -> torch.Tensor:
+        """This rank's slice of a global batch (the whole batch when it already is a micro batch)."""
+        if self.world_size > 1 and t.shape[0] == self.cfg.batch_size:
+            t = t[self.rank * self.micro_batch:(self.rank + 1) * self.micro_batch]
+        return t.to(self.g.device, non_blocking=True)
+
+    def _mean(self, values: dict[str, torch.Tensor]) -> dict[str, float]:
+        """Scalars averaged over ranks (so every rank sees the same NaN and stops together)."""
+        v = torch.stack([t.detach().float().reshape(()) for t in values.values()])
+        if self.world_size > 1:
+            v = v.to(self.g.device)
+            torch.distributed.all_reduce(v)
+            v = v / self.world_size
+        return dict(zip(values, v.tolist()))
+
+    def _check(self, stats: dict[str, float], step: int) -> None:
+        for k, v in stats.items():
+            if not math.isfinite(v):
+                raise NonFiniteLossError(step, k, v, self.last_checkpoint)
+
+    def train_step(self, batch) -> dict[str, float]:
+        """One D step then one G step on ``batch``; returns the step's (rank-averaged) scalars."""
+        step = self.step + 1
+        x, y = (self._local(t) for t in split_batch(batch))
+        lr = self.lr_at(self.step)
+        for eng in (self.g, self.d):
+            for grp in eng.optimizer.param_groups:
+                grp["lr"] = lr
+        fake = self.g(x)
+
+        _requires_grad(self.d.module, True)
+        loss_d = self.gan.d_loss(self.d(torch.cat([x, y], 1)), self.d(torch.cat([x, fake.detach()], 1)))
+        stats = self._mean({"loss_d": loss_d})
+        self._check(stats, step)
+        self.d.backward(loss_d)
+        self.d.step()
+
+        _requires_grad(self.d.module, False)  # G step: gradients flow through D into G only
+        gan_g = self.gan.g_loss(self.d.module(torch.cat([x, fake], 1)))
+        l1 = F.l1_loss(fake, y)
+        loss_g = gan_g + self.cfg.lambda_l1 * l1
+        extra = {}
+        if self.extra_g_loss is not None:
+            term, extra = self.extra_g_loss(batch, fake, self)
+            loss_g = loss_g + term
+            extra = {"loss_extra": term, **extra}
+        g_stats = self._mean({"loss_g": loss_g, "gan_g": gan_g, "l1": l1,
+                              **{k: torch.as_tensor(v) for k, v in extra.items()}})
+        self._check(g_stats, step)
+        self.g.backward(loss_g)
+        self.g.step()
+        _requires_grad(self.d.module, True)
+        self.step = step
+        return {"step": step, **stats, **g_stats, "lr": lr}
+
+    # ------------------------------------------------------------------ the loop
+
+    def _batches(self, data):
+        """Cycle ``data`` from the current step; a DataLoader is reseeded per epoch so a resume
+        sees exactly the batches an uninterrupted run would."""
+        n = len(data)
+        epoch, skip = divmod(self.step, n)
+        gen = getattr(data, "generator", None)
+        base = gen.initial_seed() if gen is not None else None
+        while True:
+            if gen is not None:
+                gen.manual_seed(base + epoch)
+            if hasattr(getattr(data, "dataset", None), "set_epoch"):
+                data.dataset.set_epoch(epoch)
+            for i, b in enumerate(data):
+                if i >= skip:
+                    yield b
+            skip, epoch = 0, epoch + 1
+
+    def fit(self, data) -> list[dict]:
+        """Train until ``cfg.steps`` (continuing after ``resume``); returns the history."""
+        from tqdm.auto import tqdm
+
+        c = self.cfg
+        quiet = c.quiet or self.rank != 0 or not sys.stderr.isatty()
+        bar = tqdm(total=c.steps, initial=self.step, disable=quiet, desc="pix2pix", dynamic_ncols=True)
+        start_step, t0 = self.step, time.perf_counter()
+        self.g.train(), self.d.train()
+        batches = self._batches(data)
+        try:
+            while self.step < c.steps:
+                rec = self.train_step(next(batches))
+                if self.step % max(1, c.log_every) == 0 or self.step == c.steps:
+                    self.history.append(rec)
+                    bar.set_postfix(d=f"{rec['loss_d']:.3f}", g=f"{rec['loss_g']:.3f}", l1=f"{rec['l1']:.3f}")
+                bar.update(1)
+                if c.out_dir and ((c.ckpt_every and self.step % c.ckpt_every == 0) or self.step == c.steps):
+                    self.save_checkpoint()
+        finally:
+            bar.close()
+        dt = time.perf_counter() - t0
+        self.steps_per_sec = (self.step - start_step) / dt if dt > 0 else float("nan")
+        return self.history
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def _optimizer_state(self, eng) -> dict:
+        if eng.zero_stage:
+            raise ckpt.CheckpointError(f"optimizer checkpoints of ZeRO stage {eng.zero_stage} are not "
+                                       "supported yet; use zero_stage=0")
+        return eng.optimizer.state_dict()
+
+    def save_checkpoint(self, out_dir=None) -> Path:
+        """``out_dir/checkpoints/step_N/``: G/D safetensors, per-rank optimizer trees, trainer state."""
+        from safetensors.torch import save_file
+
+        final = ckpt.step_dir(out_dir or self.cfg.out_dir, self.step)
+        opt = {n: self._optimizer_state(e) for n, e in (("G", self.g), ("D", self.d))}
+
+        def write(tmp: Path):
+            for n, eng in (("G", self.g), ("D", self.d)):
+                ckpt.save_tree(opt[n], tmp / f"optim_{n}.rank{self.rank}")
+                if self.rank == 0:
+                    sd = {k: v.detach().cpu().contiguous().clone() for k, v in eng.module.state_dict().items()}
+                    save_file(sd, str(tmp / f"{n}.safetensors"))
+                    if hasattr(eng.module, "architecture"):
+                        (tmp / f"{n}.architecture.json").write_text(json.dumps(eng.module.architecture()))
+            if self.rank == 0:
+                rng = {"torch": torch.get_rng_state()}
+                if torch.cuda.is_available():
+                    rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+                save_file(rng, str(tmp / "rng.safetensors"))
+                (tmp / ckpt.STATE).write_text(json.dumps(
+                    {"step": self.step, "seed": self.cfg.seed, "world_size": self.world_size,
+                     "config": self.cfg.to_json(), "history": self.history}, indent=1))
+
+        self.last_checkpoint = ckpt.write_atomic(final, write, self.rank, self.world_size)
+        return self.last_checkpoint
+
+    def resume(self, path) -> Path:
+        """Load weights, optimizer states, RNG and history from a checkpoint (or a run's latest one)."""
+        d = ckpt.resolve(path)
+        state = json.loads(ckpt._checked(d / ckpt.STATE).read_text())
+        if state["world_size"] != self.world_size:
+            raise ckpt.CheckpointError(f"{d} was written by {state['world_size']} ranks, this run has "
+                                       f"{self.world_size}; per-rank optimizer states cannot be remapped yet")
+        for n, eng in (("G", self.g), ("D", self.d)):
+            eng.module.load_state_dict(ckpt.read_safetensors(d / f"{n}.safetensors"))
+            if eng.zero_stage:
+                raise ckpt.CheckpointError(f"resuming ZeRO stage {eng.zero_stage} is not supported yet")
+            eng.optimizer.load_state_dict(ckpt.load_tree(d / f"optim_{n}.rank{self.rank}"))
+        rng = ckpt.read_safetensors(d / "rng.safetensors")
+        torch.set_rng_state(rng["torch"])
+        if torch.cuda.is_available() and "cuda0" in rng:
+            torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count())
+                                          if f"cuda{i}" in rng])
+        self.step, self.history, self.last_checkpoint = int(state["step"]), list(state["history"]), d
+        return d
+
+
+def _requires_grad(module, flag: bool) -> None:
+    for p in module.parameters():
+        p.requires_grad_(flag)
