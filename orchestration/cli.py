@@ -15,8 +15,6 @@ from orchestration.errors import UsageError, input_error_types
 
 #: commands that later issues bring: name → (issue, one-line summary)
 PLANNED = {
-    "train-teacher": (4, "train a pix2pix / CycleGAN / class-conditional teacher"),
-    "finetune": (4, "fine-tune a pruned (G, D) pair with the MGGC density objective"),
     "prune": (5, "search a pruned architecture (marl, cat, gan-compression, ppcd, uniform, l1)"),
     "inspect": (5, "per-layer decisions, reward curves and best specs of a pruning run"),
     "benchmark": (6, "every method at the same MACs target, one table and Pareto plot"),
@@ -82,12 +80,42 @@ def _parser() -> argparse.ArgumentParser:
                     help="pytorch-fid Inception weights file for real FID/KID "
                          "(or $GANPRUNE_INCEPTION_WEIGHTS); without it a proxy is reported")
 
+    sp = add("finetune", "fine-tune a pruned (G, D) pair from its teacher (MGGC density objective "
+             "or plain L1-to-teacher distillation); PSNR/SSIM vs the teacher before and after",
+             "ganprune finetune --teacher runs/teacher --spec spec.json --objective density --out runs/ft",
+             commands.finetune)
+    sp.add_argument("--teacher", required=True, help="teacher run directory (with teacher.json)")
+    sp.add_argument("--spec", required=True, help="spec JSON: {group: [kept]}, {\"spec\": ...} or "
+                    "{\"generator\": ..., \"discriminator\": ...}")
+    sp.add_argument("--objective", choices=["density", "l1"], default="density")
+    sp.add_argument("--add", action="append", default=[], help="extra terms gka|distill|vem (issue #6)")
+    sp.add_argument("--steps", type=int, help="fine-tuning steps (default 200)")
+    sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")
+    sp.add_argument("--out", required=True, help="output directory")
+    sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+
     sp = add("demo", "the embedded default, end to end on the built-in dataset",
              "ganprune demo --out runs/demo", commands.demo)
     sp.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     sp.add_argument("--macs-target", type=float, default=0.25,
                     help="fraction of the teacher's MACs (≤ 1) or absolute MACs (default 0.25)")
     sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
+
+    sp = add("train-teacher", "train a pix2pix teacher (ResNet G + PatchGAN D of a preset) on paired data, "
+             "with checkpoints, resume, sample grids, MLflow tracking and exports of G and D",
+             "ganprune train-teacher --preset tiny --data edges2photos --out runs/teacher --json",
+             commands.train_teacher)
+    sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
+    sp.add_argument("--data", default=None, help="built-in dataset name or folder (default: the preset's)")
+    sp.add_argument("--out", default="runs/teacher", help="output directory (default runs/teacher)")
+    sp.add_argument("--steps", type=int, help="training steps (default per preset: tiny 1000, small 5000, "
+                    "paper 200000; with --resume: the checkpoint's)")
+    sp.add_argument("--ckpt-every", type=int, help="checkpoint + sample grid interval (default steps/10)")
+    sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    sp.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
+    sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")
 
     sp = add("ui", "open the MLflow UI over the local store", "ganprune ui --port 5000", commands.ui)
     sp.add_argument("--tracking-uri", default=None, help="default sqlite:///mlflow.db")

@@ -138,6 +138,22 @@ def evaluate(args):
     return result
 
 
+def finetune(args):
+    from orchestration.finetune import finetune as run_finetune
+
+    add = [a.strip() for item in args.add for a in item.split(",") if a.strip()]
+    return run_finetune(args.teacher, args.spec, args.out, objective=args.objective, add=add,
+                        steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet)
+
+
+def train_teacher(args):
+    from orchestration.teacher import train_teacher as run_train_teacher
+
+    return run_train_teacher(args.preset, data=args.data, out=args.out, steps=args.steps, resume=args.resume,
+                             overwrite=args.overwrite, tracking_uri=args.tracking_uri, backend=args.backend,
+                             ckpt_every=args.ckpt_every, quiet=args.quiet)
+
+
 def demo(args):
     from orchestration.demo import run_demo
 

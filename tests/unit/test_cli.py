@@ -7,7 +7,7 @@ import pytest
 
 from orchestration.cli import PLANNED, main
 
-COMMANDS = ["data", "export", "profile", "demo", "ui", *PLANNED]
+COMMANDS = ["data", "export", "profile", "evaluate", "train-teacher", "finetune", "demo", "ui", *PLANNED]
 
 
 def run_cli(*args, env=None):

@@ -1,0 +1,200 @@
+"""``ganprune finetune``: prune a teacher (G, D) pair by a spec and fine-tune it from the teacher.
+
+Inputs: a teacher run directory (``teacher.json`` naming its ``generator`` and ``discriminator``
+export directories, its ``data`` and ``size``) and a spec JSON in one of three forms:
+
+* ``{"generator": {group: [kept]}, "discriminator": {group: [kept]}}`` — both given;
+* ``{"spec": {group: [kept]}, ...}`` (``ganprune demo``'s spec.json) or a plain ``{group: [kept]}``
+  — a generator spec only. Then D is pruned to the *same overall keep ratio* (the spec's
+  ``keep_ratio`` when present, else G's kept/total channels over all groups), uniform over D's
+  groups by filter-L1 saliency (METHODS §6.3: "D keep target defaults to G's").
+
+Pruned G and D inherit the teacher's weights (``gan.pruning.physical.prune``) and are trained by
+``gan.train.distill`` (objective "density" or the "l1" baseline). PSNR/SSIM vs the teacher on the
+val split are measured before and after; results go to ``out/finetune.json``.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import torch
+
+from orchestration.errors import UsageError
+
+ADD_LATER = ("gka", "distill", "vem")
+DEFAULT_STEPS = 200
+EVAL_ITEMS = 32
+
+
+def _load_json(path: Path, what: str) -> dict:
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise UsageError(f"no {what} at {path}") from None
+    except (OSError, json.JSONDecodeError) as e:
+        raise UsageError(f"cannot read {what} {path}: {e}") from None
+
+
+def read_teacher(teacher_dir) -> dict:
+    """teacher.json with the member paths resolved; G and D loaded."""
+    from gan import export as gexport
+
+    d = Path(teacher_dir)
+    meta = _load_json(d / "teacher.json", "teacher.json (a 'ganprune train-teacher' run directory)")
+    for key in ("generator", "discriminator", "data", "size"):
+        if key not in meta:
+            raise UsageError(f"{d / 'teacher.json'} has no {key!r}; is it a 'ganprune train-teacher' run?")
+    g = gexport.load(d / meta["generator"])
+    disc = gexport.load(d / meta["discriminator"])
+    return {**meta, "G": g, "D": disc, "dir": str(d.resolve())}
+
+
+def split_spec(raw: dict, g, disc, criterion: str = "l1") -> tuple[dict, dict, dict]:
+    """(G spec, D spec, how D's spec was made) from any of the accepted spec forms."""
+    from gan.pruning.saliency import spec_from_ratios
+
+    if not isinstance(raw, dict):
+        raise UsageError("a spec must be a JSON object")
+    if "generator" in raw:
+        gspec, dspec = raw["generator"], raw.get("discriminator")
+    else:
+        gspec, dspec = raw.get("spec", raw), None
+    if not isinstance(gspec, dict) or not all(isinstance(v, list) for v in gspec.values()):
+        raise UsageError("the generator spec must map group name → list of kept channel indices")
+    if dspec is not None:
+        return gspec, dspec, {"discriminator_spec_source": "given"}
+    sizes = {grp.name: grp.size for grp in g.channel_groups()}
+    unknown = set(gspec) - set(sizes)
+    if unknown:
+        raise UsageError(f"spec names unknown generator groups {sorted(unknown)}; "
+                         f"{type(g).__name__} has {', '.join(sizes)}")
+    ratio = raw.get("keep_ratio") if "spec" in raw else None
+    if ratio is None:
+        ratio = sum(len(gspec.get(n, range(s))) for n, s in sizes.items()) / sum(sizes.values())
+    dspec = spec_from_ratios(disc, {grp.name: float(ratio) for grp in disc.channel_groups()}, criterion)
+    return gspec, dspec, {"discriminator_spec_source": "uniform", "discriminator_keep_ratio": float(ratio)}
+
+
+def _eval(model, teacher, dataset) -> dict:
+    from gan.metrics.evaluate import evaluate_generator
+
+    r = evaluate_generator(model, dataset, teacher=teacher, max_items=EVAL_ITEMS)
+    return {k: float(r[k]) for k in ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy", "psnr", "ssim")
+            if k in r}
+
+
+def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
+             backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
+             batch_size: int = 4, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
+             export_onnx: bool = True) -> dict:
+    from gan import data as gdata
+    from gan import export as gexport
+    from gan.pruning.physical import prune
+    from gan.pruning.targets import spec_macs
+    from gan.train.distill import OBJECTIVES, DistillConfig, TeacherTargets, distill_loss
+    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+    from orchestration.commands import _fresh_out_dir
+
+    later = [a for a in add if a in ADD_LATER]
+    if later:
+        raise UsageError(f"--add {','.join(later)} arrives with issue #6")
+    if add:
+        raise UsageError(f"unknown --add {','.join(add)}; later issues bring {', '.join(ADD_LATER)}")
+    if objective not in OBJECTIVES:
+        raise UsageError(f"unknown --objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    if backend not in ("deepspeed", "torch"):
+        raise UsageError(f"unknown --backend {backend!r}; choose deepspeed or torch")
+    steps = DEFAULT_STEPS if steps is None else int(steps)
+    if steps < 0:
+        raise UsageError("--steps must be ≥ 0")
+
+    def say(msg):
+        if not quiet:
+            print(msg, flush=True)
+
+    t = read_teacher(teacher_dir)
+    size, teacher, teacher_d = int(t["size"]), t["G"].eval(), t["D"].eval()
+    raw = _load_json(Path(spec_path), "spec")
+    gspec, dspec, d_how = split_spec(raw, teacher, teacher_d)
+    try:
+        student, student_d = prune(teacher, gspec), prune(teacher_d, dspec)
+    except ValueError as e:
+        raise UsageError(f"spec {spec_path}: {e}") from e
+    out = _fresh_out_dir(out, overwrite)
+
+    root = gdata.resolve_dataset(data or t["data"], size=size)
+    train_set = gdata.open_dataset(root, size=size, split="train")
+    val_set = gdata.open_dataset(root, size=size, split="val")
+    full_macs = spec_macs(teacher, {}, size)
+    macs = spec_macs(teacher, gspec, size)
+    say(f"pruned generator: {macs / 1e6:.2f} M MACs ({macs / full_macs:.1%} of the teacher's); "
+        f"discriminator spec: {d_how['discriminator_spec_source']}")
+
+    before = _eval(student, teacher, val_set)
+    say(f"before fine-tuning: PSNR vs teacher {before['psnr_vs_teacher']:.2f} dB")
+
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lambda_l1=10.0, backend=backend,
+                      seed=seed, quiet=quiet, log_every=max(1, steps // 20),
+                      extra={"objective": objective, "teacher": t["dir"]})
+    dcfg = DistillConfig(objective=objective, lambda_rec=cfg.lambda_l1, lambda_gt=lambda_gt)
+    trainer = Pix2PixTrainer(student.train(), student_d.train(), cfg,
+                             extra_g_loss=distill_loss(dcfg, teacher, teacher_d))
+    device = trainer.g.device
+    teacher.to(device)
+    loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,
+                            device=device)
+    t0 = time.perf_counter()
+    if steps:
+        trainer.fit(loader)
+    train_s = time.perf_counter() - t0
+    student, student_d, teacher = (m.cpu().eval() for m in (trainer.generator, trainer.discriminator,
+                                                             teacher))
+    after = _eval(student, teacher, val_set)
+    say(f"after {steps} steps ({objective}): PSNR vs teacher {after['psnr_vs_teacher']:.2f} dB "
+        f"({train_s:.1f} s)")
+
+    xs = torch.stack([val_set[i]["A"] for i in range(min(4, len(val_set)))])
+    with torch.no_grad():
+        samples = [xs, teacher(xs), student(xs)]
+    source = {"teacher": t["dir"], "spec": str(Path(spec_path).resolve()), "objective": objective}
+    gexport.save(student, out / "generator", size=size, samples=samples, source=source, onnx=export_onnx)
+    gexport.save(student_d, out / "discriminator", size=size, source=source, onnx=False)
+    result = {
+        "out": str(out), "teacher": t["dir"], "objective": objective, "steps": steps, "backend": backend,
+        "size": size, "data": str(root), "macs": macs, "teacher_macs": full_macs,
+        "generator_spec": {k: len(v) for k, v in gspec.items()},
+        "discriminator_spec": {k: len(v) for k, v in dspec.items()}, **d_how,
+        "before": before, "after": after, "train_seconds": train_s,
+        "steps_per_sec": trainer.steps_per_sec, "eval_items": EVAL_ITEMS,
+        "history": trainer.history,
+    }
+    (out / "finetune.json").write_text(json.dumps(result, indent=1, default=float))
+    say(f"wrote {out / 'generator'} and {out / 'finetune.json'}")
+    return result
+
+
+def tiny_teacher(out, data_root=None, size: int = 32, steps: int = 40, seed: int = 0) -> Path:
+    """A small, briefly trained teacher run directory (teacher.json + G/D exports) for tests and the
+    benchmark — the layout ``ganprune train-teacher`` writes. Not a real teacher."""
+    from gan import data as gdata
+    from gan import export as gexport
+    from gan.models import ResnetGenerator
+    from gan.models.patchgan import PatchGANDiscriminator
+    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+
+    out = Path(out)
+    root = gdata.prepare("edges2photos", root=data_root, size=size)
+    torch.manual_seed(seed)
+    g = ResnetGenerator(ngf=8, n_blocks=2)
+    d = PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2, norm="instance")
+    trainer = Pix2PixTrainer(g, d, TrainConfig(steps=steps, batch_size=4, backend="torch", quiet=True,
+                                               seed=seed))
+    trainer.fit(gdata.make_loader(gdata.open_dataset(root, size=size, split="train"), 4, seed=seed))
+    gexport.save(trainer.generator, out / "generator", size=size, onnx=False, latency_runs=1)
+    gexport.save(trainer.discriminator, out / "discriminator", size=size, onnx=False, latency_runs=1)
+    (out / "teacher.json").write_text(json.dumps(
+        {"preset": "test-tiny", "data": str(root), "size": size, "generator": "generator",
+         "discriminator": "discriminator", "steps": steps}, indent=1))
+    return out

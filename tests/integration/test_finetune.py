@@ -1,0 +1,109 @@
+"""`ganprune finetune` end to end on a test-made tiny teacher (teacher.json + G/D exports)."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from gan import export as gexport
+from gan.pruning.targets import resolve_macs_target, uniform_spec
+from orchestration.cli import main
+from orchestration.finetune import tiny_teacher
+
+ROOT = Path(__file__).resolve().parents[2]
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    """A ResNet(ngf 8, 2 blocks) + PatchGAN(ndf 8) teacher trained 40 steps, and a uniform 25 %-MACs spec."""
+    tmp = tmp_path_factory.mktemp("ft")
+    tdir = tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=SIZE, steps=40)
+    g = gexport.load(tdir / "generator")
+    spec, ratio = uniform_spec(g, resolve_macs_target(g, 0.25, SIZE), SIZE, criterion="l1")
+    spec_path = tmp / "spec.json"
+    spec_path.write_text(json.dumps({"spec": spec, "keep_ratio": ratio}))
+    return tdir, spec_path
+
+
+def _env():
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+    return {**env, "PYTHONPATH": str(ROOT)}
+
+
+def _cli(*args, timeout=300):
+    r = subprocess.run([sys.executable, "-m", "orchestration.cli", "finetune", *map(str, args), "--json"],
+                       cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=timeout)
+    return r
+
+
+def _check(res, out, teacher_dir):
+    assert (out / "finetune.json").is_file()
+    assert json.loads((out / "finetune.json").read_text())["after"] == res["after"]
+    for f in ("architecture.json", "generator.safetensors", "generator.onnx", "samples.png"):
+        assert (out / "generator" / f).is_file(), f
+    g = gexport.load(out / "generator")
+    t = gexport.load(teacher_dir / "generator")
+    assert sum(p.numel() for p in g.parameters()) < sum(p.numel() for p in t.parameters())
+    assert res["macs"] <= 0.25 * res["teacher_macs"]
+    gexport.load(out / "discriminator")
+    # the must-show: fine-tuning from the teacher brings the pruned student closer to it
+    assert res["after"]["psnr_vs_teacher"] > res["before"]["psnr_vs_teacher"] + 1.0, res
+
+
+def test_finetune_density_cli_torch(teacher, tmp_path):
+    tdir, spec = teacher
+    out = tmp_path / "ft"
+    r = _cli("--teacher", tdir, "--spec", spec, "--objective", "density", "--steps", 15,
+             "--backend", "torch", "--out", out, "--quiet")
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["objective"] == "density" and res["steps"] == 15
+    assert res["discriminator_spec"] and res["discriminator_keep_ratio"] < 1
+    assert "density" in res["history"][-1]
+    _check(res, out, tdir)
+
+
+def test_finetune_refuses_nonempty_out_and_later_terms(teacher, tmp_path, capsys):
+    tdir, spec = teacher
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("mine")
+    base = ["finetune", "--teacher", str(tdir), "--spec", str(spec), "--backend", "torch", "--steps", "0"]
+    assert main(base + ["--out", str(out)]) == 2
+    assert "--overwrite" in capsys.readouterr().err
+    assert (out / "keep.txt").read_text() == "mine"
+    assert main(base + ["--out", str(tmp_path / "x"), "--add", "gka"]) == 2
+    assert "issue #6" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "y"), "--teacher", str(tmp_path)]) == 2
+
+
+def test_finetune_explicit_generator_and_discriminator_spec(teacher, tmp_path):
+    from orchestration.finetune import finetune, read_teacher
+
+    tdir, spec = teacher
+    gspec = json.loads(spec.read_text())["spec"]
+    t = read_teacher(tdir)
+    dspec = {g.name: list(range(g.size // 2)) for g in t["D"].channel_groups()}
+    both = tmp_path / "both.json"
+    both.write_text(json.dumps({"generator": gspec, "discriminator": dspec}))
+    res = finetune(tdir, both, tmp_path / "ft", objective="l1", steps=0, backend="torch", quiet=True,
+                   export_onnx=False)
+    assert res["discriminator_spec"] == {
+        k: len(v) for k, v in dspec.items()}
+    assert res["before"] == res["after"]  # zero steps: nothing changed
+
+
+@pytest.mark.slow
+def test_finetune_l1_cli_deepspeed(teacher, tmp_path):
+    tdir, spec = teacher
+    out = tmp_path / "ft_ds"
+    r = _cli("--teacher", tdir, "--spec", spec, "--objective", "l1", "--steps", 30,
+             "--backend", "deepspeed", "--out", out, "--quiet", timeout=400)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert res["backend"] == "deepspeed"
+    _check(res, out, tdir)
