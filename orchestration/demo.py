@@ -1,6 +1,6 @@
 """``make demo``: the embedded default, end to end on the built-in dataset.
 
-For now (foundation): prepare edges2photos, build a tiny ResNet generator, prune it physically to a
+For now (foundation): prepare the preset's built-in dataset, build a tiny ResNet generator, prune it physically to a
 MACs target with L1 saliency and one uniform keep ratio, export both, print MACs / params /
 measured CPU latency before and after.  Later issues replace the uniform step with MARL pruning.
 """
