@@ -192,7 +192,7 @@ def train_teacher(preset: str = "tiny", data: str | None = None, out="runs/teach
         G_, D_ = trainer.generator.cpu().eval(), trainer.discriminator.cpu().eval()
         from gan.metrics.evaluate import evaluate_generator
 
-        metrics = evaluate_generator(G_, val_ds, max_items=32)
+        metrics = evaluate_generator(G_, val_ds, dataset_root=root, max_items=32)
         metrics = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
         tracker.log_metrics({f"val_{k}": v for k, v in metrics.items()}, step=trainer.step)
         with torch.no_grad():
