@@ -47,15 +47,20 @@ class PatchGANDiscriminator(ZooModel):
         return self.head(self.features(x))
 
     def channel_groups(self) -> list[ChannelGroup]:
-        k, g = self.n_layers + 1, []
-        for i in range(k):
-            norm = f"norms.{i}" if i else None
-            reader = f"convs.{i + 1}" if i + 1 < k else "head"
-            refs = out_refs(self, f"convs.{i}", norm) + in_refs(self, reader)
-            g.append(ChannelGroup(f"layer{i + 1}", self._widths[f"layer{i + 1}"], "disc", refs,
-                                  gamma_name(self, norm),
-                                  meta={"kernel": 4, "stride": 2 if i < k - 1 else 1}))
-        return g
+        return patchgan_groups(self, lambda i: f"convs.{i}", lambda i: f"norms.{i}")
+
+
+def patchgan_groups(model, conv, norm, extra_refs=lambda i: []) -> list[ChannelGroup]:
+    """Groups layer1..layerK of a PatchGAN-shaped D (the first hidden conv has no norm; the 1-channel
+    ``head`` reads the last); ``conv``/``norm`` map a layer index to module names."""
+    k, g = model.n_layers + 1, []
+    for i in range(k):
+        n = norm(i) if i else None
+        reader = conv(i + 1) if i + 1 < k else "head"
+        refs = out_refs(model, conv(i), n) + extra_refs(i) + in_refs(model, reader)
+        g.append(ChannelGroup(f"layer{i + 1}", model._widths[f"layer{i + 1}"], "disc", refs,
+                              gamma_name(model, n), meta={"kernel": 4, "stride": 2 if i < k - 1 else 1}))
+    return g
 
 
 register_tiny("patchgan", lambda: PatchGANDiscriminator(ndf=8, n_layers=3))

@@ -26,6 +26,7 @@ from torch import nn
 from gan.models.base import ZooModel
 from gan.models.layers import conv_bias, init_weights, make_norm
 from gan.models.registry import build, register, register_tiny
+from gan.models.patchgan import patchgan_groups
 from gan.models.resnet import ConvNormAct, ResidualTrunk
 from gan.pruning.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, out_refs
 
@@ -235,17 +236,8 @@ class PPCDDiscriminator(_Masked):
         return self.head(self.features(x))
 
     def channel_groups(self) -> list[ChannelGroup]:
-        k, g = self.n_layers + 1, []
-        for i in range(k):
-            p = f"layers.{i}"
-            norm = f"{p}.norm" if i else None
-            reader = f"layers.{i + 1}.conv" if i + 1 < k else "head"
-            refs = out_refs(self, f"{p}.conv", norm) + self._mask_refs(f"{p}.mask") + in_refs(
-                self, reader)
-            g.append(ChannelGroup(f"layer{i + 1}", self._widths[f"layer{i + 1}"], "disc", refs,
-                                  gamma_name(self, norm),
-                                  meta={"kernel": 4, "stride": 2 if i < k - 1 else 1}))
-        return g
+        return patchgan_groups(self, lambda i: f"layers.{i}.conv", lambda i: f"layers.{i}.norm",
+                               lambda i: self._mask_refs(f"layers.{i}.mask"))
 
 
 register_tiny("ppcd_generator", lambda: PPCDGenerator(ngf=8, n_blocks=2))
