@@ -1,12 +1,12 @@
 """Implementations of the CLI commands; each returns the JSON-able result of the command."""
 from __future__ import annotations
 
-import json
 import shutil
 import sys
 from pathlib import Path
 
 from orchestration.errors import UsageError
+from orchestration.specs import generator_spec, load_json
 from orchestration.report import print_table
 
 
@@ -46,17 +46,6 @@ def _fresh_out_dir(out: str | Path, overwrite: bool) -> Path:
     return out
 
 
-def _read_spec(path: str) -> dict:
-    try:
-        spec = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"cannot read spec {path}: {e}; expected JSON {{group: [kept indices]}}") from e
-    spec = spec.get("spec", spec) if isinstance(spec, dict) else spec
-    if not isinstance(spec, dict):
-        raise UsageError(f"spec {path} must be a JSON object mapping group name → kept channel indices")
-    return spec
-
-
 def export(args):
     from gan import export as gexport
     from gan.pruning.physical import prune
@@ -67,7 +56,7 @@ def export(args):
     source = {"path": str(Path(args.source).resolve())}
     if args.spec:
         try:
-            model = prune(model, _read_spec(args.spec))
+            model = prune(model, generator_spec(load_json(args.spec, "spec"))[0])
         except ValueError as e:
             raise UsageError(f"spec {args.spec}: {e}") from e
         source["spec"] = str(Path(args.spec).resolve())

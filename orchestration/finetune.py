@@ -22,19 +22,11 @@ from pathlib import Path
 import torch
 
 from orchestration.errors import UsageError
+from orchestration.specs import generator_spec, load_json
 
 ADD_LATER = ("gka", "distill", "vem")
 DEFAULT_STEPS = 200
 EVAL_ITEMS = 32
-
-
-def _load_json(path: Path, what: str) -> dict:
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise UsageError(f"no {what} at {path}") from None
-    except (OSError, json.JSONDecodeError) as e:
-        raise UsageError(f"cannot read {what} {path}: {e}") from None
 
 
 def read_teacher(teacher_dir) -> dict:
@@ -42,7 +34,7 @@ def read_teacher(teacher_dir) -> dict:
     from gan import export as gexport
 
     d = Path(teacher_dir)
-    meta = _load_json(d / "teacher.json", "teacher.json (a 'ganprune train-teacher' run directory)")
+    meta = load_json(d / "teacher.json", "teacher.json (a 'ganprune train-teacher' run directory)")
     for key in ("generator", "discriminator", "data", "size"):
         if key not in meta:
             raise UsageError(f"{d / 'teacher.json'} has no {key!r}; is it a 'ganprune train-teacher' run?")
@@ -55,14 +47,7 @@ def split_spec(raw: dict, g, disc, criterion: str = "l1") -> tuple[dict, dict, d
     """(G spec, D spec, how D's spec was made) from any of the accepted spec forms."""
     from gan.pruning.saliency import spec_from_ratios
 
-    if not isinstance(raw, dict):
-        raise UsageError("a spec must be a JSON object")
-    if "generator" in raw:
-        gspec, dspec = raw["generator"], raw.get("discriminator")
-    else:
-        gspec, dspec = raw.get("spec", raw), None
-    if not isinstance(gspec, dict) or not all(isinstance(v, list) for v in gspec.values()):
-        raise UsageError("the generator spec must map group name → list of kept channel indices")
+    gspec, dspec = generator_spec(raw)
     if dspec is not None:
         return gspec, dspec, {"discriminator_spec_source": "given"}
     sizes = {grp.name: grp.size for grp in g.channel_groups()}
@@ -116,7 +101,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
 
     t = read_teacher(teacher_dir)
     size, teacher, teacher_d = int(t["size"]), t["G"].eval(), t["D"].eval()
-    raw = _load_json(Path(spec_path), "spec")
+    raw = load_json(Path(spec_path), "spec")
     gspec, dspec, d_how = split_spec(raw, teacher, teacher_d)
     try:
         student, student_d = prune(teacher, gspec), prune(teacher_d, dspec)
