@@ -283,6 +283,8 @@ def export_dir(path) -> Path:
         if p.name in (ARCH, WEIGHTS, ONNX, METRICS):
             return p.parent
         raise ExportError(f"{p} is not an export: expected a directory with {ARCH} + {WEIGHTS}")
+    if not (p / ARCH).is_file() and (p / "generator" / ARCH).is_file():
+        return p / "generator"  # a run directory (teacher, prune, finetune): its generator export
     if not (p / ARCH).is_file():
         pickled = sorted(q for q in p.iterdir() if q.suffix.lower() in PICKLE_SUFFIXES)
         if pickled:

@@ -27,11 +27,22 @@ class DiscriminatorConfig:
 
 
 @dataclass
+class MarlPreset:
+    """Defaults of ``ganprune prune --method marl`` at this preset (each has a CLI flag)."""
+    iterations: int = 5
+    episodes_per_iteration: int = 8
+    backend_steps: int = 4       # fine-tune steps per candidate inside the backend
+    finetune_steps: int = 200    # fine-tune steps of the best pair after the search
+    eval_items: int = 8          # held-out items a candidate is scored on
+
+
+@dataclass
 class Preset:
     resolution: int = 64
     dataset: str = "edges2photos"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
+    marl: MarlPreset = field(default_factory=MarlPreset)
 
 
 def _build(cls, data: dict, where: str):

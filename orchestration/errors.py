@@ -12,5 +12,7 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     from gan.export import ExportError
     from gan.metrics import MetricUnavailable
     from gan.pruning.targets import TargetError
+    from gan.teacher_run import TeacherRunError
 
-    return (UsageError, DatasetError, ExportError, TargetError, MetricUnavailable, FileNotFoundError)
+    return (UsageError, DatasetError, ExportError, TargetError, MetricUnavailable, TeacherRunError,
+            FileNotFoundError)

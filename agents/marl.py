@@ -1,0 +1,260 @@
+"""Two cooperating pruning agents trained by RLlib PPO (new API stack): ``generator`` and
+``discriminator`` policies over ``envs.multi_agent.MultiAgentPruningEnv``.
+
+The driver loop: ``algo.train()`` → drain the episodes the env runners finished (``EpisodeLog``
+actor) → greedy rollout of both policies (their deterministic decisions) → keep the best pair →
+hand a per-iteration summary to ``on_iteration`` (the CLI logs it to MLflow) → checkpoint every
+``ckpt_every`` iterations (``save_to_path`` into a temp dir, then rename: a kill never leaves a half
+checkpoint).  ``resume`` restores the algorithm and the search state from the newest checkpoint.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from envs.multi_agent import AGENTS, MultiAgentPruningEnv
+
+CKPT_PREFIX = "iter_"
+STATE = "search_state.json"
+
+
+@dataclass
+class MarlConfig:
+    iterations: int = 10
+    beta: float = 0.5                  # peer-reward weight (0: no exchange, the ablation)
+    peer_observation: bool = True      # the peer's last decisions and reward in each observation
+    episodes_per_iteration: int = 8
+    minibatch_size: int = 32
+    num_epochs: int = 8
+    lr: float = 1e-3
+    gamma: float = 1.0                 # AMC: undiscounted, reward at the episode's end
+    entropy_coeff: float = 0.0
+    hidden: tuple = (64, 64)
+    num_env_runners: int = 0           # 0: sample in the driver process
+    num_cpus_per_env_runner: int = 1
+    num_gpus_per_learner: float = 0.0
+    ckpt_every: int = 1
+    seed: int = 0
+    address: str | None = None         # Ray cluster address (None: a local Ray instance)
+    extra: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["hidden"] = list(self.hidden)
+        return d
+
+
+def checkpoints(out: Path) -> list[Path]:
+    root = Path(out) / "checkpoints"
+    found = [p for p in root.glob(f"{CKPT_PREFIX}*") if p.name[len(CKPT_PREFIX):].isdigit()
+             and (p / STATE).is_file()]
+    return sorted(found, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
+
+
+def greedy_action(module, obs: np.ndarray, space) -> np.ndarray:
+    """A policy's deterministic action for one observation, in the env's action bounds (RLlib
+    normalises Box actions to [-1, 1]; unsquash as its module-to-env connector does)."""
+    import torch
+
+    out = module.forward_inference({"obs": torch.as_tensor(obs, dtype=torch.float32)[None]})
+    dist = module.get_inference_action_dist_cls().from_logits(out["action_dist_inputs"])
+    a = dist.to_deterministic().sample()[0].detach().cpu().numpy()
+    a = np.clip(a, -1.0, 1.0)
+    return space.low + (a + 1.0) * (space.high - space.low) / 2.0
+
+
+def greedy_episode(env: MultiAgentPruningEnv, modules: dict) -> dict:
+    """Run one episode with every agent's deterministic action; returns the env's record."""
+    obs, _ = env.reset()
+    while True:
+        actions = {a: greedy_action(modules[a], o, env.action_spaces[a]) for a, o in obs.items()}
+        obs, _, term, _, _ = env.step(actions)
+        if term["__all__"]:
+            return env.records[-1]
+
+
+class MarlSearch:
+    """Build, train, checkpoint and resume the two-agent PPO search for one problem."""
+
+    def __init__(self, problem_config: dict, cfg: MarlConfig, out: Path,
+                 on_iteration: Callable[[dict], None] | None = None, quiet: bool = False):
+        self.problem_config, self.cfg, self.out = dict(problem_config), cfg, Path(out)
+        self.on_iteration, self.quiet = on_iteration, quiet
+        self.iteration, self.best, self.history = 0, None, []
+        self.log_name = "ganprune-episodes-" + hashlib.sha1(str(self.out.resolve()).encode()).hexdigest()[:10]
+        self.algo = None
+
+    # ------------------------------------------------------------------ set-up
+
+    def env_config(self) -> dict:
+        return {**self.problem_config, "beta": self.cfg.beta, "peer_observation": self.cfg.peer_observation,
+                "episode_log": self.log_name}
+
+    def algorithm_config(self):
+        from ray.rllib.algorithms.ppo import PPOConfig
+        from ray.rllib.core.rl_module.multi_rl_module import MultiRLModuleSpec
+        from ray.rllib.core.rl_module.rl_module import RLModuleSpec
+
+        c = self.cfg
+        steps = len(self.driver_env.problem.generator.names) + len(self.driver_env.problem.discriminator.names)
+        batch = max(steps, c.episodes_per_iteration * steps)
+        return (PPOConfig()
+                .environment(MultiAgentPruningEnv, env_config=self.env_config(), disable_env_checking=True)
+                .env_runners(num_env_runners=c.num_env_runners, num_cpus_per_env_runner=c.num_cpus_per_env_runner,
+                             batch_mode="complete_episodes", rollout_fragment_length="auto")
+                .learners(num_learners=0, num_gpus_per_learner=c.num_gpus_per_learner)
+                .multi_agent(policies=set(AGENTS), policy_mapping_fn=_map_agent)
+                .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={a: RLModuleSpec() for a in AGENTS}),
+                           model_config={"fcnet_hiddens": list(c.hidden), "vf_share_layers": False})
+                .training(train_batch_size_per_learner=batch, minibatch_size=min(c.minibatch_size, batch),
+                          num_epochs=c.num_epochs, lr=c.lr, gamma=c.gamma, lambda_=0.95,
+                          entropy_coeff=c.entropy_coeff)
+                .fault_tolerance(restart_failed_env_runners=True)
+                .debugging(seed=c.seed, log_level="ERROR"))
+
+    def _init_ray(self) -> None:
+        import ray
+
+        if not ray.is_initialized():
+            ray.init(address=self.cfg.address, include_dashboard=False, logging_level=logging.ERROR,
+                     log_to_driver=False, ignore_reinit_error=True,
+                     runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+
+    def setup(self, resume: bool = False) -> None:
+        from envs import episode_log
+
+        self._init_ray()
+        self.log_actor = episode_log.start(self.log_name)
+        self.driver_env = MultiAgentPruningEnv({**self.env_config(), "episode_log": None})
+        last = checkpoints(self.out)[-1] if resume and checkpoints(self.out) else None
+        if last is not None:
+            from ray.rllib.algorithms.algorithm import Algorithm
+
+            self.algo = Algorithm.from_checkpoint(str(last.resolve()))
+            state = json.loads((last / STATE).read_text())
+            self.iteration, self.best, self.history = state["iteration"], state["best"], state["history"]
+        else:
+            self.algo = self.algorithm_config().build_algo()
+        self.resumed_from = last
+
+    # ------------------------------------------------------------------ the loop
+
+    def modules(self) -> dict:
+        return {a: self.algo.get_module(a) for a in AGENTS}
+
+    @staticmethod
+    def _better(rec: dict, best: dict | None) -> bool:
+        """The best pair = highest generator own score (fidelity to the teacher); D's decides ties."""
+        if best is None:
+            return True
+        key = (rec["own"]["generator"], rec["own"]["discriminator"])
+        return key > (best["own"]["generator"], best["own"]["discriminator"])
+
+    def step(self) -> dict:
+        import ray
+
+        t0 = time.perf_counter()
+        result = self.algo.train()
+        train_s = time.perf_counter() - t0
+        records = ray.get(self.log_actor.drain.remote())
+        greedy = greedy_episode(self.driver_env, self.modules())
+        greedy["source"] = "greedy"
+        for rec in records + [greedy]:
+            if self._better(rec, self.best):
+                self.best = {**rec, "iteration": self.iteration + 1}
+        self.iteration += 1
+        summary = self._summarize(records, greedy, result, train_s)
+        self.history.append(summary)
+        if self.cfg.ckpt_every and (self.iteration % self.cfg.ckpt_every == 0
+                                    or self.iteration == self.cfg.iterations):
+            self.save()
+        if self.on_iteration is not None:
+            self.on_iteration(summary)
+        return summary
+
+    def _summarize(self, records: list[dict], greedy: dict, result: dict, train_s: float) -> dict:
+        def mean(xs):
+            xs = [float(x) for x in xs]
+            return float(np.mean(xs)) if xs else float("nan")
+
+        recs = records or [greedy]
+        s = {"iteration": self.iteration, "episodes": len(records), "train_s": round(train_s, 3),
+             "backend_s": round(sum(r["scores"]["cost_s"] for r in records), 3),
+             "backend_cached": sum(bool(r["scores"]["cached"]) for r in records),
+             "best_generator_own": self.best["own"]["generator"],
+             "best_psnr_vs_teacher": self.best["scores"]["metrics"].get("psnr_vs_teacher"),
+             "best_generator_macs_ratio": self.best["generator_macs_ratio"]}
+        for a in AGENTS:
+            s[f"{a}_return"] = mean(r["rewards"][a] for r in recs)
+            s[f"{a}_own"] = mean(r["own"][a] for r in recs)
+            s[f"{a}_macs_ratio"] = mean(r[f"{a}_macs_ratio"] for r in recs)
+            s[f"{a}_greedy_own"] = greedy["own"][a]
+            s[f"{a}_greedy_ratios"] = greedy[f"{a}_ratios"]
+            s[f"{a}_mean_ratios"] = {n: mean(r[f"{a}_ratios"][n] for r in recs) for n in greedy[f"{a}_ratios"]}
+        m = [r["scores"]["metrics"] for r in recs]
+        for k in ("psnr_vs_teacher", "density", "rec_l1", "d_loss", "d_loss_teacher", "d_balance"):
+            s[k] = mean(x[k] for x in m if k in x)
+        # G/D balance: the pruned D's loss on pruned-G samples over the teacher D's on teacher samples
+        s["gd_balance_ratio"] = s["d_loss"] / s["d_loss_teacher"] if s["d_loss_teacher"] else float("nan")
+        learners = result.get("learners", {})
+        for a in AGENTS:
+            for k in ("policy_loss", "vf_loss", "entropy"):
+                v = learners.get(a, {}).get(k)
+                if v is not None:
+                    s[f"{a}_{k}"] = float(v)
+        return s
+
+    def run(self) -> dict:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=self.cfg.iterations, initial=self.iteration, desc="marl", dynamic_ncols=True,
+                   disable=self.quiet or not os.isatty(2))
+        try:
+            while self.iteration < self.cfg.iterations:
+                s = self.step()
+                bar.set_postfix(g=f"{s['generator_own']:.3f}", d=f"{s['discriminator_own']:.3f}",
+                                best=f"{s['best_generator_own']:.3f}")
+                bar.update(1)
+        finally:
+            bar.close()
+        return {"iterations": self.iteration, "best": self.best, "history": self.history}
+
+    # ------------------------------------------------------------------ checkpoints
+
+    def save(self) -> Path:
+        """``checkpoints/iter_N/``: the RLlib checkpoint + search state, written to a temp dir and
+        renamed; older checkpoints beyond the newest two are removed."""
+        root = self.out / "checkpoints"
+        final = root / f"{CKPT_PREFIX}{self.iteration}"
+        tmp = root / f".tmp-{CKPT_PREFIX}{self.iteration}-{os.getpid()}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        self.algo.save_to_path(str(tmp.resolve()))
+        (tmp / STATE).write_text(json.dumps({"iteration": self.iteration, "best": self.best,
+                                             "history": self.history, "config": self.cfg.to_dict(),
+                                             "problem": self.problem_config}, default=float))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        for old in checkpoints(self.out)[:-2]:
+            shutil.rmtree(old, ignore_errors=True)
+        return final
+
+    def close(self) -> None:
+        if self.algo is not None:
+            self.algo.stop()
+            self.algo = None
+
+
+def _map_agent(agent_id, episode=None, **kwargs):
+    """Each agent is its own policy."""
+    return agent_id

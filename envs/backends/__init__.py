@@ -1,0 +1,7 @@
+"""Backends score a candidate (G spec, D spec) pair; the envs never know which one runs."""
+from envs.backends.base import Backend, Scores, spec_key
+from envs.backends.local import LocalBackend, LocalConfig
+
+BACKENDS = {"local": LocalBackend}
+
+__all__ = ["Backend", "Scores", "spec_key", "LocalBackend", "LocalConfig", "BACKENDS"]

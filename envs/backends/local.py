@@ -1,0 +1,128 @@
+"""The ``local`` backend: inherit the teacher's weights, optionally fine-tune K steps, score held out.
+
+Scoring is deterministic for a given spec pair (fixed batches, a freshly seeded neighbour jitter per
+evaluation), so the cache by spec hash is exact and rewards carry no evaluation noise.  The optional
+K fine-tune steps run the one trainer (``gan.train.pix2pix``) with the density objective, so the
+agents are scored on what the final pruned pair is trained on (METHODS §6.4).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from envs.backends.base import CachedBackend, Scores
+from gan.losses.density import DensityConfig, DensityObjective
+from gan.losses.gan import GANLoss
+from gan.metrics.image import psnr
+from gan.pruning.physical import prune
+
+
+@dataclass
+class LocalConfig:
+    finetune_steps: int = 0      # K fine-tune steps per candidate (0: weight inheritance only)
+    objective: str = "density"   # fine-tune objective of those steps (gan.train.distill)
+    batch_size: int = 4
+    train_items: int = 16        # fixed training items for the K steps
+    eval_items: int = 8          # fixed held-out items the scores are computed on
+    lr: float = 2e-4
+    lambda_rec: float = 10.0     # λ_rec: L1 to the teacher's output
+    lambda_dens: float = 1.0     # λ_dens: density-structure term
+    gan_loss: str = "hinge"
+    seed: int = 0
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _cat(*ts):
+    return torch.cat(ts, 1)
+
+
+class LocalBackend(CachedBackend):
+    """Scores (G spec, D spec) pairs of one teacher pair on fixed (input, ground-truth) batches."""
+
+    name = "local"
+
+    def __init__(self, teacher_g, teacher_d, train: tuple[torch.Tensor, torch.Tensor],
+                 held_out: tuple[torch.Tensor, torch.Tensor], cfg: LocalConfig | None = None,
+                 density: DensityConfig | None = None):
+        super().__init__()
+        self.cfg = cfg or LocalConfig()
+        self.density_cfg = density or DensityConfig(seed=self.cfg.seed)
+        self.teacher_g = teacher_g.eval().requires_grad_(False)
+        self.teacher_d = teacher_d.eval().requires_grad_(False)
+        self.gan = GANLoss(self.cfg.gan_loss)
+        self.train_x, self.train_y = train
+        self.x, self.y = held_out
+        with torch.no_grad():
+            self.train_t = self.teacher_g(self.train_x)
+            self.t = self.teacher_g(self.x)
+            real = _cat(self.x, self.y)
+            self.d_teacher_real = self.teacher_d(real)
+            self.d_teacher_loss = float(self.gan.d_loss(self.d_teacher_real, self.teacher_d(_cat(self.x, self.t))))
+
+    @classmethod
+    def from_teacher_run(cls, run, cfg: LocalConfig | None = None, density: DensityConfig | None = None):
+        """Fixed seeded batches from the teacher's dataset: train split for the K steps, val for scores."""
+        from gan import data as gdata
+
+        cfg = cfg or LocalConfig()
+        root = gdata.resolve_dataset(run.data, size=run.size)
+        if gdata.detect_layout(root) not in ("aligned", "labels"):
+            raise ValueError(f"the local backend scores paired (pix2pix) teachers; {run.data} is "
+                             f"{gdata.detect_layout(root)} data")
+        batches = []
+        for split, n in (("train", cfg.train_items), ("val", cfg.eval_items)):
+            ds = gdata.open_dataset(root, size=run.size, split=split)
+            g = torch.Generator().manual_seed(cfg.seed)
+            idx = torch.randperm(len(ds), generator=g)[: min(n, len(ds))].tolist()
+            items = [ds[i] for i in idx]
+            batches.append((torch.stack([b["A"] for b in items]), torch.stack([b["B"] for b in items])))
+        return cls(run.generator, run.discriminator, batches[0], batches[1], cfg, density)
+
+    # ------------------------------------------------------------------ one candidate
+
+    def _finetune(self, g, d):
+        from gan.train.distill import DistillConfig, distill_loss
+        from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+
+        c = self.cfg
+        tc = TrainConfig(steps=c.finetune_steps, batch_size=c.batch_size, lr=c.lr, gan_loss=c.gan_loss,
+                         lambda_l1=c.lambda_rec, backend="torch", quiet=True, seed=c.seed,
+                         log_every=max(1, c.finetune_steps))
+        dc = DistillConfig(objective=c.objective, lambda_rec=c.lambda_rec, lambda_dens=c.lambda_dens)
+        rng = torch.get_rng_state()
+        trainer = Pix2PixTrainer(g.train(), d.train(), tc,
+                                 extra_g_loss=distill_loss(dc, self.teacher_g, self.teacher_d, self.density_cfg))
+        n = len(self.train_x)
+        data = [{"A": self.train_x[i:i + c.batch_size], "B": self.train_t[i:i + c.batch_size],
+                 "GT": self.train_y[i:i + c.batch_size]} for i in range(0, n - c.batch_size + 1, c.batch_size)]
+        trainer.fit(data or [{"A": self.train_x, "B": self.train_t, "GT": self.train_y}])
+        torch.set_rng_state(rng)  # the trainer seeds the global RNG; leave the caller's as it was
+        return trainer.generator.eval(), trainer.discriminator.eval()
+
+    def _evaluate(self, g_spec: dict, d_spec: dict) -> Scores:
+        g, d = prune(self.teacher_g, g_spec), prune(self.teacher_d, d_spec)
+        if self.cfg.finetune_steps > 0:
+            g, d = self._finetune(g, d)
+        g, d = g.eval().requires_grad_(False), d.eval().requires_grad_(False)
+        objective = DensityObjective(self.teacher_g, self.teacher_d, self.density_cfg)
+        with torch.no_grad():
+            s = g(self.x)
+            rec = float(F.l1_loss(s, self.t))
+            dens = float(objective(g, self.x, torch.Generator().manual_seed(self.cfg.seed)).loss)
+            real = _cat(self.x, self.y)
+            d_real, d_fake = d(real), d(_cat(self.x, s))
+            d_loss = float(self.gan.d_loss(d_real, d_fake))
+            agree = float(0.5 * ((d_real - self.d_teacher_real).abs().mean()
+                                 + (d_fake - self.teacher_d(_cat(self.x, s))).abs().mean()))
+            fidelity = float(psnr(s, self.t))
+        balance = abs(d_loss - self.d_teacher_loss)
+        r_g = -(self.cfg.lambda_dens * dens + self.cfg.lambda_rec * rec)
+        r_d = -(balance + agree)
+        metrics = {"density": dens, "rec_l1": rec, "psnr_vs_teacher": fidelity, "d_loss": d_loss,
+                   "d_loss_teacher": self.d_teacher_loss, "d_balance": balance, "d_agreement": agree,
+                   "finetune_steps": self.cfg.finetune_steps}
+        return Scores(r_g, r_d, metrics)

@@ -1,0 +1,87 @@
+"""Build a pruning problem (G task, D task, backend) from a teacher run and a few knobs.
+
+Kept separate from the envs so a Gymnasium env, the RLlib env on a remote env runner and the driver
+all build the same problem from the same plain-dict config.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+
+import torch
+
+from envs.task import PruningTask
+
+
+@dataclass
+class ProblemConfig:
+    teacher: str | None = None       # teacher run directory; None: a tiny random pair on noise (smoke use)
+    macs_target: float = 0.25        # generator MACs: fraction (≤ 1) of the teacher's or absolute count
+    d_macs_target: float | None = None  # discriminator MACs target; None: the generator's fraction
+    criterion: str = "l1"            # saliency that picks which channels (l1 | gamma)
+    min_ratio: float = 0.05          # lowest keep ratio an action maps to (AMC's lbound)
+    multiple: int = 1                # round kept channels up to a multiple of this
+    fill_budget: bool = True         # spend unused budget by scaling all ratios (see PruningTask.fill)
+    backend: str = "local"
+    backend_config: dict = field(default_factory=dict)  # LocalConfig fields
+    density: dict = field(default_factory=dict)         # DensityConfig fields
+    seed: int = 0
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ProblemConfig":
+        d = dict(d or {})
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown problem config key {unknown[0]!r}; known: {', '.join(sorted(known))}")
+        return cls(**d)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
+class Problem:
+    generator: PruningTask
+    discriminator: PruningTask
+    backend: object
+    size: int
+    config: ProblemConfig
+
+
+def tiny_random_pair(seed: int = 0):
+    """A seeded tiny ResNet G + PatchGAN D (what the envs use when no teacher is given)."""
+    from gan.models import ResnetGenerator
+    from gan.models.patchgan import PatchGANDiscriminator
+
+    torch.manual_seed(seed)
+    return ResnetGenerator(ngf=8, n_blocks=2), PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2)
+
+
+def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
+    from envs.backends import BACKENDS, LocalConfig
+    from gan.losses.density import DensityConfig
+
+    cfg = config if isinstance(config, ProblemConfig) else ProblemConfig.from_dict(config)
+    if cfg.backend not in BACKENDS:
+        raise ValueError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
+    bcfg = LocalConfig(**{"seed": cfg.seed, **cfg.backend_config})
+    dcfg = DensityConfig(**{"seed": cfg.seed, **cfg.density})
+    backend_cls = BACKENDS[cfg.backend]
+    if cfg.teacher:
+        from gan.teacher_run import load_teacher_run
+
+        run = load_teacher_run(cfg.teacher)
+        g, d, size = run.generator, run.discriminator, run.size
+        backend = backend_cls.from_teacher_run(run, bcfg, dcfg)
+    else:
+        size = 32
+        g, d = tiny_random_pair(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
+        x = torch.rand(bcfg.train_items + bcfg.eval_items, 3, size, size, generator=gen) * 2 - 1
+        y = torch.rand(x.shape, generator=gen) * 2 - 1
+        n = bcfg.train_items
+        backend = backend_cls(g, d, (x[:n], y[:n]), (x[n:], y[n:]), bcfg, dcfg)
+    gt = PruningTask(g, size, cfg.macs_target, cfg.criterion, cfg.min_ratio, cfg.multiple)
+    d_target = cfg.d_macs_target if cfg.d_macs_target is not None else gt.target_macs / gt.full_macs
+    dt = PruningTask(d, size, d_target, cfg.criterion, cfg.min_ratio, cfg.multiple)
+    return Problem(gt, dt, backend, size, cfg)

@@ -1,0 +1,194 @@
+"""One network's channel-selection problem: groups in order, saliency order, MACs budget (AMC §7.1).
+
+The agent chooses *how many* channels each group keeps; saliency (|γ| or filter L1) chooses *which*.
+The budget is guaranteed by AMC's clip: when group t is decided, every later group is assumed at its
+minimum, and the count is cut to the largest one whose total MACs stay ≤ the target.  Optionally the
+finished episode is *filled*: all keep ratios are scaled up together until the budget is spent, so
+the agent decides how the budget is distributed and every episode ends just under the target.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from gan.models.base import ZooModel
+from gan.pruning.macs import MacsModel
+from gan.pruning.saliency import keep_count, saliency
+from gan.pruning.targets import TargetError
+
+#: group kinds across the zoo (one-hot in the observation; anything else is "other")
+KINDS = ("stem", "down", "res", "inner", "up", "disc", "branch", "other")
+#: static features per group, then the dynamic ones (see ``PruningTask.observation``)
+STATIC = ("position", *(f"kind_{k}" for k in KINDS), "log_width", "kernel", "stride", "macs_share",
+          "saliency_top_half", "saliency_cv")
+DYNAMIC = ("macs_decided", "macs_rest_min", "budget_left", "prev_action", "peer_keep", "peer_macs",
+           "peer_reward", "own_last_reward")
+OBS_DIM = len(STATIC) + len(DYNAMIC)
+
+
+def resolve_target(mm: MacsModel, target: float, size: int) -> int:
+    """A fraction (≤ 1) of the full MACs or an absolute count → MACs, refused when unreachable."""
+    if not target > 0:
+        raise TargetError(f"MACs target {target:g} must be positive: give a fraction (0.1) or a count (3e9)")
+    macs = int(target * mm.full) if target <= 1 else int(target)
+    floor = mm.minimum()
+    if macs > mm.full:
+        raise TargetError(f"MACs target {macs:.4g} is above the full model's {mm.full:.4g} MACs at {size}²; "
+                          "give a fraction ≤ 1 or a smaller count")
+    if macs < floor:
+        raise TargetError(f"MACs target {macs:.4g} ({macs / mm.full:.3%}) is below the {floor:.4g} MACs "
+                          f"({floor / mm.full:.3%}) that the minimum channels allow at {size}²; "
+                          "raise --macs-target")
+    return macs
+
+
+class PruningTask:
+    """Everything an env needs about one network; immutable after construction."""
+
+    def __init__(self, model: ZooModel, size: int, macs_target: float, criterion: str = "l1",
+                 min_ratio: float = 0.0, multiple: int = 1):
+        self.model, self.size, self.criterion, self.multiple = model, int(size), criterion, int(multiple)
+        self.groups = model.channel_groups()
+        self.names = [g.name for g in self.groups]
+        self.macs_model = MacsModel(model, self.size)
+        self.full_macs = self.macs_model.full
+        self.target_macs = resolve_target(self.macs_model, macs_target, self.size)
+        self.lbound = {g.name: min(1.0, max(float(min_ratio), g.min_keep / g.size)) for g in self.groups}
+        self.min_counts = {g.name: keep_count(g, self.lbound[g.name], 1) for g in self.groups}
+        self.order = {}
+        sal_feats = []
+        for g in self.groups:
+            s = saliency(model, g, criterion)
+            self.order[g.name] = torch.argsort(s, descending=True, stable=True).tolist()
+            srt = torch.sort(s, descending=True).values
+            total = float(srt.sum()) or 1.0
+            top = float(srt[: max(1, g.size // 2)].sum()) / total
+            cv = float(s.std() / s.mean()) if g.size > 1 and float(s.mean()) > 0 else 0.0
+            sal_feats.append((top, min(cv, 3.0) / 3.0))
+        self.static = self._static_features(sal_feats)
+        floor = self.macs_model.macs(self.min_counts)
+        if floor > self.target_macs:
+            raise TargetError(f"MACs target {self.target_macs:.4g} is below the {floor:.4g} MACs that "
+                              f"min_ratio {min_ratio:g} allows; lower min_ratio or raise --macs-target")
+
+    # ------------------------------------------------------------------ features
+
+    def _static_features(self, sal_feats) -> np.ndarray:
+        n = len(self.groups)
+        max_w = max(g.size for g in self.groups)
+        rows = []
+        for i, (g, (top, cv)) in enumerate(zip(self.groups, sal_feats)):
+            kind = g.kind if g.kind in KINDS else "other"
+            share = (self.full_macs - self.macs_model.macs({g.name: self.min_counts[g.name]})) / self.full_macs
+            rows.append([i / max(1, n - 1), *(float(kind == k) for k in KINDS),
+                         math.log2(g.size) / max(1.0, math.log2(max_w)),
+                         g.meta.get("kernel", 1) / 7.0, g.meta.get("stride", 1) / 2.0, share, top, cv])
+        return np.asarray(rows, dtype=np.float32)
+
+    def observation(self, t: int, counts: dict[str, int], prev_action: float, peer: dict,
+                    own_last_reward: float) -> np.ndarray:
+        """Static features of group ``t`` + budget state + the peer's last decisions and reward."""
+        t = min(t, len(self.groups) - 1)
+        decided = self._with_rest(counts, t, at_min=False)
+        rest_min = self._with_rest(counts, t, at_min=True)
+        full = self.full_macs
+        dyn = [self.macs_model.macs(decided) / full,
+               self.macs_model.macs(rest_min) / full,
+               (self.target_macs - self.macs_model.macs(rest_min)) / full,
+               prev_action, peer.get("keep", 1.0), peer.get("macs", 1.0),
+               math.tanh(peer.get("reward", 0.0)), math.tanh(own_last_reward)]
+        return np.clip(np.concatenate([self.static[t], np.asarray(dyn, np.float32)]), -1.0, 1.0)
+
+    # ------------------------------------------------------------------ budget
+
+    def _with_rest(self, counts: dict[str, int], t: int, at_min: bool) -> dict[str, int]:
+        """Decided groups (< t) as chosen; group t and later at their minimum (or full width)."""
+        out = {n: counts[n] for n in self.names[:t]}
+        if at_min:
+            out.update({n: self.min_counts[n] for n in self.names[t:]})
+        return out
+
+    def max_feasible(self, counts: dict[str, int], t: int) -> int:
+        """Largest count of group ``t`` with groups < t as chosen and later ones at their minimum
+        whose MACs stay ≤ target (MACs grow monotonically with a count: binary search)."""
+        name, g = self.names[t], self.groups[t]
+        base = self._with_rest(counts, t, at_min=True)
+        lo, hi = self.min_counts[name], g.size
+        if self.macs_model.macs({**base, name: hi}) <= self.target_macs:
+            return hi
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if self.macs_model.macs({**base, name: mid}) <= self.target_macs:
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def count_for(self, t: int, action: float, counts: dict[str, int]) -> int:
+        """Action in [0, 1] → keep ratio in [lbound, 1] → count, clipped to the budget (AMC)."""
+        name, g = self.names[t], self.groups[t]
+        lb = self.lbound[name]
+        ratio = lb + float(np.clip(action, 0.0, 1.0)) * (1.0 - lb)
+        k = max(self.min_counts[name], keep_count(g, ratio, self.multiple))
+        return int(min(k, self.max_feasible(counts, t)))
+
+    def fill(self, counts: dict[str, int]) -> dict[str, int]:
+        """Spend the unused budget: scale every keep ratio by one factor s ≥ 1 (binary search), then
+        add single channels in the order of the agent's ratios while they fit."""
+        macs = self.macs_model.macs
+        if macs(counts) > self.target_macs:
+            raise ValueError("fill() needs a spec within the budget")
+
+        def scaled(s):
+            return {n: int(min(g.size, max(counts[n], math.floor(counts[n] * s))))
+                    for n, g in zip(self.names, self.groups)}
+
+        lo, hi = 1.0, max(g.size / max(1, counts[n]) for n, g in zip(self.names, self.groups))
+        for _ in range(40):
+            mid = (lo + hi) / 2
+            if macs(scaled(mid)) <= self.target_macs:
+                lo = mid
+            else:
+                hi = mid
+        out = scaled(lo)
+        by_ratio = sorted(self.names, key=lambda n: -counts[n] / self.groups[self.names.index(n)].size)
+        grown = True
+        while grown:
+            grown = False
+            for n in by_ratio:
+                size = self.groups[self.names.index(n)].size
+                if out[n] < size and macs({**out, n: out[n] + 1}) <= self.target_macs:
+                    out[n] += 1
+                    grown = True
+        # a big group's channel may cost more than the gap left: trade one channel of another group
+        # for it while that spends more of the budget (a few passes of exact 15 µs evaluations)
+        for _ in range(4 * len(self.names)):
+            now, best = macs(out), None
+            for a, ga in zip(self.names, self.groups):
+                if out[a] >= ga.size:
+                    continue
+                for b in self.names:
+                    if b == a or out[b] <= max(self.min_counts[b], counts[b]):
+                        continue
+                    m = macs({**out, a: out[a] + 1, b: out[b] - 1})
+                    if now < m <= self.target_macs and (best is None or m > best[0]):
+                        best = (m, a, b)
+            if best is None:
+                break
+            out[best[1]] += 1
+            out[best[2]] -= 1
+        return out
+
+    # ------------------------------------------------------------------ specs
+
+    def spec(self, counts: dict[str, int]) -> dict[str, list[int]]:
+        """Kept indices: the ``count`` most salient channels of every group (missing groups keep all)."""
+        return {n: sorted(self.order[n][: counts.get(n, len(self.order[n]))]) for n in self.names}
+
+    def ratios(self, counts: dict[str, int]) -> dict[str, float]:
+        return {n: counts[n] / g.size for n, g in zip(self.names, self.groups)}
+
+    def macs(self, counts: dict[str, int]) -> float:
+        return self.macs_model.macs(counts)

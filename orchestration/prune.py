@@ -1,0 +1,235 @@
+"""``ganprune prune --method marl``: search → fine-tune the best pair → export → evaluate, in MLflow.
+
+Layout of ``out``::
+
+    checkpoints/iter_N/     RLlib checkpoint of both policies + search state (newest two kept)
+    history.json            one summary per iteration (returns, own scores, keep ratios, G/D balance)
+    keep_ratios.png         per-group keep ratios over iterations, per agent (pruning dynamics)
+    gd_balance.png          G/D balance and the agents' scores over iterations
+    best_spec.json          the best (G spec, D spec) found, with its scores
+    finetune/               ``ganprune finetune`` of that pair (density objective)
+    generator/              the exported pruned generator (= finetune/generator)
+    prune.json              the summary (MACs, params, latency, fidelity, costs, MLflow run id)
+
+MLflow: a parent run (experiment "prune") with params, per-iteration metrics, plots, sample grids,
+the policy checkpoint and the exported generator (ONNX, registered); one nested run per agent.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from orchestration.errors import UsageError
+
+EXPERIMENT = "prune"
+METHODS = ("marl",)
+REGISTERED_MODEL = "ganprune-generator"
+
+
+def _scalars(d: dict) -> dict:
+    return {k: v for k, v in d.items() if isinstance(v, (int, float)) and not isinstance(v, bool)}
+
+
+def _latest_search_checkpoint(out: Path):
+    from agents.marl import checkpoints
+
+    found = checkpoints(out)
+    return found[-1] if found else None
+
+
+def prune_marl(teacher: str | None = None, preset: str = "tiny", data: str | None = None,
+               macs_target: float = 0.25, out="runs/marl", iterations: int | None = None,
+               beta: float = 0.5, resume: bool = False, overwrite: bool = False,
+               tracking_uri: str | None = None, episodes: int | None = None, backend_steps: int | None = None,
+               finetune_steps: int | None = None, finetune_backend: str = "deepspeed",
+               num_env_runners: int = 0, address: str | None = None, seed: int = 0,
+               peer_observation: bool = True, quiet: bool = False, track: bool = True,
+               export_onnx: bool = True) -> dict:
+    from agents.marl import AGENTS, MarlConfig, MarlSearch
+    from envs.problem import ProblemConfig
+    from gan import export as gexport
+    from gan.pruning.targets import TargetError
+    from gan.teacher_run import load_teacher_run
+    from orchestration import plots
+    from orchestration.config import load_preset
+    from orchestration.finetune import finetune
+    from orchestration.rundir import claim_run_dir
+    from orchestration.teacher_cache import ensure_teacher
+    from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
+
+    def say(msg):
+        if not quiet:
+            print(msg, flush=True)
+
+    t_start = time.perf_counter()
+    pre = load_preset(preset)
+    iterations = pre.marl.iterations if iterations is None else int(iterations)
+    episodes = pre.marl.episodes_per_iteration if episodes is None else int(episodes)
+    backend_steps = pre.marl.backend_steps if backend_steps is None else int(backend_steps)
+    finetune_steps = pre.marl.finetune_steps if finetune_steps is None else int(finetune_steps)
+    for name, v in (("--iterations", iterations), ("--episodes", episodes)):
+        if v < 1:
+            raise UsageError(f"{name} must be ≥ 1, got {v}")
+    if not 0 <= beta <= 10:
+        raise UsageError(f"--peer-beta must be in [0, 10], got {beta}")
+    if track:
+        check_reachable(resolve_tracking_uri(tracking_uri))
+    out = Path(out)
+    last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search")
+    if last is not None:
+        saved = json.loads((last / "search_state.json").read_text())
+        teacher = saved["problem"]["teacher"]
+    teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
+        preset, data, quiet=quiet, tracking_uri=tracking_uri))
+    run = load_teacher_run(teacher)
+
+    problem = ProblemConfig(teacher=teacher, macs_target=macs_target, seed=seed,
+                            backend_config={"finetune_steps": backend_steps, "eval_items": pre.marl.eval_items})
+    cfg = MarlConfig(iterations=iterations, beta=beta, episodes_per_iteration=episodes,
+                     num_env_runners=num_env_runners, address=address, seed=seed,
+                     peer_observation=peer_observation)
+    out.mkdir(parents=True, exist_ok=True)
+
+    run_file = out / "run.json"
+    ids = json.loads(run_file.read_text()) if last and run_file.is_file() else {}
+    parent = Tracker(EXPERIMENT, run_name=f"marl-{Path(preset).stem}-{macs_target:g}", tracking_uri=tracking_uri,
+                     enabled=track, tags={"ganprune.command": "prune", "ganprune.method": "marl",
+                                          "ganprune.out_dir": str(out.resolve())})
+    parent.start(run_id=ids.get("parent"))
+    children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=tracking_uri, parent_run_id=parent.run_id,
+                           enabled=track, tags={"ganprune.agent": a}).start(run_id=ids.get(a)) for a in AGENTS}
+    run_file.write_text(json.dumps({"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
+                                    "tracking_uri": parent.tracking_uri if track else None}))
+
+    def on_iteration(s: dict) -> None:
+        it = s["iteration"]
+        parent.log_metrics({k: v for k, v in _scalars(s).items()
+                            if not any(k.startswith(a + "_") for a in AGENTS)}, step=it)
+        parent.log_metrics({k: v for k, v in _scalars(s).items() if k.endswith(("_return", "_own"))}, step=it)
+        for a, c in children.items():
+            c.log_metrics({k[len(a) + 1:]: v for k, v in _scalars(s).items() if k.startswith(a + "_")}, step=it)
+            c.log_metrics({f"keep.{g}": r for g, r in s[f"{a}_mean_ratios"].items()}, step=it)
+            c.log_metrics({f"greedy_keep.{g}": r for g, r in s[f"{a}_greedy_ratios"].items()}, step=it)
+        (out / "history.json").write_text(json.dumps(search.history, indent=1, default=float))
+        plots.keep_ratios(search.history, out / "keep_ratios.png")
+        plots.gd_balance(search.history, out / "gd_balance.png")
+
+    status = "FAILED"
+    search = None
+    try:
+        try:
+            search = MarlSearch(problem.to_dict(), cfg, out, on_iteration=on_iteration, quiet=quiet)
+            search.setup(resume=last is not None)
+        except TargetError:
+            raise
+        g_task = search.driver_env.problem.generator
+        parent.log_params({"method": "marl", "teacher": teacher, "preset": preset, "macs_target": macs_target,
+                           "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
+                           "marl": cfg.to_dict(), "problem": problem.to_dict(), "finetune_steps": finetune_steps})
+        for a, c in children.items():
+            c.log_params({"agent": a, "beta": beta, "groups": ",".join(getattr(search.driver_env.problem, a).names)})
+        say(f"MARL search: {iterations} iterations × {episodes} episodes, β = {beta}, generator target "
+            f"{g_task.target_macs / 1e6:.2f} M MACs ({g_task.target_macs / g_task.full_macs:.1%} of "
+            f"{g_task.full_macs / 1e6:.2f} M)" + (f", resuming after iteration {search.iteration}" if last else "")
+            + (f"; MLflow run {parent.run_id}" if parent.active else ""))
+        t_search = time.perf_counter()
+        result = search.run()
+        search_s = time.perf_counter() - t_search
+        backend_stats = search.driver_env.problem.backend.stats()
+        best = result["best"]
+        d_task = search.driver_env.problem.discriminator
+        spec = {"generator": g_task.spec(best["generator_counts"]),
+                "discriminator": d_task.spec(best["discriminator_counts"])}
+        (out / "best_spec.json").write_text(json.dumps({**spec, "best": best}, indent=1, default=float))
+        say(f"best pair (iteration {best['iteration']}): generator {best['generator_macs_ratio']:.1%} of the "
+            f"teacher's MACs, PSNR vs teacher before fine-tuning "
+            f"{best['scores']['metrics']['psnr_vs_teacher']:.2f} dB")
+        last_ckpt = _latest_search_checkpoint(out)
+        search.close()
+
+        ft_dir = out / "finetune"
+        if ft_dir.exists():
+            shutil.rmtree(ft_dir)
+        ft = finetune(teacher, out / "best_spec.json", ft_dir, objective="density", steps=finetune_steps,
+                      backend=finetune_backend, quiet=quiet, seed=seed, export_onnx=export_onnx)
+        for member in ("generator", "discriminator"):
+            if (out / member).exists():
+                shutil.rmtree(out / member)
+            shutil.copytree(ft_dir / member, out / member)
+        prof_t = gexport.profile_export(Path(teacher) / run.meta["generator"], size=run.size, runs=20)
+        prof_p = gexport.profile_export(out / "generator", size=run.size, runs=20)
+        summary = {
+            "out": str(out), "method": "marl", "teacher": teacher, "preset": preset, "size": run.size,
+            "macs_target": macs_target, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
+            "macs": prof_p["macs"], "macs_ratio": prof_p["macs"] / prof_t["macs"],
+            "params": prof_p["params"], "teacher_params": prof_t["params"],
+            "latency_ms": prof_p["torch_latency"]["median_ms"],
+            "teacher_latency_ms": prof_t["torch_latency"]["median_ms"],
+            "fidelity_before_finetune": ft["before"], "fidelity": ft["after"],
+            "search_s": round(search_s, 1), "finetune_s": round(ft["train_seconds"], 1),
+            "total_s": round(time.perf_counter() - t_start, 1), "backend": backend_stats,
+            "iterations": result["iterations"], "beta": beta, "best_iteration": best["iteration"],
+            "generator_keep": {n: len(v) for n, v in spec["generator"].items()},
+            "discriminator_keep": {n: len(v) for n, v in spec["discriminator"].items()},
+            "mlflow_run_id": parent.run_id, "profile": {"teacher": prof_t, "pruned": prof_p},
+        }
+        (out / "prune.json").write_text(json.dumps(summary, indent=1, default=float))
+        parent.log_metrics({"final_macs": summary["macs"], "final_macs_ratio": summary["macs_ratio"],
+                            "final_params": summary["params"], "final_latency_ms": summary["latency_ms"],
+                            "teacher_latency_ms": summary["teacher_latency_ms"], "search_s": search_s,
+                            **{f"final_{k}": v for k, v in ft["after"].items()}}, step=result["iterations"])
+        for f in ("history.json", "keep_ratios.png", "gd_balance.png", "best_spec.json", "prune.json"):
+            if (out / f).is_file():
+                parent.log_artifact(out / f)
+        if (out / "generator" / "samples.png").is_file():
+            parent.log_artifact(out / "generator" / "samples.png", "samples")
+        if last_ckpt is not None:
+            parent.log_artifacts(last_ckpt, f"policies/{last_ckpt.name}")
+        parent.log_artifacts(out / "generator", "generator")
+        _log_model(parent, out / "generator")
+        status = "FINISHED"
+        return summary
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        if search is not None:
+            search.close()
+        for c in children.values():
+            c.end(status)
+        parent.end(status)
+
+
+def _log_model(tracker, export: Path) -> None:
+    """The exported generator as an MLflow ONNX model, registered as ``ganprune-generator``."""
+    if not tracker.active or not (export / "generator.onnx").is_file():
+        return
+    import mlflow
+    import mlflow.onnx
+    import onnx
+
+    mlflow.set_tracking_uri(tracker.tracking_uri)
+    with mlflow.start_run(run_id=tracker.run_id):
+        mlflow.onnx.log_model(onnx.load(str(export / "generator.onnx")), name="generator_onnx",
+                              registered_model_name=REGISTERED_MODEL,
+                              pip_requirements=["onnx", "onnxruntime"])
+
+
+def print_summary(s: dict) -> None:
+    """Teacher vs pruned: MACs, params, CPU latency, fidelity."""
+    from orchestration.report import print_table
+
+    f, f0 = s["fidelity"], s["fidelity_before_finetune"]
+    cols = ["model", "MACs", "params", "CPU ms", "PSNR vs teacher (dB)", "fid_proxy"]
+    rows = [{"model": "teacher", "MACs": f"{s['teacher_macs'] / 1e6:.2f} M",
+             "params": f"{s['teacher_params'] / 1e3:.1f} k", "CPU ms": f"{s['teacher_latency_ms']:.2f}",
+             "PSNR vs teacher (dB)": "—", "fid_proxy": "—"},
+            {"model": f"pruned ({s['method']} + fine-tune)",
+             "MACs": f"{s['macs'] / 1e6:.2f} M ({s['macs_ratio']:.1%})", "params": f"{s['params'] / 1e3:.1f} k",
+             "CPU ms": f"{s['latency_ms']:.2f} (×{s['teacher_latency_ms'] / s['latency_ms']:.2f})",
+             "PSNR vs teacher (dB)": f"{f0.get('psnr_vs_teacher', float('nan')):.2f} → "
+                                     f"{f.get('psnr_vs_teacher', float('nan')):.2f}",
+             "fid_proxy": f"{f.get('fid_proxy', float('nan')):.3f}"}]
+    print_table("teacher vs pruned", rows, cols)

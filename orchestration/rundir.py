@@ -1,0 +1,33 @@
+"""Output directories of long runs: never clobber another run, resume only what can be resumed."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Callable
+
+from orchestration.errors import UsageError
+
+
+def claim_run_dir(out, resume: bool, overwrite: bool, latest: Callable[[Path], Path | None],
+                  what: str = "run") -> Path | None:
+    """The checkpoint to resume from, or None for a fresh run in ``out``.
+
+    A non-empty ``out`` is refused unless ``--resume`` (then it must hold a checkpoint) or
+    ``--overwrite`` (then it is emptied)."""
+    out = Path(out)
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite exclude each other; pass one of them")
+    if not (out.exists() and any(out.iterdir())):
+        if resume:
+            raise UsageError(f"--resume: {out} holds no {what} to resume; drop --resume to start one")
+        return None
+    if resume:
+        last = latest(out)
+        if last is None:
+            raise UsageError(f"{out} has no checkpoint to resume; pass --overwrite to start again")
+        return last
+    if overwrite:
+        shutil.rmtree(out)
+        return None
+    raise UsageError(f"{out} is not empty; pass --resume to continue its {what}, --overwrite to start "
+                     "again, or choose another --out")

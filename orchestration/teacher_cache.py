@@ -1,0 +1,41 @@
+"""A preset's default teacher, trained once and reused (``ganprune prune`` / ``demo`` without --teacher).
+
+Cached under ``$GANPRUNE_CACHE/teachers/<preset>-<data>`` (default ``~/.cache/ganprune``); trained
+into a temp dir and renamed, so two commands racing never see a half-written teacher.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("GANPRUNE_CACHE") or Path.home() / ".cache" / "ganprune")
+
+
+def ensure_teacher(preset: str = "tiny", data: str | None = None, steps: int | None = None,
+                   backend: str = "deepspeed", quiet: bool = False, tracking_uri: str | None = None) -> Path:
+    """Path of a trained teacher run for ``preset`` (training it now if it is not cached)."""
+    from orchestration.config import load_preset
+    from orchestration.teacher import train_teacher
+
+    data = data or load_preset(preset).dataset
+    name = f"{Path(preset).stem}-{Path(str(data)).name}" + (f"-{steps}" if steps else "")
+    final = cache_root() / "teachers" / name
+    if (final / "teacher.json").is_file():
+        if not quiet:
+            print(f"reusing the cached {preset} teacher at {final}", flush=True)
+        return final
+    tmp = final.parent / f".tmp-{name}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    if not quiet:
+        print(f"no cached {preset} teacher for {data}: training one (once) into {final}", flush=True)
+    train_teacher(preset=preset, data=data, out=tmp, steps=steps, backend=backend, quiet=quiet,
+                  tracking_uri=tracking_uri)
+    if not (final / "teacher.json").is_file():
+        shutil.rmtree(final, ignore_errors=True)
+        os.replace(tmp, final)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final
