@@ -1,16 +1,23 @@
 """Density objective vs plain L1-to-teacher distillation at equal MACs and equal steps.
 
-Both runs start from the same teacher, the same uniform L1-saliency spec at the MACs target (25 % by
-default) and the same seed; only the objective differs (gan.train.distill). Prints PSNR/SSIM vs the
-teacher and fid_proxy (val split, 32 images) before and after each, plus wall time.
+Every run starts from the same teacher, the same uniform L1-saliency spec at the MACs target (25 % by
+default) and the same seed; only the objective (gan.train.distill) and its knobs differ. Prints PSNR /
+SSIM vs the teacher and fid_proxy (val split, 32 images) before and after each, train wall time and
+steps/s, and each run's difference to the "l1" run of the same seed (measured in this one process).
 
     python benchmarks/density_objective.py                      # trains a tiny teacher first
-    python benchmarks/density_objective.py --teacher runs/teacher --steps 500 --backend deepspeed
+    python benchmarks/density_objective.py --teacher runs/teacher --steps 300 --backend deepspeed \\
+        --variant dens_x4:lambda_dens=4 --variant k8:k_neighbors=8 --seeds 0,1
+
+A variant is NAME:key=value,...; keys are fields of ``DistillConfig`` (lambda_*) or ``DensityConfig``
+(k_neighbors, bandwidth_factor, gamma, feature, ...); its objective is "density" unless objective=l1.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import statistics
 import sys
 import tempfile
 import time
@@ -18,9 +25,41 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+import torch  # noqa: E402
+
 from gan import export as gexport  # noqa: E402
+from gan.losses.density import DensityConfig  # noqa: E402
 from gan.pruning.targets import resolve_macs_target, uniform_spec  # noqa: E402
+from gan.train.distill import DistillConfig  # noqa: E402
 from orchestration.finetune import finetune, read_teacher, tiny_teacher  # noqa: E402
+
+METRICS = ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy")
+
+
+def parse_variant(text: str) -> tuple[str, dict, dict, str]:
+    """'NAME:k=v,k=v' → (name, distill overrides, density overrides, objective)."""
+    name, _, body = text.partition(":")
+    distill_keys = {f.name for f in dataclasses.fields(DistillConfig)}
+    density_keys = {f.name for f in dataclasses.fields(DensityConfig)}
+    dist, dens, objective = {}, {}, "density"
+    for item in filter(None, body.split(",")):
+        k, _, v = item.partition("=")
+        k = k.strip()
+        if k == "objective":
+            objective = v.strip()
+            continue
+        try:
+            val = json.loads(v)
+        except json.JSONDecodeError:
+            val = v.strip()
+        if k in distill_keys:
+            dist[k] = val
+        elif k in density_keys:
+            dens[k] = val
+        else:
+            raise SystemExit(f"variant {name!r}: unknown knob {k!r}; DistillConfig has "
+                             f"{sorted(distill_keys)}, DensityConfig has {sorted(density_keys)}")
+    return name, dist, dens, objective
 
 
 def main(argv=None) -> dict:
@@ -31,9 +70,16 @@ def main(argv=None) -> dict:
     ap.add_argument("--macs-target", type=float, default=0.25)
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--backend", choices=["torch", "deepspeed"], default="torch")
+    ap.add_argument("--seeds", default="0", help="comma-separated fine-tuning seeds (default 0)")
+    ap.add_argument("--variant", action="append", default=[],
+                    help="extra run NAME:key=value,... (repeatable); see the module docstring")
+    ap.add_argument("--no-default", action="store_true", help="skip the default 'density' run")
+    ap.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     ap.add_argument("--out", help="work directory (default: a temporary one)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     work = Path(args.out or tempfile.mkdtemp(prefix="density_bench_"))
     work.mkdir(parents=True, exist_ok=True)
@@ -47,28 +93,58 @@ def main(argv=None) -> dict:
     spec_path = work / "spec.json"
     spec_path.write_text(json.dumps({"spec": spec, "keep_ratio": ratio}))
 
-    rows = {}
-    for objective in ("l1", "density"):
-        t1 = time.perf_counter()
-        r = finetune(tdir, spec_path, work / f"ft_{objective}", objective=objective, steps=args.steps,
-                     backend=args.backend, overwrite=True, quiet=True, export_onnx=False)
-        rows[objective] = {"before": r["before"], "after": r["after"], "seconds": time.perf_counter() - t1,
-                           "train_seconds": r["train_seconds"], "macs": r["macs"],
-                           "teacher_macs": r["teacher_macs"]}
+    runs = [("l1", {}, {}, "l1")] + ([] if args.no_default else [("density", {}, {}, "density")])
+    runs += [parse_variant(v) for v in args.variant]
+    seeds = [int(s) for s in args.seeds.split(",")]
+    rows: dict[str, dict] = {}
+    for seed in seeds:
+        for name, dist, dens, objective in runs:
+            r = finetune(tdir, spec_path, work / f"ft_{name}_s{seed}", objective=objective, steps=args.steps,
+                         backend=args.backend, overwrite=True, quiet=True, export_onnx=False, seed=seed,
+                         distill=dist, density=dens)
+            row = rows.setdefault(name, {"objective": objective, "distill": dist, "density": dens,
+                                         "macs": r["macs"], "teacher_macs": r["teacher_macs"], "seeds": {}})
+            last = r["history"][-1] if r["history"] else {}
+            row["seeds"][seed] = {"before": r["before"], "after": r["after"],
+                                  "train_seconds": r["train_seconds"], "steps_per_sec": r["steps_per_sec"],
+                                  "last": {k: v for k, v in last.items()
+                                           if k.startswith(("density", "gan_nb", "loss_d", "l1"))}}
+            if not args.json:
+                a = r["after"]
+                print(f"  {name} seed {seed}: PSNR_T {a['psnr_vs_teacher']:.2f} SSIM_T "
+                      f"{a['ssim_vs_teacher']:.3f} fid_proxy {a['fid_proxy']:.2f} "
+                      f"({r['train_seconds']:.0f} s, {r['steps_per_sec']:.2f} steps/s)", flush=True)
+
+    def mean(name, key, where="after"):
+        return statistics.mean(s[where][key] if where else s[key] for s in rows[name]["seeds"].values())
+
+    for name, row in rows.items():
+        row["mean"] = {**{k: mean(name, k) for k in METRICS},
+                       "before_psnr_vs_teacher": mean(name, "psnr_vs_teacher", "before"),
+                       "train_seconds": mean(name, "train_seconds", None),
+                       "steps_per_sec": mean(name, "steps_per_sec", None)}
+        row["vs_l1"] = {  # per-seed differences to the l1 run, then averaged
+            **{f"d_{k}": statistics.mean(row["seeds"][s]["after"][k] - rows["l1"]["seeds"][s]["after"][k]
+                                         for s in seeds) for k in METRICS},
+            "time_ratio": statistics.mean(row["seeds"][s]["train_seconds"]
+                                          / rows["l1"]["seeds"][s]["train_seconds"] for s in seeds)}
 
     print(f"teacher {tdir} ({'trained here in %.0f s' % teacher_s if not args.teacher else 'given'}), "
-          f"{size}², uniform keep ratio {ratio:.3f}, {args.steps} steps, backend {args.backend}")
-    print(f"{'objective':<10}{'MACs %':>8}{'PSNR_T before':>15}{'PSNR_T after':>14}{'SSIM_T after':>14}"
-          f"{'fid_proxy after':>17}{'train s':>9}")
+          f"{size}², uniform keep ratio {ratio:.3f}, {args.steps} steps, backend {args.backend}, "
+          f"seeds {seeds}, {torch.get_num_threads()} torch threads")
+    print(f"{'run':<14}{'MACs %':>7}{'PSNR_T before':>14}{'PSNR_T':>8}{'ΔPSNR':>7}{'SSIM_T':>8}{'ΔSSIM':>8}"
+          f"{'fid_proxy':>10}{'Δfid':>7}{'train s':>9}{'steps/s':>8}{'time×':>7}")
     for name, r in rows.items():
-        a, b = r["after"], r["before"]
-        print(f"{name:<10}{100 * r['macs'] / r['teacher_macs']:>8.1f}{b['psnr_vs_teacher']:>15.2f}"
-              f"{a['psnr_vs_teacher']:>14.2f}{a['ssim_vs_teacher']:>14.3f}{a['fid_proxy']:>17.2f}"
-              f"{r['train_seconds']:>9.1f}")
+        m, d = r["mean"], r["vs_l1"]
+        print(f"{name:<14}{100 * r['macs'] / r['teacher_macs']:>7.1f}{m['before_psnr_vs_teacher']:>14.2f}"
+              f"{m['psnr_vs_teacher']:>8.2f}{d['d_psnr_vs_teacher']:>+7.2f}{m['ssim_vs_teacher']:>8.3f}"
+              f"{d['d_ssim_vs_teacher']:>+8.3f}{m['fid_proxy']:>10.3f}{d['d_fid_proxy']:>+7.2f}"
+              f"{m['train_seconds']:>9.1f}{m['steps_per_sec']:>8.2f}{d['time_ratio']:>7.2f}")
     result = {"teacher": str(tdir), "size": size, "keep_ratio": ratio, "steps": args.steps,
-              "backend": args.backend, "results": rows}
+              "backend": args.backend, "seeds": seeds, "threads": torch.get_num_threads(), "results": rows}
+    (work / "density_benchmark.json").write_text(json.dumps(result, indent=1, default=float))
     if args.json:
-        print(json.dumps(result))
+        print(json.dumps(result, default=float))
     return result
 
 

@@ -37,7 +37,6 @@ class MultiAgentPruningEnv(MultiAgentEnv):
         self.beta = float(config.pop("beta", 0.5))
         self.peer_observation = bool(config.pop("peer_observation", True))
         self.log_name = config.pop("episode_log", None)
-        config.pop("num_env_runners", None)
         self.problem = problem if problem is not None else build_problem(config)
         self.episodes = {a: GroupEpisode(getattr(self.problem, a), self.problem.config.fill_budget)
                          for a in AGENTS}

@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from gan.models.base import ZooModel
-from gan.pruning.macs import MacsModel
+from gan.pruning.macs import MacsModel, fill_counts
 from gan.pruning.saliency import keep_count, saliency
 from gan.pruning.targets import TargetError
 
@@ -135,51 +135,8 @@ class PruningTask:
         return int(min(k, self.max_feasible(counts, t)))
 
     def fill(self, counts: dict[str, int]) -> dict[str, int]:
-        """Spend the unused budget: scale every keep ratio by one factor s ≥ 1 (binary search), then
-        add single channels in the order of the agent's ratios while they fit."""
-        macs = self.macs_model.macs
-        if macs(counts) > self.target_macs:
-            raise ValueError("fill() needs a spec within the budget")
-
-        def scaled(s):
-            return {n: int(min(g.size, max(counts[n], math.floor(counts[n] * s))))
-                    for n, g in zip(self.names, self.groups)}
-
-        lo, hi = 1.0, max(g.size / max(1, counts[n]) for n, g in zip(self.names, self.groups))
-        for _ in range(40):
-            mid = (lo + hi) / 2
-            if macs(scaled(mid)) <= self.target_macs:
-                lo = mid
-            else:
-                hi = mid
-        out = scaled(lo)
-        by_ratio = sorted(self.names, key=lambda n: -counts[n] / self.groups[self.names.index(n)].size)
-        grown = True
-        while grown:
-            grown = False
-            for n in by_ratio:
-                size = self.groups[self.names.index(n)].size
-                if out[n] < size and macs({**out, n: out[n] + 1}) <= self.target_macs:
-                    out[n] += 1
-                    grown = True
-        # a big group's channel may cost more than the gap left: trade one channel of another group
-        # for it while that spends more of the budget (a few passes of exact 15 µs evaluations)
-        for _ in range(4 * len(self.names)):
-            now, best = macs(out), None
-            for a, ga in zip(self.names, self.groups):
-                if out[a] >= ga.size:
-                    continue
-                for b in self.names:
-                    if b == a or out[b] <= max(self.min_counts[b], counts[b]):
-                        continue
-                    m = macs({**out, a: out[a] + 1, b: out[b] - 1})
-                    if now < m <= self.target_macs and (best is None or m > best[0]):
-                        best = (m, a, b)
-            if best is None:
-                break
-            out[best[1]] += 1
-            out[best[2]] -= 1
-        return out
+        """Spend the unused budget without undoing a decision (``gan.pruning.macs.fill_counts``)."""
+        return fill_counts(self.macs_model, counts, self.target_macs)
 
     # ------------------------------------------------------------------ specs
 

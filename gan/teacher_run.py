@@ -37,6 +37,9 @@ def load_teacher_run(path) -> TeacherRun:
         meta = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TeacherRunError(f"{f} is not valid JSON ({e}); re-run 'ganprune train-teacher'") from e
+    if meta.get("kind", "pix2pix") != "pix2pix":
+        raise TeacherRunError(f"{d} is a {meta['kind']} teacher; pruning takes pix2pix (paired) teachers for "
+                              "now (CycleGAN / class-conditional pruning arrives with issue #6)")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise TeacherRunError(f"{f} has no {missing[0]!r}; is it a 'ganprune train-teacher' run?")

@@ -15,10 +15,13 @@ from orchestration.errors import UsageError, input_error_types
 
 #: commands that later issues bring: name → (issue, one-line summary)
 PLANNED = {
-    "prune": (5, "search a pruned architecture (marl, cat, gan-compression, ppcd, uniform, l1)"),
-    "inspect": (5, "per-layer decisions, reward curves and best specs of a pruning run"),
     "benchmark": (6, "every method at the same MACs target, one table and Pareto plot"),
 }
+
+
+def _num_procs(sp) -> None:
+    sp.add_argument("--num-procs", type=int, default=1, metavar="N",
+                    help="train in N local processes (torchrun; DeepSpeed backend; default 1: in-process)")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -91,24 +94,34 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--add", action="append", default=[], help="extra terms gka|distill|vem (issue #6)")
     sp.add_argument("--steps", type=int, help="fine-tuning steps (default 200)")
     sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")
+    sp.add_argument("--batch-size", type=int, default=4, help="global batch, split over --num-procs (default 4)")
+    _num_procs(sp)
     sp.add_argument("--out", required=True, help="output directory")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
-    sp = add("demo", "the embedded default, end to end on the built-in dataset",
+    sp = add("demo", "the embedded default, end to end: tiny teacher → two-agent RL pruning → density "
+             "fine-tune → export → evaluate, logged to MLflow",
              "ganprune demo --out runs/demo", commands.demo)
     sp.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     sp.add_argument("--macs-target", type=float, default=0.25,
                     help="fraction of the teacher's MACs (≤ 1) or absolute MACs (default 0.25)")
     sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
+    sp.add_argument("--teacher", help="use this teacher run instead of the preset's cached one")
+    sp.add_argument("--teacher-steps", type=int, help="steps of the cached teacher (default per preset)")
+    sp.add_argument("--iterations", type=int, help="MARL iterations (default per preset)")
+    sp.add_argument("--episodes", type=int, help="episodes per iteration (default per preset)")
+    sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of the best pair (default per preset)")
+    sp.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default sqlite:///<cwd>/mlflow.db)")
 
-    sp = add("train-teacher", "train a pix2pix teacher (ResNet G + PatchGAN D of a preset) on paired data, "
-             "with checkpoints, resume, sample grids, MLflow tracking and exports of G and D",
+    sp = add("train-teacher", "train the teacher the data's layout calls for: pix2pix on paired data, CycleGAN "
+             "on unpaired (A/B) data, a class-conditional GAN on class folders; with checkpoints, resume, "
+             "sample grids, MLflow tracking and exports of G and D",
              "ganprune train-teacher --preset tiny --data edges2photos --out runs/teacher --json",
              commands.train_teacher)
     sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
     sp.add_argument("--data", default=None, help="built-in dataset name or folder (default: the preset's)")
     sp.add_argument("--out", default="runs/teacher", help="output directory (default runs/teacher)")
-    sp.add_argument("--steps", type=int, help="training steps (default per preset: tiny 1000, small 5000, "
+    sp.add_argument("--steps", type=int, help="training steps (default per preset: tiny 2000, small 5000, "
                     "paper 200000; with --resume: the checkpoint's)")
     sp.add_argument("--ckpt-every", type=int, help="checkpoint + sample grid interval (default steps/10)")
     sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
@@ -116,6 +129,43 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--tracking-uri", default=None,
                     help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
     sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")
+    sp.add_argument("--batch-size", type=int, help="global batch, split over --num-procs (default: the kind's "
+                    "— pix2pix/CycleGAN 1, conditional 16 — rounded up to a multiple of --num-procs)")
+    _num_procs(sp)
+
+    sp = add("prune", "search a pruned (G, D) pair with two cooperating RL agents (MGGC), fine-tune it with "
+             "the density objective, export and evaluate; everything logged to MLflow",
+             "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl",
+             commands.prune)
+    sp.add_argument("--method", default="marl",
+                    help="marl (default), uniform or l1 (cat, gan-compression, ppcd arrive with issue #6)")
+    sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
+    sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
+    sp.add_argument("--data", help="dataset of the preset's teacher when --teacher is not given")
+    sp.add_argument("--macs-target", type=float, default=0.25,
+                    help="generator MACs: fraction of the teacher's (0.1) or absolute count (3e9)")
+    sp.add_argument("--out", default="runs/marl", help="output directory (default runs/marl)")
+    sp.add_argument("--iterations", type=int, help="PPO iterations (default per preset)")
+    sp.add_argument("--episodes", type=int, help="episodes per iteration (default per preset)")
+    sp.add_argument("--peer-beta", type=float, default=0.5, help="weight of the peer's reward (0: no exchange)")
+    sp.add_argument("--no-peer-observation", action="store_true",
+                    help="hide the peer's decisions and reward from each agent's observation")
+    sp.add_argument("--backend-steps", type=int, help="fine-tune steps per candidate inside the backend")
+    sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of the best pair (default per preset)")
+    sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
+    sp.add_argument("--num-env-runners", type=int, default=0, help="Ray env runners (0: sample in-process)")
+    sp.add_argument("--address", help="Ray cluster address (auto or ray://host:10001); default: local Ray")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
+    sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    sp.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
+
+    sp = add("inspect", "a pruning run's per-group decisions of each agent (best pair and the trained "
+             "policies' deterministic choices), reward curves and plots",
+             "ganprune inspect runs/marl", commands.inspect)
+    sp.add_argument("run", help="a prune run directory or its MLflow run id")
+    sp.add_argument("--tracking-uri", default=None, help="MLflow store to look a run id up in")
 
     sp = add("ui", "open the MLflow UI over the local store", "ganprune ui --port 5000", commands.ui)
     sp.add_argument("--tracking-uri", default=None, help="default sqlite:///mlflow.db")
@@ -134,6 +184,10 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "fn", None):
         parser.print_help()
         return 2
+    if getattr(args, "num_procs", 1) != 1:  # re-run this command under torchrun (orchestration/launch.py)
+        from orchestration.launch import relaunch
+
+        return relaunch(args, sys.argv[1:] if argv is None else list(argv))
     try:
         result = args.fn(args)
     except KeyboardInterrupt:

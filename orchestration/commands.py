@@ -132,7 +132,8 @@ def finetune(args):
 
     add = [a.strip() for item in args.add for a in item.split(",") if a.strip()]
     return run_finetune(args.teacher, args.spec, args.out, objective=args.objective, add=add,
-                        steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet)
+                        steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
+                        batch_size=args.batch_size)
 
 
 def train_teacher(args):
@@ -140,13 +141,38 @@ def train_teacher(args):
 
     return run_train_teacher(args.preset, data=args.data, out=args.out, steps=args.steps, resume=args.resume,
                              overwrite=args.overwrite, tracking_uri=args.tracking_uri, backend=args.backend,
-                             ckpt_every=args.ckpt_every, quiet=args.quiet)
+                             ckpt_every=args.ckpt_every, quiet=args.quiet,
+                             batch_size=args.batch_size)
 
 
 def demo(args):
     from orchestration.demo import run_demo
 
-    return run_demo(out=Path(args.out), macs_target=args.macs_target, preset=args.preset, quiet=args.quiet)
+    return run_demo(out=Path(args.out), macs_target=args.macs_target, preset=args.preset, quiet=args.quiet,
+                    teacher=args.teacher, teacher_steps=args.teacher_steps, iterations=args.iterations,
+                    episodes=args.episodes, finetune_steps=args.finetune_steps, tracking_uri=args.tracking_uri)
+
+
+def prune(args):
+    from orchestration.prune import print_summary, prune as run_prune
+
+    result = run_prune(method=args.method, teacher=args.teacher, preset=args.preset, data=args.data,
+                       macs_target=args.macs_target, out=args.out, iterations=args.iterations, beta=args.peer_beta,
+                       resume=args.resume, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
+                       episodes=args.episodes, backend_steps=args.backend_steps, finetune_steps=args.finetune_steps,
+                       finetune_backend=args.finetune_backend, num_env_runners=args.num_env_runners,
+                       address=args.address, seed=args.seed, peer_observation=not args.no_peer_observation,
+                       quiet=args.quiet)
+    if not args.quiet:
+        print_summary(result)
+        print(f"inspect: ganprune inspect {result['out']}    MLflow: ganprune ui")
+    return {k: v for k, v in result.items() if k != "profile"}
+
+
+def inspect(args):
+    from orchestration.inspect_run import inspect_run
+
+    return inspect_run(args.run, tracking_uri=args.tracking_uri, quiet=args.quiet)
 
 
 def ui(args):

@@ -1,64 +1,74 @@
-"""``make demo``: the embedded default, end to end on the built-in dataset.
+"""``make demo``: the embedded default, end to end — the whole product at preset tiny.
 
-For now (foundation): prepare the preset's built-in dataset, build a tiny ResNet generator, prune it physically to a
-MACs target with L1 saliency and one uniform keep ratio, export both, print MACs / params /
-measured CPU latency before and after.  Later issues replace the uniform step with MARL pruning.
+1. train (or reuse the cached) tiny teacher on the preset's built-in dataset;
+2. MARL-prune it: two PPO agents choose G's and D's per-group widths for the MACs target;
+3. fine-tune the best pair with the density objective; export the pruned generator;
+4. evaluate teacher and pruned generator on the test split; print one table and the MLflow command.
+
+Layout of ``out``: ``marl/`` (the prune run: see orchestration/prune.py), ``teacher/`` and ``pruned/``
+(the two generator exports side by side), ``spec.json`` (the pair that was fine-tuned), ``demo.json``.
 """
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
-import torch
-
-from gan import data as gdata
-from gan import export as gexport
-from gan.models import ResnetGenerator
-from gan.pruning.physical import prune
-from gan.pruning.targets import resolve_macs_target, spec_macs, uniform_spec
 from orchestration.config import load_preset
 
 
-def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: bool = False) -> dict:
-    from orchestration.commands import print_profile
+def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: bool = False,
+             teacher: str | None = None, teacher_steps: int | None = None, iterations: int | None = None,
+             episodes: int | None = None, finetune_steps: int | None = None, tracking_uri: str | None = None) -> dict:
+    from gan import export as gexport
+    from gan import data as gdata
+    from gan.metrics.evaluate import evaluate_generator
+    from orchestration.prune import print_summary, prune
+    from orchestration.report import print_table
+    from orchestration.teacher_cache import ensure_teacher
+    from orchestration.tracking import resolve_tracking_uri
 
     def say(msg):
         if not quiet:
             print(msg, flush=True)
 
+    out = Path(out)
     cfg = load_preset(preset)
-    size, g = cfg.resolution, cfg.generator
-    torch.manual_seed(0)
-    path = gdata.prepare(cfg.dataset, size=size)
-    ds = gdata.open_dataset(path, size=size, split="test")
-    say(f"[1/4] dataset {cfg.dataset} ready at {path} ({len(ds)} test pairs)")
+    say(f"[1/4] teacher: preset {preset} on {cfg.dataset}")
+    tdir = Path(teacher) if teacher else ensure_teacher(preset, steps=teacher_steps, quiet=quiet,
+                                                        tracking_uri=tracking_uri)
+    if out.exists():  # the demo owns its folder: a re-run replaces the previous demo
+        shutil.rmtree(out)
+    say(f"[2/4] MARL pruning to {macs_target:g} of the teacher's MACs, then density fine-tuning")
+    s = prune("marl", teacher=str(tdir), preset=preset, macs_target=macs_target, out=out / "marl",
+              iterations=iterations, episodes=episodes, finetune_steps=finetune_steps, quiet=quiet,
+              tracking_uri=tracking_uri)
+    meta = json.loads((tdir / "teacher.json").read_text())
+    shutil.copytree(tdir / meta["generator"], out / "teacher")
+    shutil.copytree(out / "marl" / "generator", out / "pruned")
+    shutil.copy(out / "marl" / "best_spec.json", out / "spec.json")
 
-    teacher = ResnetGenerator(ngf=g.ngf, n_blocks=g.n_blocks, norm=g.norm).eval()
-    target = resolve_macs_target(teacher, macs_target, size)
-    spec, ratio = uniform_spec(teacher, target, size, criterion="l1")
-    pruned = prune(teacher, spec).eval()
-    say(f"[2/4] pruned ResNet generator (ngf {g.ngf}, {g.n_blocks} blocks) with keep ratio {ratio:.3f}: "
-        f"{spec_macs(teacher, spec, size) / 1e6:.2f} M MACs ≤ target {target / 1e6:.2f} M")
-
-    batch = [ds[i] for i in range(min(4, len(ds)))]
-    x = torch.stack([b["A"] for b in batch])
-    with torch.no_grad():
-        samples = [x, teacher(x), pruned(x)]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "spec.json").write_text(json.dumps({"spec": spec, "keep_ratio": ratio}, indent=1))
-    gexport.save(teacher, out / "teacher", size=size, samples=samples)
-    gexport.save(pruned, out / "pruned", size=size, samples=samples,
-                 source={"teacher": str(out / "teacher"), "spec": str(out / "spec.json")})
-    say(f"[3/4] exported teacher and pruned generator to {out}")
-
-    before = gexport.profile_export(out / "teacher", size=size, runs=30)
-    after = gexport.profile_export(out / "pruned", size=size, runs=30)
-    reloaded = gexport.load(out / "pruned")
-    with torch.no_grad():
-        same = torch.equal(reloaded.eval()(x), samples[2])
-    say(f"[4/4] measured at {size}² on {before['torch_latency']['threads']} CPU threads "
-        f"(median of 30 runs); reloaded export identical: {same}")
+    say("[3/4] evaluating teacher and pruned generator on the test split")
+    root = gdata.resolve_dataset(meta["data"], size=int(meta["size"]))
+    test = gdata.open_dataset(root, size=int(meta["size"]), split="test")
+    t_model, p_model = gexport.load(out / "teacher").eval(), gexport.load(out / "pruned").eval()
+    fid_t = evaluate_generator(t_model, test, dataset_root=root, max_items=64)
+    fid_p = evaluate_generator(p_model, test, teacher=t_model, dataset_root=root, max_items=64)
+    keys = [k for k in ("psnr", "ssim", "fid_proxy", "miou", "psnr_vs_teacher") if k in fid_p]
+    result = {"out": str(out), "teacher_dir": str(tdir), "target_macs": s["target_macs"], "macs": s["macs"],
+              "macs_ratio": s["macs_ratio"], "params": s["params"], "teacher_params": s["teacher_params"],
+              "latency_ms": s["latency_ms"], "teacher_latency_ms": s["teacher_latency_ms"],
+              "teacher_fidelity": {k: fid_t[k] for k in keys if k in fid_t},
+              "pruned_fidelity": {k: fid_p[k] for k in keys}, "mlflow_run_id": s["mlflow_run_id"],
+              "search_s": s["search_s"], "finetune_s": s["finetune_s"]}
+    (out / "demo.json").write_text(json.dumps(result, indent=1, default=float))
     if not quiet:
-        print_profile([("teacher", before), ("pruned", after)], baseline=before)
-    return {"out": str(out), "target_macs": target, "keep_ratio": ratio, "teacher": before,
-            "pruned": after, "reload_identical": same}
+        say("[4/4] summary")
+        print_summary(s)
+        print_table(f"fidelity on the {Path(str(meta['data'])).name} test split (first 64 items)",
+                    [{"metric": k, "teacher": f"{fid_t[k]:.3f}" if k in fid_t else "—",
+                      "pruned": f"{fid_p[k]:.3f}"} for k in keys], ["metric", "teacher", "pruned"])
+        uri = resolve_tracking_uri(tracking_uri)
+        print(f"MLflow: ganprune ui --tracking-uri {uri}   (run {s['mlflow_run_id']}, experiment 'prune')")
+        print(f"agents' decisions: ganprune inspect {out / 'marl'}")
+    return result

@@ -15,6 +15,7 @@ val split are measured before and after; results go to ``out/finetune.json``.
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from pathlib import Path
@@ -38,6 +39,9 @@ def read_teacher(teacher_dir) -> dict:
     for key in ("generator", "discriminator", "data", "size"):
         if key not in meta:
             raise UsageError(f"{d / 'teacher.json'} has no {key!r}; is it a 'ganprune train-teacher' run?")
+    if meta.get("kind", "pix2pix") != "pix2pix":
+        raise UsageError(f"{d} is a {meta['kind']} teacher; fine-tuning and pruning take pix2pix (paired) "
+                         "teachers for now (CycleGAN / class-conditional pruning arrives with issue #6)")
     g = gexport.load(d / meta["generator"])
     disc = gexport.load(d / meta["discriminator"])
     return {**meta, "G": g, "D": disc, "dir": str(d.resolve())}
@@ -73,14 +77,17 @@ def _eval(model, teacher, dataset) -> dict:
 def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
              backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
              batch_size: int = 4, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
-             export_onnx: bool = True) -> dict:
+             export_onnx: bool = True, density: dict | None = None, distill: dict | None = None) -> dict:
+    """``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants)."""
     from gan import data as gdata
     from gan import export as gexport
     from gan.pruning.physical import prune
     from gan.pruning.targets import spec_macs
-    from gan.train.distill import OBJECTIVES, DistillConfig, TeacherTargets, distill_loss
+    from gan.losses.density import DensityConfig
+    from gan.train.distill import OBJECTIVES, DistillConfig, TeacherTargets, distill_hooks
     from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
     from orchestration.commands import _fresh_out_dir
+    from orchestration.launch import is_main, main_first
 
     later = [a for a in add if a in ADD_LATER]
     if later:
@@ -107,25 +114,32 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
         student, student_d = prune(teacher, gspec), prune(teacher_d, dspec)
     except ValueError as e:
         raise UsageError(f"spec {spec_path}: {e}") from e
+    gate = main_first()  # --num-procs: rank 0 checks and cleans --out and prepares the data first
     out = _fresh_out_dir(out, overwrite)
 
     root = gdata.resolve_dataset(data or t["data"], size=size)
     train_set = gdata.open_dataset(root, size=size, split="train")
     val_set = gdata.open_dataset(root, size=size, split="val")
+    gate.release()
     full_macs = spec_macs(teacher, {}, size)
     macs = spec_macs(teacher, gspec, size)
     say(f"pruned generator: {macs / 1e6:.2f} M MACs ({macs / full_macs:.1%} of the teacher's); "
         f"discriminator spec: {d_how['discriminator_spec_source']}")
 
-    before = _eval(student, teacher, val_set)
-    say(f"before fine-tuning: PSNR vs teacher {before['psnr_vs_teacher']:.2f} dB")
+    if is_main():  # the other ranks of a --num-procs run only train
+        before = _eval(student, teacher, val_set)
+        say(f"before fine-tuning: PSNR vs teacher {before['psnr_vs_teacher']:.2f} dB")
 
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lambda_l1=10.0, backend=backend,
                       seed=seed, quiet=quiet, log_every=max(1, steps // 20),
                       extra={"objective": objective, "teacher": t["dir"]})
-    dcfg = DistillConfig(objective=objective, lambda_rec=cfg.lambda_l1, lambda_gt=lambda_gt)
-    trainer = Pix2PixTrainer(student.train(), student_d.train(), cfg,
-                             extra_g_loss=distill_loss(dcfg, teacher, teacher_d))
+    dcfg = DistillConfig(**{"objective": objective, "lambda_rec": cfg.lambda_l1, "lambda_gt": lambda_gt,
+                            **(distill or {})})
+    dens_cfg = DensityConfig(**(density or {}))
+    cfg.extra.update(distill=dataclasses.asdict(dcfg), density=dens_cfg.to_dict())
+    hooks = distill_hooks(dcfg, teacher, teacher_d, dens_cfg)
+    trainer = Pix2PixTrainer(student.train(), student_d.train(), cfg, extra_g_loss=hooks.g,
+                             extra_d_loss=hooks.d)
     device = trainer.g.device
     teacher.to(device)
     loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,
@@ -134,6 +148,8 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     if steps:
         trainer.fit(loader)
     train_s = time.perf_counter() - t0
+    if trainer.rank != 0:
+        return {"rank": trainer.rank}
     student, student_d, teacher = (m.cpu().eval() for m in (trainer.generator, trainer.discriminator,
                                                              teacher))
     after = _eval(student, teacher, val_set)
@@ -148,9 +164,11 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     gexport.save(student_d, out / "discriminator", size=size, source=source, onnx=False)
     result = {
         "out": str(out), "teacher": t["dir"], "objective": objective, "steps": steps, "backend": backend,
+        "num_procs": trainer.world_size,
         "size": size, "data": str(root), "macs": macs, "teacher_macs": full_macs,
         "generator_spec": {k: len(v) for k, v in gspec.items()},
         "discriminator_spec": {k: len(v) for k, v in dspec.items()}, **d_how,
+        "distill": cfg.extra["distill"], "density": cfg.extra["density"] if objective == "density" else None,
         "before": before, "after": after, "train_seconds": train_s,
         "steps_per_sec": trainer.steps_per_sec, "eval_items": EVAL_ITEMS,
         "history": trainer.history,

@@ -24,7 +24,7 @@ from pathlib import Path
 from orchestration.errors import UsageError
 
 EXPERIMENT = "prune"
-METHODS = ("marl",)
+METHODS = ("marl", "uniform", "l1")
 REGISTERED_MODEL = "ganprune-generator"
 
 
@@ -39,30 +39,26 @@ def _latest_search_checkpoint(out: Path):
     return found[-1] if found else None
 
 
-def prune_marl(teacher: str | None = None, preset: str = "tiny", data: str | None = None,
-               macs_target: float = 0.25, out="runs/marl", iterations: int | None = None,
-               beta: float = 0.5, resume: bool = False, overwrite: bool = False,
-               tracking_uri: str | None = None, episodes: int | None = None, backend_steps: int | None = None,
-               finetune_steps: int | None = None, finetune_backend: str = "deepspeed",
-               num_env_runners: int = 0, address: str | None = None, seed: int = 0,
-               peer_observation: bool = True, quiet: bool = False, track: bool = True,
-               export_onnx: bool = True) -> dict:
-    from agents.marl import AGENTS, MarlConfig, MarlSearch
-    from envs.problem import ProblemConfig
-    from gan import export as gexport
-    from gan.pruning.targets import TargetError
+def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny", data: str | None = None,
+          macs_target: float = 0.25, out="runs/marl", iterations: int | None = None,
+          beta: float = 0.5, resume: bool = False, overwrite: bool = False,
+          tracking_uri: str | None = None, episodes: int | None = None, backend_steps: int | None = None,
+          finetune_steps: int | None = None, finetune_backend: str = "deepspeed",
+          num_env_runners: int = 0, address: str | None = None, seed: int = 0,
+          peer_observation: bool = True, quiet: bool = False, track: bool = True,
+          export_onnx: bool = True) -> dict:
+    """Find a (G spec, D spec) pair with ``method``, fine-tune it with the density objective, export,
+    profile and log it.  ``marl`` searches with the two agents; ``uniform`` and ``l1`` are the simple
+    baselines (one keep ratio everywhere; one global filter-L1 threshold), D pruned to G's keep ratio."""
     from gan.teacher_run import load_teacher_run
-    from orchestration import plots
     from orchestration.config import load_preset
-    from orchestration.finetune import finetune
     from orchestration.rundir import claim_run_dir
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
-    def say(msg):
-        if not quiet:
-            print(msg, flush=True)
-
+    if method not in METHODS:
+        raise UsageError(f"unknown --method {method!r}; available: {', '.join(METHODS)} "
+                         "(cat, gan-compression, ppcd arrive with issue #6)")
     t_start = time.perf_counter()
     pre = load_preset(preset)
     iterations = pre.marl.iterations if iterations is None else int(iterations)
@@ -72,6 +68,8 @@ def prune_marl(teacher: str | None = None, preset: str = "tiny", data: str | Non
     for name, v in (("--iterations", iterations), ("--episodes", episodes)):
         if v < 1:
             raise UsageError(f"{name} must be ≥ 1, got {v}")
+    if finetune_steps < 0 or backend_steps < 0:
+        raise UsageError("--finetune-steps and --backend-steps must be ≥ 0")
     if not 0 <= beta <= 10:
         raise UsageError(f"--peer-beta must be in [0, 10], got {beta}")
     if track:
@@ -79,127 +77,180 @@ def prune_marl(teacher: str | None = None, preset: str = "tiny", data: str | Non
     out = Path(out)
     last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search")
     if last is not None:
-        saved = json.loads((last / "search_state.json").read_text())
-        teacher = saved["problem"]["teacher"]
+        teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
         preset, data, quiet=quiet, tracking_uri=tracking_uri))
     run = load_teacher_run(teacher)
-
-    problem = ProblemConfig(teacher=teacher, macs_target=macs_target, seed=seed,
-                            backend_config={"finetune_steps": backend_steps, "eval_items": pre.marl.eval_items})
-    cfg = MarlConfig(iterations=iterations, beta=beta, episodes_per_iteration=episodes,
-                     num_env_runners=num_env_runners, address=address, seed=seed,
-                     peer_observation=peer_observation)
     out.mkdir(parents=True, exist_ok=True)
 
     run_file = out / "run.json"
     ids = json.loads(run_file.read_text()) if last and run_file.is_file() else {}
-    parent = Tracker(EXPERIMENT, run_name=f"marl-{Path(preset).stem}-{macs_target:g}", tracking_uri=tracking_uri,
-                     enabled=track, tags={"ganprune.command": "prune", "ganprune.method": "marl",
-                                          "ganprune.out_dir": str(out.resolve())})
+    parent = Tracker(EXPERIMENT, run_name=f"{method}-{Path(preset).stem}-{macs_target:g}",
+                     tracking_uri=tracking_uri, enabled=track,
+                     tags={"ganprune.command": "prune", "ganprune.method": method,
+                           "ganprune.out_dir": str(out.resolve())})
     parent.start(run_id=ids.get("parent"))
-    children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=tracking_uri, parent_run_id=parent.run_id,
-                           enabled=track, tags={"ganprune.agent": a}).start(run_id=ids.get(a)) for a in AGENTS}
-    run_file.write_text(json.dumps({"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
-                                    "tracking_uri": parent.tracking_uri if track else None}))
-
-    def on_iteration(s: dict) -> None:
-        it = s["iteration"]
-        parent.log_metrics({k: v for k, v in _scalars(s).items()
-                            if not any(k.startswith(a + "_") for a in AGENTS)}, step=it)
-        parent.log_metrics({k: v for k, v in _scalars(s).items() if k.endswith(("_return", "_own"))}, step=it)
-        for a, c in children.items():
-            c.log_metrics({k[len(a) + 1:]: v for k, v in _scalars(s).items() if k.startswith(a + "_")}, step=it)
-            c.log_metrics({f"keep.{g}": r for g, r in s[f"{a}_mean_ratios"].items()}, step=it)
-            c.log_metrics({f"greedy_keep.{g}": r for g, r in s[f"{a}_greedy_ratios"].items()}, step=it)
-        (out / "history.json").write_text(json.dumps(search.history, indent=1, default=float))
-        plots.keep_ratios(search.history, out / "keep_ratios.png")
-        plots.gd_balance(search.history, out / "gd_balance.png")
-
+    children = {}
     status = "FAILED"
-    search = None
     try:
-        try:
-            search = MarlSearch(problem.to_dict(), cfg, out, on_iteration=on_iteration, quiet=quiet)
-            search.setup(resume=last is not None)
-        except TargetError:
-            raise
-        g_task = search.driver_env.problem.generator
-        parent.log_params({"method": "marl", "teacher": teacher, "preset": preset, "macs_target": macs_target,
-                           "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
-                           "marl": cfg.to_dict(), "problem": problem.to_dict(), "finetune_steps": finetune_steps})
-        for a, c in children.items():
-            c.log_params({"agent": a, "beta": beta, "groups": ",".join(getattr(search.driver_env.problem, a).names)})
-        say(f"MARL search: {iterations} iterations × {episodes} episodes, β = {beta}, generator target "
-            f"{g_task.target_macs / 1e6:.2f} M MACs ({g_task.target_macs / g_task.full_macs:.1%} of "
-            f"{g_task.full_macs / 1e6:.2f} M)" + (f", resuming after iteration {search.iteration}" if last else "")
-            + (f"; MLflow run {parent.run_id}" if parent.active else ""))
-        t_search = time.perf_counter()
-        result = search.run()
-        search_s = time.perf_counter() - t_search
-        backend_stats = search.driver_env.problem.backend.stats()
-        best = result["best"]
-        d_task = search.driver_env.problem.discriminator
-        spec = {"generator": g_task.spec(best["generator_counts"]),
-                "discriminator": d_task.spec(best["discriminator_counts"])}
-        (out / "best_spec.json").write_text(json.dumps({**spec, "best": best}, indent=1, default=float))
-        say(f"best pair (iteration {best['iteration']}): generator {best['generator_macs_ratio']:.1%} of the "
-            f"teacher's MACs, PSNR vs teacher before fine-tuning "
-            f"{best['scores']['metrics']['psnr_vs_teacher']:.2f} dB")
-        last_ckpt = _latest_search_checkpoint(out)
-        search.close()
+        if method == "marl":
+            from agents.marl import AGENTS
 
-        ft_dir = out / "finetune"
-        if ft_dir.exists():
-            shutil.rmtree(ft_dir)
-        ft = finetune(teacher, out / "best_spec.json", ft_dir, objective="density", steps=finetune_steps,
-                      backend=finetune_backend, quiet=quiet, seed=seed, export_onnx=export_onnx)
-        for member in ("generator", "discriminator"):
-            if (out / member).exists():
-                shutil.rmtree(out / member)
-            shutil.copytree(ft_dir / member, out / member)
-        prof_t = gexport.profile_export(Path(teacher) / run.meta["generator"], size=run.size, runs=20)
-        prof_p = gexport.profile_export(out / "generator", size=run.size, runs=20)
-        summary = {
-            "out": str(out), "method": "marl", "teacher": teacher, "preset": preset, "size": run.size,
-            "macs_target": macs_target, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
-            "macs": prof_p["macs"], "macs_ratio": prof_p["macs"] / prof_t["macs"],
-            "params": prof_p["params"], "teacher_params": prof_t["params"],
-            "latency_ms": prof_p["torch_latency"]["median_ms"],
-            "teacher_latency_ms": prof_t["torch_latency"]["median_ms"],
-            "fidelity_before_finetune": ft["before"], "fidelity": ft["after"],
-            "search_s": round(search_s, 1), "finetune_s": round(ft["train_seconds"], 1),
-            "total_s": round(time.perf_counter() - t_start, 1), "backend": backend_stats,
-            "iterations": result["iterations"], "beta": beta, "best_iteration": best["iteration"],
-            "generator_keep": {n: len(v) for n, v in spec["generator"].items()},
-            "discriminator_keep": {n: len(v) for n, v in spec["discriminator"].items()},
-            "mlflow_run_id": parent.run_id, "profile": {"teacher": prof_t, "pruned": prof_p},
-        }
+            children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=tracking_uri, parent_run_id=parent.run_id,
+                                   enabled=track, tags={"ganprune.agent": a}).start(run_id=ids.get(a))
+                        for a in AGENTS}
+        run_file.write_text(json.dumps({"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
+                                        "tracking_uri": parent.tracking_uri if track else None}))
+        common = {"method": method, "teacher": teacher, "preset": preset, "macs_target": macs_target,
+                  "finetune_steps": finetune_steps, "seed": seed}
+        if method == "marl":
+            found = _search_marl(run, teacher, out, last, parent, children, common, iterations=iterations,
+                                 episodes=episodes, backend_steps=backend_steps, beta=beta,
+                                 num_env_runners=num_env_runners, address=address, seed=seed,
+                                 peer_observation=peer_observation, quiet=quiet, eval_items=pre.marl.eval_items)
+        else:
+            found = _search_simple(method, run, macs_target, parent, common, quiet)
+        summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
+                          export_onnx)
+        summary.update(common, total_s=round(time.perf_counter() - t_start, 1), mlflow_run_id=parent.run_id,
+                       macs_target=macs_target)
         (out / "prune.json").write_text(json.dumps(summary, indent=1, default=float))
-        parent.log_metrics({"final_macs": summary["macs"], "final_macs_ratio": summary["macs_ratio"],
-                            "final_params": summary["params"], "final_latency_ms": summary["latency_ms"],
-                            "teacher_latency_ms": summary["teacher_latency_ms"], "search_s": search_s,
-                            **{f"final_{k}": v for k, v in ft["after"].items()}}, step=result["iterations"])
-        for f in ("history.json", "keep_ratios.png", "gd_balance.png", "best_spec.json", "prune.json"):
-            if (out / f).is_file():
-                parent.log_artifact(out / f)
-        if (out / "generator" / "samples.png").is_file():
-            parent.log_artifact(out / "generator" / "samples.png", "samples")
-        if last_ckpt is not None:
-            parent.log_artifacts(last_ckpt, f"policies/{last_ckpt.name}")
-        parent.log_artifacts(out / "generator", "generator")
-        _log_model(parent, out / "generator")
+        parent.log_artifact(out / "prune.json")
         status = "FINISHED"
         return summary
     except KeyboardInterrupt:
         status = "KILLED"
         raise
     finally:
-        if search is not None:
-            search.close()
         for c in children.values():
             c.end(status)
         parent.end(status)
+
+
+def _say(quiet: bool, msg: str) -> None:
+    if not quiet:
+        print(msg, flush=True)
+
+
+def _search_simple(method: str, run, macs_target: float, parent, common: dict, quiet: bool) -> dict:
+    """uniform: one keep ratio for every group; l1: one global threshold on mean filter |w|."""
+    from gan.pruning.targets import global_threshold_spec, resolve_macs_target, spec_macs, uniform_spec
+
+    g, size = run.generator, run.size
+    t0 = time.perf_counter()
+    target = resolve_macs_target(g, macs_target, size)
+    if method == "uniform":
+        spec, knob = uniform_spec(g, target, size, criterion="l1")
+    else:
+        spec, knob = global_threshold_spec(g, target, size, criterion="l1")
+    full = spec_macs(g, {}, size)
+    parent.log_params({**common, "target_macs": target, "teacher_macs": full})
+    _say(quiet, f"{method}: generator target {target / 1e6:.2f} M MACs ({target / full:.1%} of {full / 1e6:.2f} M)")
+    return {"spec": {"generator": spec}, "search_s": time.perf_counter() - t0, "target_macs": target,
+            "teacher_macs": full, "extra": {"keep_ratio" if method == "uniform" else "threshold": knob}}
+
+
+def _search_marl(run, teacher, out, last, parent, children, common, *, iterations, episodes, backend_steps,
+                 beta, num_env_runners, address, seed, peer_observation, quiet, eval_items) -> dict:
+    from agents.marl import MarlConfig, MarlSearch
+    from envs.problem import ProblemConfig
+    from orchestration import plots
+
+    problem = ProblemConfig(teacher=teacher, macs_target=common["macs_target"], seed=seed,
+                            backend_config={"finetune_steps": backend_steps, "eval_items": eval_items})
+    cfg = MarlConfig(iterations=iterations, beta=beta, episodes_per_iteration=episodes,
+                     num_env_runners=num_env_runners, address=address, seed=seed,
+                     peer_observation=peer_observation)
+    search = MarlSearch(problem.to_dict(), cfg, out, quiet=quiet)
+
+    def on_iteration(s: dict) -> None:
+        it = s["iteration"]
+        scalars = _scalars(s)
+        parent.log_metrics({k: v for k, v in scalars.items() if not any(k.startswith(a + "_") for a in children)
+                            or k.endswith(("_return", "_own"))}, step=it)
+        for a, c in children.items():
+            c.log_metrics({k[len(a) + 1:]: v for k, v in scalars.items() if k.startswith(a + "_")}, step=it)
+            c.log_metrics({f"keep.{g}": r for g, r in s[f"{a}_mean_ratios"].items()}, step=it)
+            c.log_metrics({f"greedy_keep.{g}": r for g, r in s[f"{a}_greedy_ratios"].items()}, step=it)
+        (out / "history.json").write_text(json.dumps(search.history, indent=1, default=float))
+        plots.keep_ratios(search.history, out / "keep_ratios.png")
+        plots.gd_balance(search.history, out / "gd_balance.png")
+
+    search.on_iteration = on_iteration
+    try:
+        search.setup(resume=last is not None)
+        problem_obj = search.driver_env.problem
+        g_task, d_task = problem_obj.generator, problem_obj.discriminator
+        parent.log_params({**common, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
+                           "marl": cfg.to_dict(), "problem": problem.to_dict()})
+        for a, c in children.items():
+            c.log_params({"agent": a, "beta": beta, "groups": ",".join(getattr(problem_obj, a).names)})
+        _say(quiet, f"MARL search: {iterations} iterations × {episodes} episodes, β = {beta}, generator target "
+             f"{g_task.target_macs / 1e6:.2f} M MACs ({g_task.target_macs / g_task.full_macs:.1%} of "
+             f"{g_task.full_macs / 1e6:.2f} M)" + (f", resuming after iteration {search.iteration}" if last else "")
+             + (f"; MLflow run {parent.run_id}" if parent.active else ""))
+        t0 = time.perf_counter()
+        result = search.run()
+        search_s = time.perf_counter() - t0
+        best = result["best"]
+        _say(quiet, f"best pair (iteration {best['iteration']}): generator {best['generator_macs_ratio']:.1%} of "
+             f"the teacher's MACs; backend score PSNR vs teacher "
+             f"{best['scores']['metrics']['psnr_vs_teacher']:.2f} dB")
+        for f in ("history.json", "keep_ratios.png", "gd_balance.png"):
+            if (out / f).is_file():
+                parent.log_artifact(out / f)
+        last_ckpt = _latest_search_checkpoint(out)
+        if last_ckpt is not None:
+            parent.log_artifacts(last_ckpt, f"policies/{last_ckpt.name}")
+        return {"spec": {"generator": g_task.spec(best["generator_counts"]),
+                         "discriminator": d_task.spec(best["discriminator_counts"])},
+                "best": best, "search_s": search_s, "target_macs": g_task.target_macs,
+                "teacher_macs": g_task.full_macs, "backend": problem_obj.backend.stats(),
+                "extra": {"iterations": result["iterations"], "beta": beta, "best_iteration": best["iteration"]}}
+    finally:
+        search.close()
+
+
+def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: int, finetune_backend: str,
+            seed: int, quiet: bool, export_onnx: bool) -> dict:
+    """best_spec.json → fine-tune (density objective) → generator/ export → profile → MLflow."""
+    from gan import export as gexport
+    from orchestration.finetune import finetune
+
+    spec = found["spec"]
+    (out / "best_spec.json").write_text(json.dumps({**spec, "best": found.get("best")}, indent=1, default=float))
+    parent.log_artifact(out / "best_spec.json")
+    ft_dir = out / "finetune"
+    if ft_dir.exists():
+        shutil.rmtree(ft_dir)
+    ft = finetune(teacher, out / "best_spec.json", ft_dir, objective="density", steps=finetune_steps,
+                  backend=finetune_backend, quiet=quiet, seed=seed, export_onnx=export_onnx)
+    for member in ("generator", "discriminator"):
+        if (out / member).exists():
+            shutil.rmtree(out / member)
+        shutil.copytree(ft_dir / member, out / member)
+    prof_t = gexport.profile_export(Path(teacher) / run.meta["generator"], size=run.size, runs=20)
+    prof_p = gexport.profile_export(out / "generator", size=run.size, runs=20)
+    summary = {
+        "out": str(out), "size": run.size, "target_macs": found["target_macs"],
+        "teacher_macs": found["teacher_macs"], "macs": prof_p["macs"], "macs_ratio": prof_p["macs"] / prof_t["macs"],
+        "params": prof_p["params"], "teacher_params": prof_t["params"],
+        "latency_ms": prof_p["torch_latency"]["median_ms"], "teacher_latency_ms": prof_t["torch_latency"]["median_ms"],
+        "fidelity_before_finetune": ft["before"], "fidelity": ft["after"],
+        "search_s": round(found["search_s"], 2), "finetune_s": round(ft["train_seconds"], 1),
+        "backend": found.get("backend"), **found.get("extra", {}),
+        "generator_keep": ft["generator_spec"], "discriminator_keep": ft["discriminator_spec"],
+        "profile": {"teacher": prof_t, "pruned": prof_p},
+    }
+    parent.log_metrics({"final_macs": summary["macs"], "final_macs_ratio": summary["macs_ratio"],
+                        "final_params": summary["params"], "final_latency_ms": summary["latency_ms"],
+                        "teacher_latency_ms": summary["teacher_latency_ms"], "search_s": found["search_s"],
+                        "finetune_s": ft["train_seconds"], **{f"final_{k}": v for k, v in ft["after"].items()}})
+    if (out / "generator" / "samples.png").is_file():
+        parent.log_artifact(out / "generator" / "samples.png", "samples")
+    parent.log_artifacts(out / "generator", "generator")
+    _log_model(parent, out / "generator")
+    return summary
 
 
 def _log_model(tracker, export: Path) -> None:

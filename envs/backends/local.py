@@ -85,7 +85,7 @@ class LocalBackend(CachedBackend):
     # ------------------------------------------------------------------ one candidate
 
     def _finetune(self, g, d):
-        from gan.train.distill import DistillConfig, distill_loss
+        from gan.train.distill import DistillConfig, distill_hooks
         from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
 
         c = self.cfg
@@ -94,8 +94,8 @@ class LocalBackend(CachedBackend):
                          log_every=max(1, c.finetune_steps))
         dc = DistillConfig(objective=c.objective, lambda_rec=c.lambda_rec, lambda_dens=c.lambda_dens)
         rng = torch.get_rng_state()
-        trainer = Pix2PixTrainer(g.train(), d.train(), tc,
-                                 extra_g_loss=distill_loss(dc, self.teacher_g, self.teacher_d, self.density_cfg))
+        hooks = distill_hooks(dc, self.teacher_g, self.teacher_d, self.density_cfg)
+        trainer = Pix2PixTrainer(g.train(), d.train(), tc, extra_g_loss=hooks.g, extra_d_loss=hooks.d)
         n = len(self.train_x)
         data = [{"A": self.train_x[i:i + c.batch_size], "B": self.train_t[i:i + c.batch_size],
                  "GT": self.train_y[i:i + c.batch_size]} for i in range(0, n - c.batch_size + 1, c.batch_size)]

@@ -26,7 +26,9 @@ class DensityConfig:
     shift_px: int = 8             # max |shift|; capped at min(H, W) // 8 for small images
     noise_sigma: float = 0.05     # Gaussian input noise (inputs in [-1, 1])
     geometric_only: bool = False  # label maps: shift only, no noise
-    bandwidth_factor: float = 1.0  # h² = median(teacher d) × factor
+    bandwidth_factor: float = 1.0  # h² = median(teacher d) × factor ("median"), or per-row h² × factor
+    bandwidth_mode: str = "median"  # "median": one h² per batch; "perplexity": per row, SNE-calibrated
+    perplexity: float = 2.0       # target perplexity of each teacher row (1 < · < K), mode "perplexity"
     gamma: float = 0.1            # weight of the distance-scale term
     kde_weight: float = 0.0       # optional KDE likelihood term (off by default)
     feature: Union[str, FeatureFn] = "disc"  # "disc" = frozen teacher-D penultimate map, GAP; or callable
@@ -81,11 +83,45 @@ def _sq_dists(feature_fn, center, neighbors, cond=None, cond_neighbors=None) -> 
 def bandwidth(d_teacher: torch.Tensor, cfg: DensityConfig) -> torch.Tensor:
     """Detached h² = median(teacher d) × factor; falls back to the mean when the median is ~0
     (more than half the neighbours coincide) and to 1 when all d are 0 (then every row is uniform
-    anyway). Relative guard: φ scales vary by orders of magnitude (≈1e-7 for a freshly initialised D)."""
+    anyway). Relative guard: φ scales vary by orders of magnitude (≈1e-7 for a freshly initialised D).
+    Mode "perplexity": per-row h_i² of shape (B, 1), see ``perplexity_bandwidth``."""
     d = d_teacher.detach()
+    if cfg.bandwidth_mode == "perplexity":
+        return perplexity_bandwidth(d, cfg.perplexity) * cfg.bandwidth_factor
+    if cfg.bandwidth_mode != "median":
+        raise ValueError(f"unknown bandwidth_mode {cfg.bandwidth_mode!r}; use 'median' or 'perplexity'")
     med, mean = d.median(), d.mean()
     base = torch.where(med > 1e-3 * mean, med, mean)
     return torch.where(base > 0, base, torch.ones_like(base)) * cfg.bandwidth_factor
+
+
+def perplexity_bandwidth(d: torch.Tensor, perplexity: float, iters: int = 64) -> torch.Tensor:
+    """Per-row h_i² (B, 1) such that softmax_k(−d_ik / 2h_i²) has perplexity exp(H) = ``perplexity``,
+    as SNE / t-SNE calibrate their Gaussians (bisection on log β, β = 1/2h², per row). Why: the softmax
+    only sees the spread of a row, d_ik − min_k d_ik; a bandwidth from the *level* of d (the median)
+    leaves the rows ≈ uniform whenever the K neighbours are about equally far — the usual case in a
+    high-dimensional feature space — and the KL then carries no signal. Rows with no spread (all d
+    equal) are uniform for any h²; they get the median rule's h²."""
+    d = d.detach().double()
+    k = d.shape[1]
+    if not 1.0 < perplexity < k:
+        raise ValueError(f"perplexity must lie in (1, K={k}), got {perplexity}")
+    spread = (d.max(1, keepdim=True).values - d.min(1, keepdim=True).values)
+    flat = spread <= 1e-12 * d.abs().max().clamp_min(_EPS)
+    scale = torch.where(flat, torch.ones_like(spread), spread)
+    lo, hi = torch.full_like(spread, -20.0), torch.full_like(spread, 20.0)  # log(β·spread)
+    target = torch.log(torch.tensor(perplexity, dtype=d.dtype))
+    z = (d - d.min(1, keepdim=True).values) / scale  # in [0, 1]
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        logp = F.log_softmax(-mid.exp() * z, dim=1)
+        entropy = -(logp.exp() * logp).sum(1, keepdim=True)
+        too_flat = entropy > target  # β too small
+        lo, hi = torch.where(too_flat, mid, lo), torch.where(too_flat, hi, mid)
+    beta = ((lo + hi) / 2).exp() / scale
+    h2 = (1 / (2 * beta)).to(torch.float32)
+    fallback = bandwidth(d.float(), DensityConfig()).expand_as(h2)
+    return torch.where(flat, fallback, h2)
 
 
 def density_loss(student_center: torch.Tensor, student_neighbors: torch.Tensor,
@@ -106,14 +142,15 @@ def density_loss(student_center: torch.Tensor, student_neighbors: torch.Tensor,
     kl = (log_p.exp() * (log_p - log_q)).sum(1).mean()
     scale = (d_t - d_s).abs().mean() / d_t.mean().clamp_min(_EPS)
     loss = kl + cfg.gamma * scale
-    stats = {"kl": kl.item(), "scale": scale.item(), "h2": h2.item(),
+    stats = {"kl": kl.item(), "scale": scale.item(), "h2": h2.mean().item(),
              "d_teacher": d_t.mean().item(), "d_student": d_s.detach().mean().item()}
     if cfg.kde_weight:
         # −log (1/K) Σ_j exp(−||φ(n̂_ik) − φ(n_ij)||² / 2h²), mean over i, k: student neighbours
         # should be likely under the teacher neighbourhood's KDE. Not 0 at G_S ≡ G_T.
         d_x = (fn_s.unsqueeze(2) - fn_t.unsqueeze(1)).pow(2).sum(-1)  # (B, K, K)
         k = d_x.shape[-1]
-        kde = -(torch.logsumexp(-d_x / (2 * h2), dim=2) - torch.log(torch.tensor(float(k)))).mean()
+        h2_x = h2.unsqueeze(-1) if h2.dim() else h2  # per-row h² → (B, 1, 1)
+        kde = -(torch.logsumexp(-d_x / (2 * h2_x), dim=2) - torch.log(torch.tensor(float(k)))).mean()
         loss = loss + cfg.kde_weight * kde
         stats["kde"] = kde.item()
     stats["loss"] = loss.item()

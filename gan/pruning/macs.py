@@ -116,3 +116,53 @@ class MacsModel:
 
     def minimum(self) -> float:
         return self.macs(dict(self.min_keep))
+
+
+def fill_counts(mm: MacsModel, counts: dict[str, int], target: float) -> dict[str, int]:
+    """Spend the budget left under ``target`` without undoing any count: scale every keep ratio by
+    one factor s ≥ 1 (binary search), add single channels while they fit (highest ratios first),
+    then trade a channel of a grown group for one of another group while that spends more.  Used
+    by the RL envs (the agent decides how the budget is distributed, the fill spends all of it)
+    and by threshold methods whose discrete thresholds undershoot on small models."""
+    import math
+
+    macs, sizes = mm.macs, mm.sizes
+    counts = {n: int(counts.get(n, sizes[n])) for n in sizes}
+    if macs(counts) > target:
+        raise ValueError("fill_counts needs counts within the budget")
+
+    def scaled(s):
+        return {n: int(min(size, max(counts[n], math.floor(counts[n] * s)))) for n, size in sizes.items()}
+
+    lo, hi = 1.0, max(size / max(1, counts[n]) for n, size in sizes.items())
+    for _ in range(40):
+        mid = (lo + hi) / 2
+        if macs(scaled(mid)) <= target:
+            lo = mid
+        else:
+            hi = mid
+    out = scaled(lo)
+    by_ratio = sorted(sizes, key=lambda n: -counts[n] / sizes[n])
+    grown = True
+    while grown:
+        grown = False
+        for n in by_ratio:
+            if out[n] < sizes[n] and macs({**out, n: out[n] + 1}) <= target:
+                out[n] += 1
+                grown = True
+    for _ in range(4 * len(sizes)):  # a big group's channel may cost more than the gap: trade
+        now, best = macs(out), None
+        for a in sizes:
+            if out[a] >= sizes[a]:
+                continue
+            for b in sizes:
+                if b == a or out[b] <= counts[b]:
+                    continue
+                m = macs({**out, a: out[a] + 1, b: out[b] - 1})
+                if now < m <= target and (best is None or m > best[0]):
+                    best = (m, a, b)
+        if best is None:
+            break
+        out[best[1]] += 1
+        out[best[2]] -= 1
+    return out

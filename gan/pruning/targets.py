@@ -55,3 +55,60 @@ def uniform_spec(model: ZooModel, target_macs: int, size: int, criterion: str = 
         else:
             hi = mid
     return spec_at(lo), lo
+
+
+def _weights_per_channel(model: ZooModel, group, criterion: str) -> float:
+    """Filter-L1 sums over a group's producing weights; divided by their count per channel it is the
+    mean |w|, comparable across groups of different fan-in (raw sums would make the residual group,
+    written by every block, look most important and starve the stem).  |γ| needs no scaling."""
+    if criterion != "l1":
+        return 1.0
+    state = model.state_dict()
+    n = sum(state[r.tensor].numel() // state[r.tensor].shape[r.dim]
+            for r in group.refs if r.role == "out" and state[r.tensor].dim() >= 2)
+    return float(max(1, n))
+
+
+def global_threshold_spec(model: ZooModel, target_macs: int, size: int, criterion: str = "l1",
+                          iters: int = 60, fill: bool = True) -> tuple[dict[str, list[int]], float]:
+    """One threshold on saliency across all groups (L1-magnitude pruning; with ``criterion="gamma"``
+    CAT's one-step |γ| pruning): keep every channel whose saliency ≥ τ (at least ``min_keep`` per
+    group), binary-searching the smallest τ whose MACs stay ≤ ``target_macs``; with ``fill`` the
+    budget the discrete threshold leaves unused is spent (``fill_counts``, most salient first)."""
+    import torch
+
+    from gan.pruning.macs import MacsModel, fill_counts
+    from gan.pruning.saliency import saliency
+
+    groups = model.channel_groups()
+    scores = {g.name: saliency(model, g, criterion) / _weights_per_channel(model, g, criterion)
+              for g in groups}
+    mm = MacsModel(model, size)
+
+    def spec_at(tau: float) -> dict[str, list[int]]:
+        spec = {}
+        for g in groups:
+            s = scores[g.name]
+            keep = (s >= tau).nonzero().flatten().tolist()
+            if len(keep) < g.min_keep:
+                keep = torch.argsort(s, descending=True, stable=True)[: g.min_keep].tolist()
+            spec[g.name] = sorted(keep)
+        return spec
+
+    lo = 0.0
+    hi = max(float(s.max()) for s in scores.values()) * (1 + 1e-6) + 1e-12
+    if mm.macs(mm.counts(spec_at(hi))) > target_macs:
+        raise TargetError(f"MACs target {target_macs:.4g} is below what the minimum channels allow at {size}²")
+    if mm.macs(mm.counts(spec_at(lo))) <= target_macs:
+        return spec_at(lo), lo
+    for _ in range(iters):
+        mid = (lo + hi) / 2
+        if mm.macs(mm.counts(spec_at(mid))) <= target_macs:
+            hi = mid
+        else:
+            lo = mid
+    if not fill:
+        return spec_at(hi), hi
+    counts = fill_counts(mm, mm.counts(spec_at(hi)), target_macs)  # discrete thresholds undershoot
+    ranked = {g.name: torch.argsort(scores[g.name], descending=True, stable=True).tolist() for g in groups}
+    return {n: sorted(ranked[n][:k]) for n, k in counts.items()}, hi

@@ -5,9 +5,16 @@ and every non-tensor part (optimizer hyper-parameters, step, history) to JSON.  
 flattened to ``{path: tensor}`` + a JSON skeleton whose leaves point at those paths; int dict keys and
 tuples are tagged so the rebuilt dict equals the original exactly.  The directory is written under a
 temporary name and renamed, so a crash never leaves a half checkpoint that looks complete.
+
+Optimizer states are per rank (``optim_{G,D}.rank{r}``): replicated at ZeRO stage 0 (any world size
+can resume from rank 0's), this rank's partition at ZeRO 1-3, taken from the ZeRO optimizer's own
+``state_dict()`` (fp32 master partition, Adam moments, paddings) with its few Python objects (the loss
+scaler, an enum) reduced to JSON values, and given back to its ``load_state_dict`` on resume.
 """
 from __future__ import annotations
 
+import contextlib
+import enum
 import json
 import os
 import shutil
@@ -151,3 +158,93 @@ def write_atomic(final: Path, write, rank: int = 0, world_size: int = 1) -> Path
     if sync:
         dist.barrier()
     return final
+
+
+# ----------------------------------------------------------------------- engine states (ZeRO 0-3)
+
+_SCALARS = (bool, int, float, str, type(None))
+#: parts of a ZeRO optimizer's state_dict that DeepSpeed rebuilds from the model at init (name →
+#: fragment_address objects); its own loader never reads them back
+_DERIVED = ("param_slice_mappings",)
+
+
+@contextlib.contextmanager
+def _zero3_event(eng):
+    """ZeRO-3 partitions every parameter around a checkpoint, as ``DeepSpeedEngine.save_checkpoint`` does."""
+    opt = eng.optimizer
+    if eng.zero_stage == 3:
+        opt.checkpoint_event_prologue()
+    try:
+        yield
+    finally:
+        if eng.zero_stage == 3:
+            opt.checkpoint_event_epilogue()
+
+
+def _gathered(eng, modifier_rank=None):
+    """ZeRO-3: every rank holds the full parameters inside (``modifier_rank``'s changes are kept)."""
+    if eng.zero_stage != 3:
+        return contextlib.nullcontext()
+    from deepspeed.runtime.zero import GatheredParameters
+
+    return GatheredParameters(list(eng.module.parameters()), modifier_rank=modifier_rank)
+
+
+def module_state(eng, rank: int = 0) -> dict[str, torch.Tensor] | None:
+    """Full CPU weights of ``eng.module`` on rank 0, None on the others (every rank must call: ZeRO-3
+    gathers its partitioned parameters)."""
+    with _gathered(eng):
+        if rank != 0:
+            return None
+        return {k: v.detach().cpu().contiguous().clone() for k, v in eng.module.state_dict().items()}
+
+
+def load_module_state(eng, state: dict[str, torch.Tensor]) -> None:
+    with _gathered(eng, modifier_rank=0):
+        eng.module.load_state_dict(state)
+
+
+def optimizer_state(eng) -> dict:
+    """This rank's optimizer state as a tree ``flatten`` can store.
+
+    Stage 0: the optimizer's ``state_dict()``.  ZeRO 1-3: the ZeRO optimizer's own ``state_dict()`` —
+    this rank's partition of the fp32 master weights and of Adam's moments, paddings, version — with
+    the loss-scaler object reduced to its scalar fields, enums to their values and the derived
+    ``param_slice_mappings`` dropped.
+    """
+    opt = eng.optimizer
+    if not eng.zero_stage:
+        return opt.state_dict()
+    with _zero3_event(eng):
+        sd = opt.state_dict()
+    out = {}
+    for k, v in sd.items():
+        if k in _DERIVED:
+            continue
+        if k == "loss_scaler":
+            v = {a: x for a, x in vars(v).items() if isinstance(x, _SCALARS)}
+        elif isinstance(v, enum.Enum):
+            v = v.value
+        out[k] = v
+    return out
+
+
+def load_optimizer_state(eng, read, rank: int = 0, world_size: int = 1) -> None:
+    """Inverse of ``optimizer_state``; ``read(r)`` gives rank r's tree (only this rank's is read unless
+    DeepSpeed's elastic ZeRO checkpoints need all).  ZeRO restores the saved fp32 master partition
+    (``load_from_fp32_weights``), so bf16/fp16 runs resume without rounding."""
+    opt = eng.optimizer
+    if not eng.zero_stage:
+        opt.load_state_dict(read(0))  # replicated: rank 0's tree serves any world size
+        return
+    ranks = range(world_size) if getattr(opt, "elastic_checkpoint", False) else [rank]
+    trees = {r: read(r) for r in ranks}
+    for sd in trees.values():
+        scaler = sd.get("loss_scaler")
+        if isinstance(scaler, dict):
+            for a, x in scaler.items():
+                setattr(opt.loss_scaler, a, x)
+            sd["loss_scaler"] = opt.loss_scaler
+    with _zero3_event(eng):
+        opt.load_state_dict([trees.get(r) for r in range(world_size)], load_optimizer_states=True,
+                            load_from_fp32_weights=True)

@@ -10,13 +10,20 @@ and ``distill_loss`` is the ``extra_g_loss`` hook that adds the objective-specif
 
 * "l1" (baseline): optionally λ_gt·||G_S(x) − y||_1 against the ground truth, nothing else;
 * "density": + λ_dens·L_density (``gan.losses.density``, features = a frozen copy of the teacher D)
-  + λ_nb·L_adv on the student's jittered neighbours (G side of the neighbourhood adversarial term).
-  The D step itself stays on the centres (teacher vs student); the neighbourhood D step of §6.3
-  step 6 is not wired into the trainer yet — D trained on centres sees the same (x, y) format.
+  + λ_nb·L_adv on the student's jittered neighbours (G side of the neighbourhood adversarial term);
+  and the ``extra_d_loss`` hook adds the D side of §6.3 step 6 to the D step:
+  λ_nb_d·L_D(real = cat(x_ik, G_T(x_ik)), fake = cat(x_ik, G_S(x_ik)).detach()).
+
+``distill_hooks`` returns both hooks. They share one neighbourhood per step: the D step runs first,
+so the D hook evaluates the density objective (teacher under no_grad, student with grad) and caches
+the ``DensityResult``; the G hook of the same step and batch takes it from the cache instead of
+running teacher and student over the B·K neighbours again (same jitter for both sides, as one
+neighbourhood should be). Without a D hook the G hook evaluates its own.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -55,27 +62,55 @@ class DistillConfig:
     lambda_rec: float = 10.0     # λ_rec: L1 to the teacher's output (TrainConfig.lambda_l1)
     lambda_dens: float = 1.0     # λ_dens: density term (objective "density")
     lambda_nb: float = 1.0       # G-side adversarial weight on the neighbours (objective "density")
+    lambda_nb_d: float = 1.0     # D-side weight of the neighbourhood D loss (0: D step on centres only)
     lambda_gt: float = 0.0       # optional L1 to the ground truth (paired data)
 
 
-def distill_loss(cfg: DistillConfig, teacher, teacher_disc, density_cfg: DensityConfig | None = None):
-    """The ``extra_g_loss`` hook of ``Pix2PixTrainer`` for ``cfg.objective``. ``teacher`` and
-    ``teacher_disc`` are frozen here; the returned loss only has gradients w.r.t. the student."""
+class DistillHooks(NamedTuple):
+    """``Pix2PixTrainer(extra_g_loss=hooks.g, extra_d_loss=hooks.d)``; ``d`` is None for "l1"."""
+    g: Callable
+    d: Callable | None
+
+
+def distill_hooks(cfg: DistillConfig, teacher, teacher_disc,
+                  density_cfg: DensityConfig | None = None) -> DistillHooks:
+    """The trainer hooks for ``cfg.objective``. ``teacher`` and ``teacher_disc`` are frozen here; the
+    G hook's loss only has gradients w.r.t. the student, the D hook's only w.r.t. the student D."""
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {cfg.objective!r}; choose one of {', '.join(OBJECTIVES)}")
     teacher.eval().requires_grad_(False)
     teacher_disc.eval().requires_grad_(False)
-    dens = DensityObjective(teacher, teacher_disc, density_cfg) if cfg.objective == "density" else None
+    dens = None
+    if cfg.objective == "density":
+        dens = DensityObjective(teacher, teacher_disc, density_cfg)
+        if dens.cfg.adv_center:
+            raise ValueError("DensityConfig.adv_center feeds the center output on extra channels, which "
+                             "the trainer's D (input|output) cannot take; use adv_center=False here")
+    cache: dict = {}
 
-    def extra(batch, fake, trainer):
+    def neighbourhood(batch, trainer):
+        """This step's DensityResult: the one the D hook cached for this batch, else a fresh one."""
+        if cache.get("step") == trainer.step and cache.get("batch") is batch:
+            r = cache["result"]
+            cache.clear()  # used once: frees the student graph with the G step
+            return r
+        cache.clear()
+        return evaluate(batch, trainer)
+
+    def evaluate(batch, trainer):
+        x = trainer._local(split_batch(batch)[0])
+        if isinstance(dens.feature_fn, torch.nn.Module):
+            dens.feature_fn.to(x.device)  # the frozen D copy follows the trainer's device
+        return dens(trainer.generator, x)
+
+    def extra_g(batch, fake, trainer):
         zero = fake.new_zeros(())
         loss, stats = zero, {}
         if cfg.lambda_gt and isinstance(batch, dict) and "GT" in batch:
             gt = F.l1_loss(fake, trainer._local(batch["GT"]))
             loss, stats["l1_gt"] = loss + cfg.lambda_gt * gt, gt.detach()
         if dens is not None:
-            x = trainer._local(split_batch(batch)[0])
-            r = dens(trainer.generator, x)
+            r = neighbourhood(batch, trainer)
             _, fake_nb = r.adversarial_batches()
             adv_nb = trainer.gan.g_loss(trainer.discriminator(fake_nb))
             loss = loss + cfg.lambda_dens * r.loss + cfg.lambda_nb * adv_nb
@@ -83,4 +118,17 @@ def distill_loss(cfg: DistillConfig, teacher, teacher_disc, density_cfg: Density
                          **{f"density_{k}": torch.tensor(v) for k, v in r.stats.items() if k != "loss"})
         return loss, stats
 
-    return extra
+    def extra_d(batch, fake, trainer):
+        """§6.3 step 6, D side: teacher neighbours real, student neighbours (detached) fake."""
+        r = evaluate(batch, trainer)
+        cache.update(step=trainer.step, batch=batch, result=r)
+        real_nb, fake_nb = r.adversarial_batches()
+        loss_nb = trainer.gan.d_loss(trainer.d(real_nb), trainer.d(fake_nb.detach()))
+        return cfg.lambda_nb_d * loss_nb, {"gan_nb_d": loss_nb.detach()}
+
+    return DistillHooks(extra_g, extra_d if dens is not None and cfg.lambda_nb_d else None)
+
+
+def distill_loss(cfg: DistillConfig, teacher, teacher_disc, density_cfg: DensityConfig | None = None):
+    """The ``extra_g_loss`` hook alone (no neighbourhood D step); see ``distill_hooks``."""
+    return distill_hooks(cfg, teacher, teacher_disc, density_cfg).g

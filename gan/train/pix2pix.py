@@ -3,7 +3,7 @@
 Why one loop with an ``extra_g_loss`` hook: the density / distillation objectives of later issues add a
 term to the G loss and must not grow a second, drifting copy of this loop.  Both networks live in
 engines from ``engine.make_engine`` so the same code runs with plain torch, DeepSpeed on CPU, or
-DeepSpeed on GPUs under ``torchrun``/``deepspeed`` (each rank takes its slice of the global batch).
+DeepSpeed on GPUs under ``torchrun``/``deepspeed`` (each rank loads its shard of every global batch).
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 from gan.train import checkpoint as ckpt
 from gan.train.engine import init_distributed, make_engine, world
+from gan.train.sharding import shard
 
 try:  # the shared adversarial losses (gan/losses/gan.py); the local copy keeps training usable without it
     from gan.losses.gan import GANLoss
@@ -91,7 +92,7 @@ def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Pix2PixTrainer:
     def __init__(self, generator, discriminator, cfg: TrainConfig | None = None,
-                 extra_g_loss: ExtraLoss | None = None):
+                 extra_g_loss: ExtraLoss | None = None, extra_d_loss: ExtraLoss | None = None):
         self.cfg = cfg = cfg or TrainConfig()
         if cfg.backend == "deepspeed":
             init_distributed()
@@ -109,6 +110,7 @@ class Pix2PixTrainer:
         self.g, self.d = make_engine(generator, **kw), make_engine(discriminator, **kw)
         self.gan = GANLoss(cfg.gan_loss)
         self.extra_g_loss = extra_g_loss
+        self.extra_d_loss = extra_d_loss  # (batch, fake.detach(), trainer) → (term, stats), added to L_D
         self.step, self.history, self.last_checkpoint = 0, [], None
         self.steps_per_sec = float("nan")
 
@@ -161,7 +163,12 @@ class Pix2PixTrainer:
 
         _requires_grad(self.d.module, True)
         loss_d = self.gan.d_loss(self.d(torch.cat([x, y], 1)), self.d(torch.cat([x, fake.detach()], 1)))
-        stats = self._mean({"loss_d": loss_d})
+        d_extra = {}
+        if self.extra_d_loss is not None:  # e.g. the neighbourhood D term of gan.train.distill
+            term, d_extra = self.extra_d_loss(batch, fake.detach(), self)
+            loss_d = loss_d + term
+            d_extra = {"loss_d_extra": term, **d_extra}
+        stats = self._mean({"loss_d": loss_d, **{k: torch.as_tensor(v) for k, v in d_extra.items()}})
         self._check(stats, step)
         self.d.backward(loss_d)
         self.d.step()
@@ -187,8 +194,22 @@ class Pix2PixTrainer:
     # ------------------------------------------------------------------ the loop
 
     def _batches(self, data):
-        """Cycle ``data`` from the current step; a DataLoader is reseeded per epoch so a resume
-        sees exactly the batches an uninterrupted run would."""
+        """Cycle ``data`` from the current step, so a resume sees exactly the batches an uninterrupted
+        run would.  A DataLoader (or a wrapper with a ``loader``) is re-cut by ``sharding.shard``: each
+        rank loads only its slice of every global batch, in the 1-process order, and a resume starts at
+        its batch without loading the skipped ones.  Any other iterable yields global batches that
+        each rank slices (``_local``)."""
+        sharded = shard(data, self.cfg.batch_size, self.rank, self.world_size, self.cfg.seed)
+        if sharded is not None:
+            local, sampler = sharded
+            epoch, skip = divmod(self.step, sampler.batches_per_epoch)
+            dataset = getattr(local, "dataset", None)
+            while True:
+                sampler.set_epoch(epoch, skip)
+                if hasattr(dataset, "set_epoch"):
+                    dataset.set_epoch(epoch)
+                yield from local
+                skip, epoch = 0, epoch + 1
         n = len(data)
         epoch, skip = divmod(self.step, n)
         gen = getattr(data, "generator", None)
@@ -230,32 +251,28 @@ class Pix2PixTrainer:
 
     # ------------------------------------------------------------------ checkpoints
 
-    def _optimizer_state(self, eng) -> dict:
-        if eng.zero_stage:
-            raise ckpt.CheckpointError(f"optimizer checkpoints of ZeRO stage {eng.zero_stage} are not "
-                                       "supported yet; use zero_stage=0")
-        return eng.optimizer.state_dict()
-
     def save_checkpoint(self, out_dir=None) -> Path:
-        """``out_dir/checkpoints/step_N/``: G/D safetensors, per-rank optimizer trees, trainer state."""
+        """``out_dir/checkpoints/step_N/``: G/D safetensors, per-rank optimizer trees (ZeRO: each rank's
+        partition) and RNG states, trainer state.  Every rank must call it."""
         from safetensors.torch import save_file
 
         final = ckpt.step_dir(out_dir or self.cfg.out_dir, self.step)
-        opt = {n: self._optimizer_state(e) for n, e in (("G", self.g), ("D", self.d))}
+        engines = (("G", self.g), ("D", self.d))
+        opt = {n: ckpt.optimizer_state(e) for n, e in engines}
+        weights = {n: ckpt.module_state(e, self.rank) for n, e in engines}  # ZeRO-3: a collective
 
         def write(tmp: Path):
-            for n, eng in (("G", self.g), ("D", self.d)):
+            for n, eng in engines:
                 ckpt.save_tree(opt[n], tmp / f"optim_{n}.rank{self.rank}")
                 if self.rank == 0:
-                    sd = {k: v.detach().cpu().contiguous().clone() for k, v in eng.module.state_dict().items()}
-                    save_file(sd, str(tmp / f"{n}.safetensors"))
+                    save_file(weights[n], str(tmp / f"{n}.safetensors"))
                     if hasattr(eng.module, "architecture"):
                         (tmp / f"{n}.architecture.json").write_text(json.dumps(eng.module.architecture()))
+            rng = {"torch": torch.get_rng_state()}
+            if torch.cuda.is_available():
+                rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+            save_file(rng, str(tmp / _rng_file(self.rank)))
             if self.rank == 0:
-                rng = {"torch": torch.get_rng_state()}
-                if torch.cuda.is_available():
-                    rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
-                save_file(rng, str(tmp / "rng.safetensors"))
                 (tmp / ckpt.STATE).write_text(json.dumps(
                     {"step": self.step, "seed": self.cfg.seed, "world_size": self.world_size,
                      "config": self.cfg.to_json(), "history": self.history}, indent=1))
@@ -267,21 +284,32 @@ class Pix2PixTrainer:
         """Load weights, optimizer states, RNG and history from a checkpoint (or a run's latest one)."""
         d = ckpt.resolve(path)
         state = json.loads(ckpt._checked(d / ckpt.STATE).read_text())
-        if state["world_size"] != self.world_size:
+        saved_stage = int(state["config"].get("zero_stage", 0))
+        if saved_stage != self.cfg.zero_stage:
+            raise ckpt.CheckpointError(f"{d} holds ZeRO stage {saved_stage} optimizer states, this run uses "
+                                       f"stage {self.cfg.zero_stage}; resume with zero_stage={saved_stage}")
+        if saved_stage and state["world_size"] != self.world_size:  # stage 0 states are replicated
             raise ckpt.CheckpointError(f"{d} was written by {state['world_size']} ranks, this run has "
-                                       f"{self.world_size}; per-rank optimizer states cannot be remapped yet")
+                                       f"{self.world_size}; ZeRO partitions cannot be remapped yet (resume "
+                                       f"with {state['world_size']} processes)")
+        step = int(state["step"])
         for n, eng in (("G", self.g), ("D", self.d)):
-            eng.module.load_state_dict(ckpt.read_safetensors(d / f"{n}.safetensors"))
-            if eng.zero_stage:
-                raise ckpt.CheckpointError(f"resuming ZeRO stage {eng.zero_stage} is not supported yet")
-            eng.optimizer.load_state_dict(ckpt.load_tree(d / f"optim_{n}.rank{self.rank}"))
-        rng = ckpt.read_safetensors(d / "rng.safetensors")
+            ckpt.load_module_state(eng, ckpt.read_safetensors(d / f"{n}.safetensors"))
+            ckpt.load_optimizer_state(eng, lambda r, n=n: ckpt.load_tree(d / f"optim_{n}.rank{r}"),
+                                      self.rank, self.world_size)
+            eng.global_steps = step  # one optimizer step per trainer step
+        own = d / _rng_file(self.rank)
+        rng = ckpt.read_safetensors(own if own.is_file() else d / _rng_file(0))
         torch.set_rng_state(rng["torch"])
         if torch.cuda.is_available() and "cuda0" in rng:
             torch.cuda.set_rng_state_all([rng[f"cuda{i}"] for i in range(torch.cuda.device_count())
                                           if f"cuda{i}" in rng])
-        self.step, self.history, self.last_checkpoint = int(state["step"]), list(state["history"]), d
+        self.step, self.history, self.last_checkpoint = step, list(state["history"]), d
         return d
+
+
+def _rng_file(rank: int) -> str:
+    return "rng.safetensors" if rank == 0 else f"rng.rank{rank}.safetensors"
 
 
 def _requires_grad(module, flag: bool) -> None:

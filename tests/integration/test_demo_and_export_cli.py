@@ -18,30 +18,33 @@ def run_cli(*args, env):
 
 
 def test_demo_export_profile(tmp_path):
-    env = {**os.environ, "GANPRUNE_DATA": str(tmp_path / "data")}
+    env = {**os.environ, "GANPRUNE_DATA": str(tmp_path / "data"), "GANPRUNE_CACHE": str(tmp_path / "cache"),
+           "MLFLOW_TRACKING_URI": "sqlite:///" + str(tmp_path / "mlflow.db")}
     out = tmp_path / "demo"
-    res = run_cli("demo", "--out", str(out), "--json", "--quiet", env=env)
-    assert res["pruned"]["macs"] <= res["target_macs"]
-    assert res["pruned"]["macs"] >= 0.9 * res["target_macs"]
-    assert res["pruned"]["params"] < res["teacher"]["params"]
-    assert res["reload_identical"]
+    # the whole pipeline at preset tiny with short budgets (the real demo: `make demo`, see README)
+    res = run_cli("demo", "--out", str(out), "--teacher-steps", "30", "--iterations", "1", "--episodes", "2",
+                  "--finetune-steps", "2", "--json", "--quiet", env=env)
+    assert res["macs"] <= res["target_macs"] and res["macs"] >= 0.98 * res["target_macs"]
+    assert res["params"] < res["teacher_params"]
+    assert {"psnr", "ssim", "fid_proxy", "miou", "psnr_vs_teacher"} <= set(res["pruned_fidelity"])
     for d in ("teacher", "pruned"):
         assert {"architecture.json", "generator.safetensors", "generator.onnx", "metrics.json",
                 "samples.png"} <= {p.name for p in (out / d).iterdir()}
+    assert (out / "marl" / "keep_ratios.png").is_file() and (tmp_path / "cache" / "teachers").is_dir()
 
-    # export the teacher again through the demo's spec: same model as the demo's pruned export
+    # export the teacher again through the demo's spec: the pruned architecture (weights differ: fine-tuned)
     again = tmp_path / "again"
     res2 = run_cli("export", str(out / "teacher"), "--spec", str(out / "spec.json"), "--out", str(again),
                    "--json", "--quiet", env=env)
-    assert res2["macs"] == res["pruned"]["macs"]
+    assert res2["macs"] == res["macs"]
     a, b = gexport.load(again).eval(), gexport.load(out / "pruned").eval()
-    assert count_params(a) == count_params(b)
+    assert count_params(a) == count_params(b) == res["params"]
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
-        assert torch.equal(a(x), b(x))
+        assert a(x).shape == b(x).shape
 
     prof = run_cli("profile", str(again), "--json", "--quiet", "--runs", "3", env=env)
-    assert prof["macs"] == res["pruned"]["macs"] and prof["onnx_latency"]["median_ms"] > 0
+    assert prof["macs"] == res["macs"] and prof["onnx_latency"]["median_ms"] > 0
 
     # fidelity of the pruned export vs ground truth and vs the teacher; mIoU on labels→photo
     ev = run_cli("evaluate", str(out / "pruned"), "--data", "edges2photos", "--teacher", str(out / "teacher"),

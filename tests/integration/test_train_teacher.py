@@ -65,10 +65,4 @@ def test_train_resume_refuse(tmp_path):
     err = r.stderr.strip().splitlines()
     assert len(err) == 1 and "--resume" in err[0] and "--overwrite" in err[0]
     assert json.loads((out / "teacher.json").read_text())["steps"] == 30
-
-
-def test_unpaired_data_is_refused(tmp_path):
-    env = {**os.environ, "GANPRUNE_DATA": str(tmp_path / "data"),
-           "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
-    r = cli("--data", "photo2painting", "--out", str(tmp_path / "t"), "--steps", "2", env=env)
-    assert r.returncode == 2 and "issue #4" in r.stderr
+    # unpaired and class-folder data train CycleGAN / conditional teachers: test_train_teacher_unpaired.py

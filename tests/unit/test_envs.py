@@ -58,6 +58,22 @@ def test_any_actions_meet_the_budget_and_fill_spends_it(problem, target):
         assert all(counts[n] >= ep.counts[n] for n in counts)  # fill never undoes a decision
 
 
+def test_absolute_macs_target(problem):
+    full = PruningTask(problem.generator.model, 32, 1.0)
+    task = PruningTask(problem.generator.model, 32, 0.4 * full.full_macs)  # a count, not a fraction
+    assert task.target_macs == int(0.4 * full.full_macs)
+
+
+def test_global_threshold_spec_meets_the_target(problem):
+    from gan.pruning.targets import global_threshold_spec
+
+    g = problem.generator.model
+    full = spec_macs(g, {}, 32)
+    for frac in (0.15, 0.4):
+        spec, tau = global_threshold_spec(g, int(frac * full), 32)
+        assert 0.98 * frac * full <= spec_macs(g, spec, 32) <= frac * full and tau > 0
+
+
 def test_spec_keeps_the_most_salient_channels(problem):
     task = problem.generator
     counts = {n: max(1, g.size // 2) for n, g in zip(task.names, task.groups)}

@@ -167,3 +167,61 @@ def test_unknown_feature_rejected(setup):
     with pytest.raises(ValueError, match="unknown feature"):
         DensityObjective(teacher, disc, DensityConfig(feature="vgg"))
     assert isinstance(DensityObjective(teacher, disc).feature_fn, FrozenFeatures)
+
+
+def test_neighbourhood_d_loss_is_teacher_vs_student_neighbours(setup):
+    """§6.3 step 6, D side: real = cat(x_ik, G_T(x_ik)), fake = cat(x_ik, G_S(x_ik)) on the same
+    jittered inputs; L_D on (real, fake.detach()) trains D only (not G_S, teacher or φ)."""
+    teacher, _, x = setup
+    cdisc = PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2)
+    student = _perturbed(teacher, 0.2, 0)
+    cfg = DensityConfig(seed=5)
+    obj = DensityObjective(teacher, cdisc, cfg)
+    res = obj(student, x)
+    real, fake = res.adversarial_batches()
+    xn = make_neighbors(x, cfg, torch.Generator().manual_seed(5)).flatten(0, 1)
+    with torch.no_grad():
+        assert torch.allclose(real, torch.cat([xn, teacher(xn)], 1), atol=1e-6)
+        assert torch.allclose(fake, torch.cat([xn, student(xn)], 1), atol=1e-5)
+        assert not torch.allclose(real, fake, atol=1e-3)
+    GANLoss().d_loss(cdisc(real), cdisc(fake.detach())).backward()
+    assert all(p.grad is not None for p in cdisc.parameters())
+    assert any(p.grad.abs().sum() > 0 for p in cdisc.parameters())
+    for m in (student, teacher, obj.feature_fn):
+        assert all(p.grad is None for p in m.parameters())
+
+
+def test_perplexity_bandwidth_calibrates_each_row():
+    """SNE-style per-row h²: each teacher row gets the target perplexity whatever the level or spread
+    of its distances; a row with no spread falls back to the median rule; bad targets are refused."""
+    g = torch.Generator().manual_seed(0)
+    level = torch.tensor([[1e-7], [1e-3], [1.0], [10.0], [1e3], [1.0]])  # φ scales vary a lot
+    d = level * (1 + torch.rand(6, 4, generator=g))
+    d[5] = 2.0  # no spread
+    for target in (1.5, 2.0, 3.0):
+        h2 = bandwidth(d, DensityConfig(bandwidth_mode="perplexity", perplexity=target))
+        assert h2.shape == (6, 1) and bool((h2 > 0).all())
+        p = torch.softmax(-d[:5] / (2 * h2[:5]), 1)
+        ppl = (-torch.special.xlogy(p, p).sum(1)).exp()
+        assert torch.allclose(ppl, torch.full_like(ppl, target), atol=1e-3), ppl
+    assert h2[5].item() == pytest.approx(bandwidth(d, DensityConfig()).item())
+    for bad in (1.0, 4.0):
+        with pytest.raises(ValueError, match="perplexity"):
+            bandwidth(d, DensityConfig(bandwidth_mode="perplexity", perplexity=bad))
+    with pytest.raises(ValueError, match="bandwidth_mode"):
+        bandwidth(d, DensityConfig(bandwidth_mode="silverman"))
+
+
+def test_perplexity_mode_density_zero_grows_and_reaches_student_only(setup):
+    teacher, disc, x = setup
+    cfg = DensityConfig(bandwidth_mode="perplexity", perplexity=3.0, kde_weight=0.5)
+    obj = DensityObjective(teacher, disc, cfg)
+    assert abs(obj(copy.deepcopy(teacher), x, torch.Generator().manual_seed(0)).stats["kl"]) < 1e-6
+    kls = [obj(_perturbed(teacher, s, 0).eval(), x, torch.Generator().manual_seed(0)).stats["kl"]
+           for s in (0.05, 0.5)]
+    assert 0 < kls[0] < kls[1], kls
+    student = _perturbed(teacher, 0.2, 0)
+    obj(student, x).loss.backward()
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
+    assert all(p.grad is None for p in teacher.parameters())
+    assert all(p.grad is None for p in obj.feature_fn.parameters())
