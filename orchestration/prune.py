@@ -205,7 +205,12 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
         return {"spec": {"generator": g_task.spec(best["generator_counts"]),
                          "discriminator": d_task.spec(best["discriminator_counts"])},
                 "best": best, "search_s": search_s, "target_macs": g_task.target_macs,
-                "teacher_macs": g_task.full_macs, "backend": problem_obj.backend.stats(),
+                "teacher_macs": g_task.full_macs,
+                "backend": {"name": problem_obj.backend.name,
+                            "episodes": sum(h["episodes"] for h in result["history"]),
+                            "episode_seconds": round(sum(h["backend_s"] for h in result["history"]), 2),
+                            "episode_cache_hits": sum(h["backend_cached"] for h in result["history"]),
+                            "greedy_replays": problem_obj.backend.stats()},
                 "extra": {"iterations": result["iterations"], "beta": beta, "best_iteration": best["iteration"]}}
     finally:
         search.close()
