@@ -16,7 +16,7 @@ import torch
 from gan.models.base import ZooModel
 from gan.pruning.macs import MacsModel, fill_counts
 from gan.pruning.saliency import keep_count, saliency
-from gan.pruning.targets import TargetError
+from gan.pruning.targets import TargetError, resolve_macs_target
 
 #: group kinds across the zoo (one-hot in the observation; anything else is "other")
 KINDS = ("stem", "down", "res", "inner", "up", "disc", "branch", "other")
@@ -26,22 +26,6 @@ STATIC = ("position", *(f"kind_{k}" for k in KINDS), "log_width", "kernel", "str
 DYNAMIC = ("macs_decided", "macs_rest_min", "budget_left", "prev_action", "peer_keep", "peer_macs",
            "peer_reward", "own_last_reward")
 OBS_DIM = len(STATIC) + len(DYNAMIC)
-
-
-def resolve_target(mm: MacsModel, target: float, size: int) -> int:
-    """A fraction (≤ 1) of the full MACs or an absolute count → MACs, refused when unreachable."""
-    if not target > 0:
-        raise TargetError(f"MACs target {target:g} must be positive: give a fraction (0.1) or a count (3e9)")
-    macs = int(target * mm.full) if target <= 1 else int(target)
-    floor = mm.minimum()
-    if macs > mm.full:
-        raise TargetError(f"MACs target {macs:.4g} is above the full model's {mm.full:.4g} MACs at {size}²; "
-                          "give a fraction ≤ 1 or a smaller count")
-    if macs < floor:
-        raise TargetError(f"MACs target {macs:.4g} ({macs / mm.full:.3%}) is below the {floor:.4g} MACs "
-                          f"({floor / mm.full:.3%}) that the minimum channels allow at {size}²; "
-                          "raise --macs-target")
-    return macs
 
 
 class PruningTask:
@@ -54,7 +38,7 @@ class PruningTask:
         self.names = [g.name for g in self.groups]
         self.macs_model = MacsModel(model, self.size)
         self.full_macs = self.macs_model.full
-        self.target_macs = resolve_target(self.macs_model, macs_target, self.size)
+        self.target_macs = resolve_macs_target(model, macs_target, self.size)
         self.lbound = {g.name: min(1.0, max(float(min_ratio), g.min_keep / g.size)) for g in self.groups}
         self.min_counts = {g.name: keep_count(g, self.lbound[g.name], 1) for g in self.groups}
         self.order = {}

@@ -23,6 +23,7 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
     from gan import export as gexport
     from gan import data as gdata
     from gan.metrics.evaluate import evaluate_generator
+    from gan.teacher_run import load_teacher_run
     from orchestration.prune import print_summary, prune
     from orchestration.report import print_table
     from orchestration.teacher_cache import ensure_teacher
@@ -43,15 +44,15 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
     s = prune("marl", teacher=str(tdir), preset=preset, macs_target=macs_target, out=out / "marl",
               iterations=iterations, episodes=episodes, finetune_steps=finetune_steps, quiet=quiet,
               tracking_uri=tracking_uri)
-    meta = json.loads((tdir / "teacher.json").read_text())
-    shutil.copytree(tdir / meta["generator"], out / "teacher")
+    run = load_teacher_run(tdir)
+    shutil.copytree(tdir / run.meta["generator"], out / "teacher")
     shutil.copytree(out / "marl" / "generator", out / "pruned")
     shutil.copy(out / "marl" / "best_spec.json", out / "spec.json")
 
     say("[3/4] evaluating teacher and pruned generator on the test split")
-    root = gdata.resolve_dataset(meta["data"], size=int(meta["size"]))
-    test = gdata.open_dataset(root, size=int(meta["size"]), split="test")
-    t_model, p_model = gexport.load(out / "teacher").eval(), gexport.load(out / "pruned").eval()
+    root = gdata.resolve_dataset(run.data, size=run.size)
+    test = gdata.open_dataset(root, size=run.size, split="test")
+    t_model, p_model = run.generator.eval(), gexport.load(out / "pruned").eval()
     fid_t = evaluate_generator(t_model, test, dataset_root=root, max_items=64)
     fid_p = evaluate_generator(p_model, test, teacher=t_model, dataset_root=root, max_items=64)
     keys = [k for k in ("psnr", "ssim", "fid_proxy", "miou", "psnr_vs_teacher") if k in fid_p]
@@ -65,7 +66,7 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
     if not quiet:
         say("[4/4] summary")
         print_summary(s)
-        print_table(f"fidelity on the {Path(str(meta['data'])).name} test split (first 64 items)",
+        print_table(f"fidelity on the {Path(str(run.data)).name} test split (first 64 items)",
                     [{"metric": k, "teacher": f"{fid_t[k]:.3f}" if k in fid_t else "—",
                       "pruned": f"{fid_p[k]:.3f}"} for k in keys], ["metric", "teacher", "pruned"])
         uri = resolve_tracking_uri(tracking_uri)

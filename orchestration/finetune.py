@@ -31,20 +31,11 @@ EVAL_ITEMS = 32
 
 
 def read_teacher(teacher_dir) -> dict:
-    """teacher.json with the member paths resolved; G and D loaded."""
-    from gan import export as gexport
+    """teacher.json with the member paths resolved; G and D loaded (``gan.teacher_run``)."""
+    from gan.teacher_run import load_teacher_run
 
-    d = Path(teacher_dir)
-    meta = load_json(d / "teacher.json", "teacher.json (a 'ganprune train-teacher' run directory)")
-    for key in ("generator", "discriminator", "data", "size"):
-        if key not in meta:
-            raise UsageError(f"{d / 'teacher.json'} has no {key!r}; is it a 'ganprune train-teacher' run?")
-    if meta.get("kind", "pix2pix") != "pix2pix":
-        raise UsageError(f"{d} is a {meta['kind']} teacher; fine-tuning and pruning take pix2pix (paired) "
-                         "teachers for now (CycleGAN / class-conditional pruning arrives with issue #6)")
-    g = gexport.load(d / meta["generator"])
-    disc = gexport.load(d / meta["discriminator"])
-    return {**meta, "G": g, "D": disc, "dir": str(d.resolve())}
+    run = load_teacher_run(teacher_dir)
+    return {**run.meta, "G": run.generator, "D": run.discriminator, "dir": str(run.dir)}
 
 
 def split_spec(raw: dict, g, disc, criterion: str = "l1") -> tuple[dict, dict, dict]:

@@ -112,8 +112,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
             found = _search_simple(method, run, macs_target, parent, common, quiet)
         summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
                           export_onnx)
-        summary.update(common, total_s=round(time.perf_counter() - t_start, 1), mlflow_run_id=parent.run_id,
-                       macs_target=macs_target)
+        summary.update(common, total_s=round(time.perf_counter() - t_start, 1), mlflow_run_id=parent.run_id)
         (out / "prune.json").write_text(json.dumps(summary, indent=1, default=float))
         parent.log_artifact(out / "prune.json")
         status = "FINISHED"

@@ -9,22 +9,24 @@ from orchestration.errors import UsageError
 
 
 def claim_run_dir(out, resume: bool, overwrite: bool, latest: Callable[[Path], Path | None],
-                  what: str = "run") -> Path | None:
+                  what: str = "run", expected: str | None = None, resume_empty: bool = False) -> Path | None:
     """The checkpoint to resume from, or None for a fresh run in ``out``.
 
-    A non-empty ``out`` is refused unless ``--resume`` (then it must hold a checkpoint) or
-    ``--overwrite`` (then it is emptied)."""
+    A non-empty ``out`` is refused unless ``--resume`` (then it must hold a checkpoint; ``expected``
+    names where) or ``--overwrite`` (then it is emptied).  ``--resume`` of an empty or missing ``out``
+    starts fresh when ``resume_empty`` (train-teacher), else it is refused (prune)."""
     out = Path(out)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other; pass one of them")
     if not (out.exists() and any(out.iterdir())):
-        if resume:
+        if resume and not resume_empty:
             raise UsageError(f"--resume: {out} holds no {what} to resume; drop --resume to start one")
         return None
     if resume:
         last = latest(out)
         if last is None:
-            raise UsageError(f"{out} has no checkpoint to resume; pass --overwrite to start again")
+            where = f" (expected {expected})" if expected else ""
+            raise UsageError(f"{out} has no checkpoint to resume{where}; pass --overwrite to start again")
         return last
     if overwrite:
         shutil.rmtree(out)

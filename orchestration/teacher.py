@@ -41,6 +41,7 @@ from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
 from orchestration.config import load_preset
 from orchestration.errors import UsageError
 from orchestration.launch import main_first, per_world
+from orchestration.rundir import claim_run_dir
 from orchestration.tracking import Tracker, check_reachable, loss_curves, resolve_tracking_uri
 
 #: default steps and checkpoint interval per preset (tiny: ~1.5 min on 2 CPU cores, see README)
@@ -56,26 +57,6 @@ DEFAULT_BATCH = {"pix2pix": 1, "cyclegan": 1, "conditional": 16}
 
 def default_steps(preset: str) -> int:
     return DEFAULT_STEPS.get(Path(preset).stem if Path(preset).suffix else preset, DEFAULT_STEPS["tiny"])
-
-
-def _check_out(out: Path, resume: bool, overwrite: bool) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh run; refuses to clobber a non-empty ``out``."""
-    if resume and overwrite:
-        raise UsageError("--resume and --overwrite exclude each other; pass one of them")
-    occupied = out.exists() and any(out.iterdir())
-    if not occupied:
-        return None
-    if resume:
-        last = ckpt.latest(out)
-        if last is None:
-            raise UsageError(f"{out} has no checkpoint to resume (expected {out}/checkpoints/step_N/); "
-                             "pass --overwrite to start again")
-        return last
-    if overwrite:
-        shutil.rmtree(out)
-        return None
-    raise UsageError(f"{out} is not empty; pass --resume to continue its training, --overwrite to "
-                     "start again, or choose another --out")
 
 
 class _CheckpointHooks:
@@ -339,7 +320,8 @@ def train_teacher(preset: str = "tiny", data: str | None = None, out="runs/teach
     if track:  # a dead tracking server fails now, not after the dataset is built
         check_reachable(resolve_tracking_uri(tracking_uri))
     gate = main_first()  # --num-procs: rank 0 checks, cleans --out and prepares the data first
-    last = _check_out(out, resume, overwrite)
+    last = claim_run_dir(out, resume, overwrite, ckpt.latest, "training",
+                         expected=f"{out}/checkpoints/step_N/", resume_empty=True)
     saved = json.loads((last / ckpt.STATE).read_text()) if last else None
     saved_extra = (saved or {}).get("config", {}).get("extra", {})
     data = data or saved_extra.get("data") or cfg.dataset  # a resume continues on the run's own data
