@@ -1,6 +1,6 @@
 """A preset's default teacher, trained once and reused (``ganprune prune`` / ``demo`` without --teacher).
 
-Cached under ``$GANPRUNE_CACHE/teachers/<preset>-<data>`` (default ``~/.cache/ganprune``); trained
+Cached under ``$GANPRUNE_CACHE/teachers/<preset>-<data>[-<steps>]-<hash of the preset's architecture>`` (default ``~/.cache/ganprune``); trained
 into a temp dir and renamed, so two commands racing never see a half-written teacher.
 """
 from __future__ import annotations
@@ -14,14 +14,27 @@ def cache_root() -> Path:
     return Path(os.environ.get("GANPRUNE_CACHE") or Path.home() / ".cache" / "ganprune")
 
 
+def _preset_hash(pre) -> str:
+    """Short hash of the preset's architecture and resolution: an edited preset gets a new teacher."""
+    import dataclasses
+    import hashlib
+    import json
+
+    d = dataclasses.asdict(pre)
+    key = json.dumps({k: d[k] for k in ("resolution", "generator", "discriminator")}, sort_keys=True)
+    return hashlib.sha1(key.encode()).hexdigest()[:8]
+
+
 def ensure_teacher(preset: str = "tiny", data: str | None = None, steps: int | None = None,
                    backend: str = "deepspeed", quiet: bool = False, tracking_uri: str | None = None) -> Path:
     """Path of a trained teacher run for ``preset`` (training it now if it is not cached)."""
     from orchestration.config import load_preset
     from orchestration.teacher import train_teacher
 
-    data = data or load_preset(preset).dataset
-    name = f"{Path(preset).stem}-{Path(str(data)).name}" + (f"-{steps}" if steps else "")
+    pre = load_preset(preset)
+    data = data or pre.dataset
+    name = (f"{Path(preset).stem}-{Path(str(data)).name}" + (f"-{steps}" if steps else "")
+            + f"-{_preset_hash(pre)}")
     final = cache_root() / "teachers" / name
     if (final / "teacher.json").is_file():
         if not quiet:

@@ -92,7 +92,11 @@ def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
 
 class Pix2PixTrainer:
     def __init__(self, generator, discriminator, cfg: TrainConfig | None = None,
-                 extra_g_loss: ExtraLoss | None = None, extra_d_loss: ExtraLoss | None = None):
+                 extra_g_loss: ExtraLoss | None = None, extra_d_loss: ExtraLoss | None = None,
+                 aux_modules=()):
+        """``aux_modules``: extra trainables of the G loss (e.g. GAN Compression's 1×1 distillation
+        mappings): one Adam (the G lr and betas) steps them with every G step; their gradients are
+        averaged over the ranks; they are saved with the checkpoints as ``AUX.safetensors``."""
         self.cfg = cfg = cfg or TrainConfig()
         if cfg.backend == "deepspeed":
             init_distributed()
@@ -108,6 +112,9 @@ class Pix2PixTrainer:
         kw = dict(lr=cfg.lr, betas=cfg.betas, zero_stage=cfg.zero_stage, micro_batch=self.micro_batch,
                   backend=cfg.backend)
         self.g, self.d = make_engine(generator, **kw), make_engine(discriminator, **kw)
+        self.aux = torch.nn.ModuleList(list(aux_modules)).to(self.g.device)
+        aux_params = [p for p in self.aux.parameters() if p.requires_grad]
+        self.aux_opt = torch.optim.Adam(aux_params, lr=cfg.lr, betas=cfg.betas) if aux_params else None
         self.gan = GANLoss(cfg.gan_loss)
         self.extra_g_loss = extra_g_loss
         self.extra_d_loss = extra_d_loss  # (batch, fake.detach(), trainer) → (term, stats), added to L_D
@@ -156,8 +163,8 @@ class Pix2PixTrainer:
         step = self.step + 1
         x, y = (self._local(t) for t in split_batch(batch))
         lr = self.lr_at(self.step)
-        for eng in (self.g, self.d):
-            for grp in eng.optimizer.param_groups:
+        for opt in (self.g.optimizer, self.d.optimizer, self.aux_opt):
+            for grp in (opt.param_groups if opt is not None else ()):
                 grp["lr"] = lr
         fake = self.g(x)
 
@@ -185,11 +192,23 @@ class Pix2PixTrainer:
         g_stats = self._mean({"loss_g": loss_g, "gan_g": gan_g, "l1": l1,
                               **{k: torch.as_tensor(v) for k, v in extra.items()}})
         self._check(g_stats, step)
+        if self.aux_opt is not None:
+            self.aux_opt.zero_grad(set_to_none=True)
         self.g.backward(loss_g)
         self.g.step()
+        if self.aux_opt is not None:
+            self._step_aux()
         _requires_grad(self.d.module, True)
         self.step = step
         return {"step": step, **stats, **g_stats, "lr": lr}
+
+    def _step_aux(self) -> None:
+        params = [p for p in self.aux.parameters() if p.grad is not None]
+        if self.world_size > 1:
+            for p in params:
+                torch.distributed.all_reduce(p.grad)
+                p.grad /= self.world_size
+        self.aux_opt.step()
 
     # ------------------------------------------------------------------ the loop
 
@@ -268,6 +287,10 @@ class Pix2PixTrainer:
                     save_file(weights[n], str(tmp / f"{n}.safetensors"))
                     if hasattr(eng.module, "architecture"):
                         (tmp / f"{n}.architecture.json").write_text(json.dumps(eng.module.architecture()))
+            if self.aux_opt is not None and self.rank == 0:
+                save_file({k: v.detach().cpu().contiguous() for k, v in self.aux.state_dict().items()},
+                          str(tmp / "AUX.safetensors"))
+                ckpt.save_tree(self.aux_opt.state_dict(), tmp / "optim_AUX")
             rng = {"torch": torch.get_rng_state()}
             if torch.cuda.is_available():
                 rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
@@ -298,6 +321,12 @@ class Pix2PixTrainer:
             ckpt.load_optimizer_state(eng, lambda r, n=n: ckpt.load_tree(d / f"optim_{n}.rank{r}"),
                                       self.rank, self.world_size)
             eng.global_steps = step  # one optimizer step per trainer step
+        if self.aux_opt is not None:
+            if not (d / "AUX.safetensors").is_file():
+                raise ckpt.CheckpointError(f"{d} holds no AUX.safetensors for this run's auxiliary modules; "
+                                           "resume with the objective the checkpoint was trained with")
+            self.aux.load_state_dict(ckpt.read_safetensors(d / "AUX.safetensors"))
+            self.aux_opt.load_state_dict(ckpt.load_tree(d / "optim_AUX"))
         own = d / _rng_file(self.rank)
         rng = ckpt.read_safetensors(own if own.is_file() else d / _rng_file(0))
         torch.set_rng_state(rng["torch"])

@@ -127,3 +127,33 @@ def test_make_engine_checks_its_arguments():
     with pytest.raises(ValueError, match="zero_stage"):
         make_engine(g, zero_stage=4)
     assert make_engine(g, backend="torch").module is g
+
+
+def _aux_trainer(steps, seed=0, **kw):
+    """A trainer whose G loss also trains a 1×1 mapping of the output (an ``aux_modules`` trainable)."""
+    torch.manual_seed(seed)
+    mapping = torch.nn.Conv2d(3, 3, 1)
+
+    def extra(batch, fake, trainer):
+        return torch.nn.functional.mse_loss(trainer.aux[0](fake), fake.detach().flip(1)), {}
+
+    cfg = TrainConfig(**{**dict(steps=steps, batch_size=2, backend="torch", log_every=1, quiet=True), **kw})
+    return Pix2PixTrainer(*_models(), cfg, extra_g_loss=extra, aux_modules=[mapping])
+
+
+def test_aux_modules_are_trained_and_resume_exactly(tmp_path):
+    straight = _aux_trainer(4)
+    before = straight.aux[0].weight.detach().clone()
+    hist = straight.fit([_pair()])
+    assert not torch.equal(before, straight.aux[0].weight)  # the G step also moved the mapping
+    first = _aux_trainer(2, out_dir=str(tmp_path), ckpt_every=2)
+    first.fit([_pair()])
+    assert (tmp_path / "checkpoints" / "step_2" / "AUX.safetensors").is_file()
+    second = _aux_trainer(4, seed=9)
+    second.resume(tmp_path)
+    assert second.fit([_pair()]) == hist
+    assert torch.equal(second.aux[0].weight, straight.aux[0].weight)
+    plain = _trainer(steps=1, out_dir=str(tmp_path / "plain"))
+    plain.fit([_pair()])
+    with pytest.raises(CheckpointError, match="no AUX.safetensors"):
+        _aux_trainer(4).resume(tmp_path / "plain")
