@@ -35,7 +35,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--backend-steps", type=int, help="fine-tune steps per candidate (default per preset)")
     ap.add_argument("--finetune-steps", type=int, help="fine-tune steps of every method's pair (default per preset)")
     ap.add_argument("--beta", type=float, default=0.5, help="peer weight of the MARL run (the ablation uses 0)")
-    ap.add_argument("--methods", default="uniform,l1,marl,marl-beta0")
+    ap.add_argument("--methods", default="uniform,l1,marl,marl-beta0",
+                    help="uniform, l1, marl, marl-beta0 (no peer exchange), marl-noprior (absolute actions)")
     ap.add_argument("--out", help="keep the runs here (default: a temp dir)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
@@ -48,9 +49,10 @@ def main(argv=None) -> dict:
                   export_onnx=False)
     rows = {}
     for m in args.methods.split(","):
-        method, beta = ("marl", 0.0) if m == "marl-beta0" else (m, args.beta)
+        method = "marl" if m.startswith("marl") else m
         kw = dict(iterations=args.iterations, episodes=args.episodes, backend_steps=args.backend_steps,
-                  beta=beta) if method == "marl" else {}
+                  beta=0.0 if m == "marl-beta0" else args.beta,
+                  prior="none" if m == "marl-noprior" else "l1") if method == "marl" else {}
         t0 = time.perf_counter()
         s = prune(method, out=root / m, overwrite=True, **common, **kw)
         rows[m] = {"macs_ratio": s["macs_ratio"], "params": s["params"], "latency_ms": s["latency_ms"],

@@ -21,8 +21,9 @@ class ProblemConfig:
     min_ratio: float = 0.05          # lowest keep ratio an action maps to (AMC's lbound)
     multiple: int = 1                # round kept channels up to a multiple of this
     fill_budget: bool = True         # spend unused budget by scaling all ratios (see PruningTask.fill)
+    prior: str = "l1"                # actions scale this allocation's keep ratios (envs.task.PRIORS)
     backend: str = "local"
-    backend_config: dict = field(default_factory=dict)  # LocalConfig fields
+    backend_config: dict = field(default_factory=dict)  # the backend's config fields (LocalConfig, SupernetConfig)
     density: dict = field(default_factory=dict)         # DensityConfig fields
     seed: int = 0
 
@@ -64,9 +65,9 @@ def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
     cfg = config if isinstance(config, ProblemConfig) else ProblemConfig.from_dict(config)
     if cfg.backend not in BACKENDS:
         raise ValueError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
-    bcfg = LocalConfig(**{"seed": cfg.seed, **cfg.backend_config})
-    dcfg = DensityConfig(**{"seed": cfg.seed, **cfg.density})
     backend_cls = BACKENDS[cfg.backend]
+    bcfg = getattr(backend_cls, "config_cls", LocalConfig)(**{"seed": cfg.seed, **cfg.backend_config})
+    dcfg = DensityConfig(**{"seed": cfg.seed, **cfg.density})
     if cfg.teacher:
         from gan.teacher_run import load_teacher_run
 
@@ -81,7 +82,7 @@ def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
         y = torch.rand(x.shape, generator=gen) * 2 - 1
         n = bcfg.train_items
         backend = backend_cls(g, d, (x[:n], y[:n]), (x[n:], y[n:]), bcfg, dcfg)
-    gt = PruningTask(g, size, cfg.macs_target, cfg.criterion, cfg.min_ratio, cfg.multiple)
+    gt = PruningTask(g, size, cfg.macs_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior)
     d_target = cfg.d_macs_target if cfg.d_macs_target is not None else gt.target_macs / gt.full_macs
-    dt = PruningTask(d, size, d_target, cfg.criterion, cfg.min_ratio, cfg.multiple)
+    dt = PruningTask(d, size, d_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior)
     return Problem(gt, dt, backend, size, cfg)

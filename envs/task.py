@@ -5,6 +5,12 @@ The budget is guaranteed by AMC's clip: when group t is decided, every later gro
 minimum, and the count is cut to the largest one whose total MACs stay ≤ the target.  Optionally the
 finished episode is *filled*: all keep ratios are scaled up together until the budget is spent, so
 the agent decides how the budget is distributed and every episode ends just under the target.
+
+With a ``prior`` ("l1": the keep ratios of one global filter-L1 threshold at the same target) an
+action is a log-multiplier of the prior's ratio instead of an absolute ratio: a = 0.5 keeps exactly
+the prior's count, a = 0 / 1 halves / doubles it (``PRIOR_SPAN``).  A fresh Gaussian policy (mean
+0.5 after RLlib's action normalisation) then explores around a good allocation instead of around
+"keep half of every group", and the search spends its episodes on improving on it.
 """
 from __future__ import annotations
 
@@ -26,13 +32,15 @@ STATIC = ("position", *(f"kind_{k}" for k in KINDS), "log_width", "kernel", "str
 DYNAMIC = ("macs_decided", "macs_rest_min", "budget_left", "prev_action", "peer_keep", "peer_macs",
            "peer_reward", "own_last_reward")
 OBS_DIM = len(STATIC) + len(DYNAMIC)
+PRIORS = ("none", "l1")
+PRIOR_SPAN = 2.0  # a prior's ratio is multiplied by PRIOR_SPAN ** (2a - 1), a in [0, 1]
 
 
 class PruningTask:
     """Everything an env needs about one network; immutable after construction."""
 
     def __init__(self, model: ZooModel, size: int, macs_target: float, criterion: str = "l1",
-                 min_ratio: float = 0.0, multiple: int = 1):
+                 min_ratio: float = 0.0, multiple: int = 1, prior: str = "none"):
         self.model, self.size, self.criterion, self.multiple = model, int(size), criterion, int(multiple)
         self.groups = model.channel_groups()
         self.names = [g.name for g in self.groups]
@@ -56,6 +64,18 @@ class PruningTask:
         if floor > self.target_macs:
             raise TargetError(f"MACs target {self.target_macs:.4g} is below the {floor:.4g} MACs that "
                               f"min_ratio {min_ratio:g} allows; lower min_ratio or raise --macs-target")
+        self.prior = prior
+        self.prior_ratios = self._prior_ratios(prior)
+
+    def _prior_ratios(self, prior: str) -> dict[str, float] | None:
+        if prior not in PRIORS:
+            raise ValueError(f"unknown action prior {prior!r}; choose one of {', '.join(PRIORS)}")
+        if prior == "none":
+            return None
+        from gan.pruning.targets import global_threshold_spec
+
+        spec, _ = global_threshold_spec(self.model, self.target_macs, self.size, criterion="l1")
+        return {g.name: len(spec[g.name]) / g.size for g in self.groups}
 
     # ------------------------------------------------------------------ features
 
@@ -111,10 +131,15 @@ class PruningTask:
         return lo
 
     def count_for(self, t: int, action: float, counts: dict[str, int]) -> int:
-        """Action in [0, 1] → keep ratio in [lbound, 1] → count, clipped to the budget (AMC)."""
+        """Action in [0, 1] → keep ratio in [lbound, 1] (or the prior's ratio × PRIOR_SPAN^(2a−1)) →
+        count, clipped to the budget (AMC)."""
         name, g = self.names[t], self.groups[t]
         lb = self.lbound[name]
-        ratio = lb + float(np.clip(action, 0.0, 1.0)) * (1.0 - lb)
+        a = float(np.clip(action, 0.0, 1.0))
+        if self.prior_ratios is None:
+            ratio = lb + a * (1.0 - lb)
+        else:
+            ratio = min(1.0, max(lb, self.prior_ratios[name] * PRIOR_SPAN ** (2 * a - 1)))
         k = max(self.min_counts[name], keep_count(g, ratio, self.multiple))
         return int(min(k, self.max_feasible(counts, t)))
 

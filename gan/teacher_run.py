@@ -28,7 +28,9 @@ class TeacherRun:
     meta: dict = field(default_factory=dict)
 
 
-def load_teacher_run(path) -> TeacherRun:
+def load_teacher_run(path, kinds=("pix2pix",)) -> TeacherRun:
+    """The run's G, D, data and size; ``kinds``: the teacher kinds the caller can take (pix2pix for
+    the search methods; PPCD also takes class-conditional teachers)."""
     d = Path(path)
     f = d / "teacher.json"
     if not f.is_file():
@@ -37,9 +39,11 @@ def load_teacher_run(path) -> TeacherRun:
         meta = json.loads(f.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise TeacherRunError(f"{f} is not valid JSON ({e}); re-run 'ganprune train-teacher'") from e
-    if meta.get("kind", "pix2pix") != "pix2pix":
-        raise TeacherRunError(f"{d} is a {meta['kind']} teacher; pruning takes pix2pix (paired) teachers for "
-                              "now (CycleGAN / class-conditional pruning arrives with issue #6)")
+    kind = meta.get("kind", "pix2pix")
+    if kind not in kinds:
+        raise TeacherRunError(f"{d} is a {kind} teacher; this method takes {' or '.join(kinds)} teachers "
+                              "(PPCD also prunes class-conditional ones; CycleGAN teachers: distil one direction "
+                              "into a pix2pix teacher first)")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise TeacherRunError(f"{f} has no {missing[0]!r}; is it a 'ganprune train-teacher' run?")

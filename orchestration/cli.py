@@ -13,12 +13,6 @@ import textwrap
 from orchestration import commands
 from orchestration.errors import UsageError, input_error_types
 
-#: commands that later issues bring: name → (issue, one-line summary)
-PLANNED = {
-    "benchmark": (6, "every method at the same MACs target, one table and Pareto plot"),
-}
-
-
 def _num_procs(sp) -> None:
     sp.add_argument("--num-procs", type=int, default=1, metavar="N",
                     help="train in N local processes (torchrun; DeepSpeed backend; default 1: in-process)")
@@ -90,8 +84,10 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--teacher", required=True, help="teacher run directory (with teacher.json)")
     sp.add_argument("--spec", required=True, help="spec JSON: {group: [kept]}, {\"spec\": ...} or "
                     "{\"generator\": ..., \"discriminator\": ...}")
-    sp.add_argument("--objective", choices=["density", "l1"], default="density")
-    sp.add_argument("--add", action="append", default=[], help="extra terms gka|distill|vem (issue #6)")
+    sp.add_argument("--objective", choices=["density", "l1", "gka", "distill"], default="density",
+                    help="density (MGGC, default), l1 (L1 to the teacher only), gka (CAT's kernel alignment), "
+                    "distill (GAN Compression's feature distillation)")
+    sp.add_argument("--add", action="append", default=[], help="add-on terms summed onto the objective: gka, vem (comma-separated or repeated)")
     sp.add_argument("--steps", type=int, help="fine-tuning steps (default 200)")
     sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")
     sp.add_argument("--batch-size", type=int, default=4, help="global batch, split over --num-procs (default 4)")
@@ -138,7 +134,13 @@ def _parser() -> argparse.ArgumentParser:
              "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl",
              commands.prune)
     sp.add_argument("--method", default="marl",
-                    help="marl (default), uniform or l1 (cat, gan-compression, ppcd arrive with issue #6)")
+                    help="marl (default, two RL agents), cat, gan-compression, ppcd, uniform or l1")
+    sp.add_argument("--objective", help="fine-tune objective (default per method: marl/uniform/l1 density, "
+                    "cat gka, gan-compression distill)")
+    sp.add_argument("--vem", action="store_true", help="add VEM's mutual-information term to the fine-tune")
+    sp.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a method-specific setting, repeatable (gan-compression: supernet_steps, population, "
+                    "generations, eval_items, lambda_distill; ppcd: lambda_cad, lambda_sparse, prune_frac, ...)")
     sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
     sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
     sp.add_argument("--data", help="dataset of the preset's teacher when --teacher is not given")
@@ -150,6 +152,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--peer-beta", type=float, default=0.5, help="weight of the peer's reward (0: no exchange)")
     sp.add_argument("--no-peer-observation", action="store_true",
                     help="hide the peer's decisions and reward from each agent's observation")
+    sp.add_argument("--action-prior", choices=["l1", "none"], default="l1",
+                    help="l1 (default): actions scale the global-L1 allocation's keep ratios; none: absolute ratios")
     sp.add_argument("--backend-steps", type=int, help="fine-tune steps per candidate inside the backend")
     sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of the best pair (default per preset)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
@@ -158,6 +162,28 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    sp.add_argument("--tracking-uri", default=None,
+                    help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
+
+    sp = add("benchmark", "every method on one teacher at the same MACs target and fine-tune budget: one "
+             "markdown + JSON table and a Pareto plot (MACs vs fidelity), in --out and MLflow",
+             "ganprune benchmark --preset small --methods marl,cat,gan-compression,ppcd,uniform,l1 --vem "
+             "--macs-target 0.1 --out runs/bench --json", commands.benchmark)
+    sp.add_argument("--preset", default="small", help="small (default), tiny, paper or a YAML path")
+    sp.add_argument("--methods", default="marl,cat,gan-compression,ppcd,uniform,l1",
+                    help="comma-separated methods (default: all)")
+    sp.add_argument("--macs-target", type=float, default=0.25,
+                    help="generator MACs: fraction of the teacher's (0.1) or absolute count (3e9)")
+    sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
+    sp.add_argument("--teacher-steps", type=int, help="steps of the preset's cached teacher")
+    sp.add_argument("--vem", action="store_true", help="add VEM's term to every method's fine-tune")
+    sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of every method (default per preset)")
+    sp.add_argument("--iterations", type=int, help="MARL iterations (default per preset)")
+    sp.add_argument("--episodes", type=int, help="MARL episodes per iteration (default per preset)")
+    sp.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
+    sp.add_argument("--resume", action="store_true", help="keep the methods that finished in --out, run the rest")
+    sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--tracking-uri", default=None,
                     help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
 
@@ -171,10 +197,6 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--tracking-uri", default=None, help="default sqlite:///mlflow.db")
     sp.add_argument("--port", type=int, default=5000)
 
-    for name, (issue, summary) in PLANNED.items():
-        sp = add(name, f"{summary} (arrives with issue #{issue})", f"ganprune {name} --help",
-                 commands.planned(name, issue))
-        sp.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
 
 

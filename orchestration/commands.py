@@ -1,6 +1,7 @@
 """Implementations of the CLI commands; each returns the JSON-able result of the command."""
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -8,12 +9,6 @@ from pathlib import Path
 from orchestration.errors import UsageError
 from orchestration.specs import generator_spec, load_json
 from orchestration.report import print_table
-
-
-def planned(name: str, issue: int):
-    def run(args):
-        raise UsageError(f"'ganprune {name}' is not implemented yet: it arrives with issue #{issue}")
-    return run
 
 
 def data(args):
@@ -153,6 +148,20 @@ def demo(args):
                     episodes=args.episodes, finetune_steps=args.finetune_steps, tracking_uri=args.tracking_uri)
 
 
+def _key_values(items, flag: str) -> dict:
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as JSON where they can be)."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"{flag} {item!r} is not KEY=VALUE; e.g. {flag} supernet_steps=500")
+        try:
+            out[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key.strip()] = value
+    return out
+
+
 def prune(args):
     from orchestration.prune import print_summary, prune as run_prune
 
@@ -162,11 +171,23 @@ def prune(args):
                        episodes=args.episodes, backend_steps=args.backend_steps, finetune_steps=args.finetune_steps,
                        finetune_backend=args.finetune_backend, num_env_runners=args.num_env_runners,
                        address=args.address, seed=args.seed, peer_observation=not args.no_peer_observation,
-                       quiet=args.quiet)
+                       prior=args.action_prior, objective=args.objective, vem=args.vem,
+                       options=_key_values(args.method_option, "--method-option"), quiet=args.quiet)
     if not args.quiet:
         print_summary(result)
         print(f"inspect: ganprune inspect {result['out']}    MLflow: ganprune ui")
     return {k: v for k, v in result.items() if k != "profile"}
+
+
+def benchmark(args):
+    from orchestration.benchmark import benchmark as run_benchmark
+
+    result = run_benchmark(preset=args.preset, methods=args.methods, macs_target=args.macs_target, out=args.out,
+                           teacher=args.teacher, teacher_steps=args.teacher_steps, vem=args.vem,
+                           finetune_steps=args.finetune_steps, iterations=args.iterations, episodes=args.episodes,
+                           overwrite=args.overwrite, resume=args.resume, tracking_uri=args.tracking_uri,
+                           seed=args.seed, quiet=args.quiet)
+    return {k: v for k, v in result.items()}
 
 
 def inspect(args):

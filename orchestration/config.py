@@ -10,13 +10,21 @@ import yaml
 from orchestration.errors import UsageError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
+GENERATOR_ARCHS = ("resnet", "inception")
 
 
 @dataclass
 class GeneratorConfig:
+    """``arch``: "resnet" (pix2pix/CycleGAN ResNet) or "inception" (CAT's inception-residual
+    generator, METHODS.md §3.1: same stem/down/up, IncResBlocks with prunable branches)."""
     ngf: int = 16
     n_blocks: int = 6
     norm: str = "instance"
+    arch: str = "resnet"
+
+    def __post_init__(self):
+        if self.arch not in GENERATOR_ARCHS:
+            raise UsageError(f"generator.arch {self.arch!r} is unknown; choose one of {', '.join(GENERATOR_ARCHS)}")
 
 
 @dataclass
@@ -37,12 +45,21 @@ class MarlPreset:
 
 
 @dataclass
+class GanCompressionPreset:
+    """Defaults of ``ganprune prune --method gan-compression`` at this preset (search cost, not fine-tune)."""
+    supernet_steps: int = 200    # once-for-all supernet training steps (distillation from the teacher)
+    population: int = 16         # evolutionary search population
+    generations: int = 8
+
+
+@dataclass
 class Preset:
     resolution: int = 64
     dataset: str = "edges2photos"
     generator: GeneratorConfig = field(default_factory=GeneratorConfig)
     discriminator: DiscriminatorConfig = field(default_factory=DiscriminatorConfig)
     marl: MarlPreset = field(default_factory=MarlPreset)
+    gan_compression: GanCompressionPreset = field(default_factory=GanCompressionPreset)
 
 
 def _build(cls, data: dict, where: str):

@@ -25,7 +25,6 @@ import torch
 from orchestration.errors import UsageError
 from orchestration.specs import generator_spec, load_json
 
-ADD_LATER = ("gka", "distill", "vem")
 DEFAULT_STEPS = 200
 EVAL_ITEMS = 32
 
@@ -68,23 +67,27 @@ def _eval(model, teacher, dataset) -> dict:
 def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
              backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
              batch_size: int = 4, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
-             export_onnx: bool = True, density: dict | None = None, distill: dict | None = None) -> dict:
-    """``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants)."""
+             export_onnx: bool = True, density: dict | None = None, distill: dict | None = None,
+             init_generator=None, init_discriminator=None) -> dict:
+    """``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants);
+    ``add``: add-on terms summed onto the objective (``gan.train.distill.ADD_ONS``);
+    ``init_generator``: an export with the teacher's architecture whose weights the pruned generator
+    starts from instead of the teacher's (GAN Compression's trained supernet); the teacher stays the
+    distillation target; ``init_discriminator`` likewise for D."""
     from gan import data as gdata
     from gan import export as gexport
     from gan.pruning.physical import prune
     from gan.pruning.targets import spec_macs
     from gan.losses.density import DensityConfig
-    from gan.train.distill import OBJECTIVES, DistillConfig, TeacherTargets, distill_hooks
+    from gan.train.distill import ADD_ONS, OBJECTIVES, DistillConfig, TeacherTargets, distill_hooks
     from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
     from orchestration.commands import _fresh_out_dir
     from orchestration.launch import is_main, main_first
 
-    later = [a for a in add if a in ADD_LATER]
-    if later:
-        raise UsageError(f"--add {','.join(later)} arrives with issue #6")
-    if add:
-        raise UsageError(f"unknown --add {','.join(add)}; later issues bring {', '.join(ADD_LATER)}")
+    add = tuple(dict.fromkeys(a for a in add if a))
+    bad = [a for a in add if a not in ADD_ONS]
+    if bad:
+        raise UsageError(f"unknown --add {','.join(bad)}; choose from {', '.join(ADD_ONS)}")
     if objective not in OBJECTIVES:
         raise UsageError(f"unknown --objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
     if backend not in ("deepspeed", "torch"):
@@ -101,8 +104,15 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     size, teacher, teacher_d = int(t["size"]), t["G"].eval(), t["D"].eval()
     raw = load_json(Path(spec_path), "spec")
     gspec, dspec, d_how = split_spec(raw, teacher, teacher_d)
+    sources = []
+    for init, member in ((init_generator, teacher), (init_discriminator, teacher_d)):
+        src = member if init is None else gexport.load(init)
+        if src.architecture() != member.architecture():
+            raise UsageError(f"{init} does not have the teacher's architecture; pass an export of the same "
+                             "model class and widths")
+        sources.append(src)
     try:
-        student, student_d = prune(teacher, gspec), prune(teacher_d, dspec)
+        student, student_d = prune(sources[0], gspec), prune(sources[1], dspec)
     except ValueError as e:
         raise UsageError(f"spec {spec_path}: {e}") from e
     gate = main_first()  # --num-procs: rank 0 checks and cleans --out and prepares the data first
@@ -125,12 +135,12 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
                       seed=seed, quiet=quiet, log_every=max(1, steps // 20),
                       extra={"objective": objective, "teacher": t["dir"]})
     dcfg = DistillConfig(**{"objective": objective, "lambda_rec": cfg.lambda_l1, "lambda_gt": lambda_gt,
-                            **(distill or {})})
+                            "add": add, **(distill or {})})
     dens_cfg = DensityConfig(**(density or {}))
     cfg.extra.update(distill=dataclasses.asdict(dcfg), density=dens_cfg.to_dict())
-    hooks = distill_hooks(dcfg, teacher, teacher_d, dens_cfg)
+    hooks = distill_hooks(dcfg, teacher, teacher_d, dens_cfg, student=student, size=size)
     trainer = Pix2PixTrainer(student.train(), student_d.train(), cfg, extra_g_loss=hooks.g,
-                             extra_d_loss=hooks.d)
+                             extra_d_loss=hooks.d, aux_modules=hooks.aux, stateful=hooks.stateful)
     device = trainer.g.device
     teacher.to(device)
     loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,
@@ -150,11 +160,13 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     xs = torch.stack([val_set[i]["A"] for i in range(min(4, len(val_set)))])
     with torch.no_grad():
         samples = [xs, teacher(xs), student(xs)]
-    source = {"teacher": t["dir"], "spec": str(Path(spec_path).resolve()), "objective": objective}
+    source = {"teacher": t["dir"], "spec": str(Path(spec_path).resolve()), "objective": objective,
+              "add": list(add), "init_generator": str(init_generator) if init_generator else None}
     gexport.save(student, out / "generator", size=size, samples=samples, source=source, onnx=export_onnx)
     gexport.save(student_d, out / "discriminator", size=size, source=source, onnx=False)
     result = {
-        "out": str(out), "teacher": t["dir"], "objective": objective, "steps": steps, "backend": backend,
+        "out": str(out), "teacher": t["dir"], "objective": objective, "add": list(add), "steps": steps,
+        "backend": backend, "init_generator": str(init_generator) if init_generator else None,
         "num_procs": trainer.world_size,
         "size": size, "data": str(root), "macs": macs, "teacher_macs": full_macs,
         "generator_spec": {k: len(v) for k, v in gspec.items()},
@@ -169,7 +181,8 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     return result
 
 
-def tiny_teacher(out, data_root=None, size: int = 32, steps: int = 40, seed: int = 0) -> Path:
+def tiny_teacher(out, data_root=None, size: int = 32, steps: int = 40, seed: int = 0,
+                 norm: str = "instance") -> Path:
     """A small, briefly trained teacher run directory (teacher.json + G/D exports) for tests and the
     benchmark — the layout ``ganprune train-teacher`` writes. Not a real teacher."""
     from gan import data as gdata
@@ -181,7 +194,7 @@ def tiny_teacher(out, data_root=None, size: int = 32, steps: int = 40, seed: int
     out = Path(out)
     root = gdata.prepare("edges2photos", root=data_root, size=size)
     torch.manual_seed(seed)
-    g = ResnetGenerator(ngf=8, n_blocks=2)
+    g = ResnetGenerator(ngf=8, n_blocks=2, norm=norm)
     d = PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2, norm="instance")
     trainer = Pix2PixTrainer(g, d, TrainConfig(steps=steps, batch_size=4, backend="torch", quiet=True,
                                                seed=seed))

@@ -24,7 +24,11 @@ from pathlib import Path
 from orchestration.errors import UsageError
 
 EXPERIMENT = "prune"
-METHODS = ("marl", "uniform", "l1")
+METHODS = ("marl", "uniform", "l1", "cat", "gan-compression", "ppcd")
+#: each method's own fine-tune objective (gan.train.distill.OBJECTIVES); --objective overrides it.
+#: PPCD trains its masked student with its own objective (attention distillation) instead.
+OBJECTIVE = {"marl": "density", "uniform": "density", "l1": "density", "cat": "gka", "gan-compression": "distill",
+             "ppcd": None}
 REGISTERED_MODEL = "ganprune-generator"
 
 
@@ -45,11 +49,14 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
           tracking_uri: str | None = None, episodes: int | None = None, backend_steps: int | None = None,
           finetune_steps: int | None = None, finetune_backend: str = "deepspeed",
           num_env_runners: int = 0, address: str | None = None, seed: int = 0,
-          peer_observation: bool = True, quiet: bool = False, track: bool = True,
-          export_onnx: bool = True) -> dict:
-    """Find a (G spec, D spec) pair with ``method``, fine-tune it with the density objective, export,
-    profile and log it.  ``marl`` searches with the two agents; ``uniform`` and ``l1`` are the simple
-    baselines (one keep ratio everywhere; one global filter-L1 threshold), D pruned to G's keep ratio."""
+          peer_observation: bool = True, prior: str = "l1", quiet: bool = False, track: bool = True,
+          export_onnx: bool = True, objective: str | None = None, vem: bool = False,
+          options: dict | None = None) -> dict:
+    """Find a (G spec, D spec) pair with ``method``, fine-tune it with the method's objective (``OBJECTIVE``,
+    or ``objective``; ``vem`` adds VEM's term), export, profile and log it.  ``marl`` searches with the
+    two agents; ``uniform`` and ``l1`` are the simple baselines (one keep ratio everywhere; one global
+    filter-L1 threshold), D pruned to G's keep ratio; ``cat`` is CAT's one-step |γ| threshold + GKA.
+    ``options``: method-specific keyword arguments (e.g. GAN Compression's supernet steps)."""
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
     from orchestration.rundir import claim_run_dir
@@ -57,8 +64,18 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
     if method not in METHODS:
-        raise UsageError(f"unknown --method {method!r}; available: {', '.join(METHODS)} "
-                         "(cat, gan-compression, ppcd arrive with issue #6)")
+        raise UsageError(f"unknown --method {method!r}; available: {', '.join(METHODS)}")
+    from gan.train.distill import OBJECTIVES
+
+    objective = objective or OBJECTIVE[method]
+    if method == "ppcd":
+        if objective is not None or vem:
+            raise UsageError("--method ppcd trains with its own attention-distillation objective; drop "
+                             "--objective/--vem")
+    elif objective not in OBJECTIVES:
+        raise UsageError(f"unknown --objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    options = dict(options or {})
+    _check_options(method, options)
     t_start = time.perf_counter()
     pre = load_preset(preset)
     iterations = pre.marl.iterations if iterations is None else int(iterations)
@@ -80,7 +97,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
         preset, data, quiet=quiet, tracking_uri=tracking_uri))
-    run = load_teacher_run(teacher)
+    run = load_teacher_run(teacher, kinds=("pix2pix", "conditional") if method == "ppcd" else ("pix2pix",))
     out.mkdir(parents=True, exist_ok=True)
 
     run_file = out / "run.json"
@@ -102,16 +119,30 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         run_file.write_text(json.dumps({"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
                                         "tracking_uri": parent.tracking_uri if track else None}))
         common = {"method": method, "teacher": teacher, "preset": preset, "macs_target": macs_target,
-                  "finetune_steps": finetune_steps, "seed": seed}
+                  "finetune_steps": finetune_steps, "seed": seed, "objective": objective, "vem": vem}
         if method == "marl":
             found = _search_marl(run, teacher, out, last, parent, children, common, iterations=iterations,
                                  episodes=episodes, backend_steps=backend_steps, beta=beta,
                                  num_env_runners=num_env_runners, address=address, seed=seed,
-                                 peer_observation=peer_observation, quiet=quiet, eval_items=pre.marl.eval_items)
+                                 peer_observation=peer_observation, prior=prior, quiet=quiet,
+                                 eval_items=pre.marl.eval_items)
+        elif method == "ppcd":
+            found = None
+        elif method == "gan-compression":
+            found = _search_gan_compression(run, out, parent, common, pre, finetune_backend, seed, quiet, options)
+        elif method == "cat":
+            from agents.baselines.cat import cat
+
+            found = cat(run, macs_target, quiet=quiet, **options)
+            parent.log_params({**common, "target_macs": found["target_macs"], "teacher_macs": found["teacher_macs"]})
         else:
             found = _search_simple(method, run, macs_target, parent, common, quiet)
-        summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
-                          export_onnx)
+        if method == "ppcd":
+            summary = _train_ppcd(run, out, parent, common, finetune_steps, finetune_backend, seed, quiet,
+                                  export_onnx, options)
+        else:
+            summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
+                              export_onnx, objective=objective, add=("vem",) if vem else ())
         summary.update(common, total_s=round(time.perf_counter() - t_start, 1), mlflow_run_id=parent.run_id)
         (out / "prune.json").write_text(json.dumps(summary, indent=1, default=float))
         parent.log_artifact(out / "prune.json")
@@ -124,6 +155,30 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         for c in children.values():
             c.end(status)
         parent.end(status)
+
+
+def _check_options(method: str, options: dict) -> None:
+    """Method options must be settings the method has (one line naming the unknown key otherwise)."""
+    import dataclasses
+    import inspect
+
+    if not options:
+        return
+    if method == "gan-compression":
+        from agents.baselines.gan_compression import gan_compression
+
+        known = [n for n, p in inspect.signature(gan_compression).parameters.items()
+                 if p.kind == p.KEYWORD_ONLY and n not in ("seed", "backend", "quiet")]
+    elif method == "ppcd":
+        from agents.baselines.ppcd import PPCDConfig
+
+        known = [f.name for f in dataclasses.fields(PPCDConfig)]
+    else:
+        known = []
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UsageError(f"unknown --method-option {unknown[0]!r} for --method {method}; "
+                         + (f"known: {', '.join(known)}" if known else "this method takes none"))
 
 
 def _say(quiet: bool, msg: str) -> None:
@@ -149,13 +204,34 @@ def _search_simple(method: str, run, macs_target: float, parent, common: dict, q
             "teacher_macs": full, "extra": {"keep_ratio" if method == "uniform" else "threshold": knob}}
 
 
+def _search_gan_compression(run, out: Path, parent, common: dict, pre, backend: str, seed: int, quiet: bool,
+                            options: dict) -> dict:
+    """Train the once-for-all supernet (distillation from the teacher), evolve a config under the
+    budget; the fine-tune then starts from the supernet's weights (``init_generator``) with the
+    teacher's D as trained along (``init_discriminator``, not pruned, as GAN Compression)."""
+    from agents.baselines.gan_compression import gan_compression
+
+    gc = pre.gan_compression
+    kw = {"supernet_steps": gc.supernet_steps, "population": gc.population, "generations": gc.generations,
+          "eval_items": pre.marl.eval_items, **options}
+    found = gan_compression(run, common["macs_target"], out, seed=seed, backend=backend, quiet=quiet, **kw)
+    found["spec"] = {"generator": found["spec"]["generator"], "discriminator": {}}
+    found["search_s"] = found["search_s"] + found["supernet_s"]  # the supernet is part of the search cost
+    parent.log_params({**common, "target_macs": found["target_macs"], "teacher_macs": found["teacher_macs"],
+                       "gan_compression": kw})
+    for i, h in enumerate(found.get("history", [])):
+        if isinstance(h, dict) and isinstance(h.get("best_score"), (int, float)):
+            parent.log_metrics({"evolution_best_score": h["best_score"]}, step=i)
+    return found
+
+
 def _search_marl(run, teacher, out, last, parent, children, common, *, iterations, episodes, backend_steps,
-                 beta, num_env_runners, address, seed, peer_observation, quiet, eval_items) -> dict:
+                 beta, num_env_runners, address, seed, peer_observation, prior, quiet, eval_items) -> dict:
     from agents.marl import MarlConfig, MarlSearch
     from envs.problem import ProblemConfig
     from orchestration import plots
 
-    problem = ProblemConfig(teacher=teacher, macs_target=common["macs_target"], seed=seed,
+    problem = ProblemConfig(teacher=teacher, macs_target=common["macs_target"], seed=seed, prior=prior,
                             backend_config={"finetune_steps": backend_steps, "eval_items": eval_items})
     cfg = MarlConfig(iterations=iterations, beta=beta, episodes_per_iteration=episodes,
                      num_env_runners=num_env_runners, address=address, seed=seed,
@@ -216,9 +292,8 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
 
 
 def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: int, finetune_backend: str,
-            seed: int, quiet: bool, export_onnx: bool) -> dict:
-    """best_spec.json → fine-tune (density objective) → generator/ export → profile → MLflow."""
-    from gan import export as gexport
+            seed: int, quiet: bool, export_onnx: bool, objective: str = "density", add=()) -> dict:
+    """best_spec.json → fine-tune (the method's objective) → generator/ export → profile → MLflow."""
     from orchestration.finetune import finetune
 
     spec = found["spec"]
@@ -227,12 +302,23 @@ def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: i
     ft_dir = out / "finetune"
     if ft_dir.exists():
         shutil.rmtree(ft_dir)
-    ft = finetune(teacher, out / "best_spec.json", ft_dir, objective="density", steps=finetune_steps,
-                  backend=finetune_backend, quiet=quiet, seed=seed, export_onnx=export_onnx)
+    ft = finetune(teacher, out / "best_spec.json", ft_dir, objective=objective, add=add, steps=finetune_steps,
+                  backend=finetune_backend, quiet=quiet, seed=seed, export_onnx=export_onnx,
+                  init_generator=found.get("init_generator"), init_discriminator=found.get("init_discriminator"))
     for member in ("generator", "discriminator"):
         if (out / member).exists():
             shutil.rmtree(out / member)
         shutil.copytree(ft_dir / member, out / member)
+    return _report(found, run, teacher, out, parent, before=ft["before"], after=ft["after"],
+                   finetune_s=ft["train_seconds"], generator_keep=ft["generator_spec"],
+                   discriminator_keep=ft["discriminator_spec"])
+
+
+def _report(found: dict, run, teacher: str, out: Path, parent, *, before: dict, after: dict, finetune_s: float,
+            generator_keep: dict, discriminator_keep: dict | None) -> dict:
+    """Profile ``out/generator`` against the teacher's, log the final metrics and the model: the summary."""
+    from gan import export as gexport
+
     prof_t = gexport.profile_export(Path(teacher) / run.meta["generator"], size=run.size, runs=20)
     prof_p = gexport.profile_export(out / "generator", size=run.size, runs=20)
     summary = {
@@ -240,21 +326,67 @@ def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: i
         "teacher_macs": found["teacher_macs"], "macs": prof_p["macs"], "macs_ratio": prof_p["macs"] / prof_t["macs"],
         "params": prof_p["params"], "teacher_params": prof_t["params"],
         "latency_ms": prof_p["torch_latency"]["median_ms"], "teacher_latency_ms": prof_t["torch_latency"]["median_ms"],
-        "fidelity_before_finetune": ft["before"], "fidelity": ft["after"],
-        "search_s": round(found["search_s"], 2), "finetune_s": round(ft["train_seconds"], 1),
+        "fidelity_before_finetune": before, "fidelity": after,
+        "search_s": round(found["search_s"], 2), "finetune_s": round(finetune_s, 1),
         "backend": found.get("backend"), **found.get("extra", {}),
-        "generator_keep": ft["generator_spec"], "discriminator_keep": ft["discriminator_spec"],
+        "generator_keep": generator_keep, "discriminator_keep": discriminator_keep,
         "profile": {"teacher": prof_t, "pruned": prof_p},
     }
     parent.log_metrics({"final_macs": summary["macs"], "final_macs_ratio": summary["macs_ratio"],
                         "final_params": summary["params"], "final_latency_ms": summary["latency_ms"],
                         "teacher_latency_ms": summary["teacher_latency_ms"], "search_s": found["search_s"],
-                        "finetune_s": ft["train_seconds"], **{f"final_{k}": v for k, v in ft["after"].items()}})
+                        "finetune_s": finetune_s, **{f"final_{k}": v for k, v in after.items()}})
     if (out / "generator" / "samples.png").is_file():
         parent.log_artifact(out / "generator" / "samples.png", "samples")
     parent.log_artifacts(out / "generator", "generator")
     _log_model(parent, out / "generator")
     return summary
+
+
+def _train_ppcd(run, out: Path, parent, common: dict, finetune_steps: int, finetune_backend: str, seed: int,
+                quiet: bool, export_onnx: bool, options: dict) -> dict:
+    """PPCD has no separate search: its masked student trains for the fine-tune budget while the masks
+    shrink it to the target, then the dense export (masks dropped) is the result."""
+    from agents.baselines.ppcd import PPCDConfig, ppcd
+
+    train_dir = out / "ppcd"
+    if train_dir.exists():
+        shutil.rmtree(train_dir)
+    cfg = PPCDConfig(**{"onnx": export_onnx, **options})
+    res = ppcd(run, common["macs_target"], train_dir, steps=finetune_steps, seed=seed, backend=finetune_backend,
+               quiet=quiet, config=cfg)
+    parent.log_params({**common, "target_macs": res["target_macs"], "teacher_macs": res["full_macs"],
+                       "ppcd": res["config"]})
+    for rec in res.get("sparsity_history", []):  # the progressive schedule, for the MLflow curve
+        parent.log_metrics({k: rec[k] for k in ("sparsity", "target_sparsity", "macs")}, step=rec["step"])
+    if (out / "generator").exists():
+        shutil.rmtree(out / "generator")
+    shutil.copytree(train_dir / "generator", out / "generator")
+    after = _fidelity_vs_teacher(run, out / "generator")
+    found = {"search_s": 0.0, "target_macs": res["target_macs"], "teacher_macs": res["full_macs"],
+             "extra": {"final_sparsity": res["final_sparsity"], "kind": res["kind"]}}
+    return _report(found, run, str(run.dir), out, parent, before={}, after=after, finetune_s=res["train_s"],
+                   generator_keep={k: len(v) for k, v in res["spec"].items()}, discriminator_keep=None)
+
+
+def _fidelity_vs_teacher(run, export: Path) -> dict:
+    """PSNR/SSIM vs the teacher on the val split (pix2pix), or on fixed (z, y) draws (conditional)."""
+    import torch
+
+    from gan import export as gexport
+    from gan.metrics.image import psnr, ssim
+    from orchestration.finetune import EVAL_ITEMS, _eval
+
+    model, teacher = gexport.load(export).eval(), run.generator.eval()
+    if run.meta.get("kind", "pix2pix") == "pix2pix":
+        from gan import data as gdata
+
+        root = gdata.resolve_dataset(run.data, size=run.size)
+        return _eval(model, teacher, gdata.open_dataset(root, size=run.size, split="val"))
+    z, y = teacher.example_inputs(batch=EVAL_ITEMS, size=run.size)
+    with torch.no_grad():
+        t, s = teacher(z, y), model(z, y)
+    return {"psnr_vs_teacher": float(psnr(s, t)), "ssim_vs_teacher": float(ssim(s, t))}
 
 
 def _log_model(tracker, export: Path) -> None:

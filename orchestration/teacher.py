@@ -59,6 +59,20 @@ def default_steps(preset: str) -> int:
     return DEFAULT_STEPS.get(Path(preset).stem if Path(preset).suffix else preset, DEFAULT_STEPS["tiny"])
 
 
+def build_generator(g, input_nc: int = 3, output_nc: int = 3):
+    """The image-to-image generator of a preset's ``GeneratorConfig``: ResNet, or CAT's
+    inception-residual generator (``arch: inception``; channels_reduction_factor 6 as CAT)."""
+    from gan.models.inception import InceptionGenerator
+    from gan.models.resnet import ResnetGenerator
+
+    cls = InceptionGenerator if g.arch == "inception" else ResnetGenerator
+    return cls(input_nc=input_nc, output_nc=output_nc, ngf=g.ngf, n_blocks=g.n_blocks, norm=g.norm)
+
+
+def _describe_generator(g) -> str:
+    return f"{'CAT inception' if g.arch == 'inception' else 'ResNet'} ngf {g.ngf} × {g.n_blocks} blocks"
+
+
 class _CheckpointHooks:
     """Mixed into a trainer: checkpoints also write a sample grid and push new history to MLflow."""
 
@@ -130,14 +144,13 @@ class _Pix2Pix(_Kind):
         self.vx, self.vy = torch.stack([b["A"] for b in fixed]), torch.stack([b["B"] for b in fixed])
 
     def trainer(self, tcfg: dict):
-        from gan.models import ResnetGenerator
         from gan.models.patchgan import PatchGANDiscriminator
 
         g, d = self.preset.generator, self.preset.discriminator
         in_nc = int(self.vx.shape[1])
-        G = ResnetGenerator(input_nc=in_nc, output_nc=3, ngf=g.ngf, n_blocks=g.n_blocks, norm=g.norm)
+        G = build_generator(g, input_nc=in_nc, output_nc=3)
         D = PatchGANDiscriminator(input_nc=in_nc + 3, ndf=d.ndf, n_layers=d.n_layers, norm=d.norm)
-        self.describe = (f"pix2pix teacher (ResNet ngf {g.ngf} × {g.n_blocks} blocks, PatchGAN ndf {d.ndf})")
+        self.describe = f"pix2pix teacher ({_describe_generator(g)}, PatchGAN ndf {d.ndf})"
         return _TeacherTrainer(G, D, TrainConfig(**tcfg))
 
     def sample_rows(self, t) -> list:
@@ -172,14 +185,12 @@ class _CycleGAN(_Kind):
         self.va, self.vb = torch.stack([b["A"] for b in fixed]), torch.stack([b["B"] for b in fixed])
 
     def trainer(self, tcfg: dict):
-        from gan.models import ResnetGenerator
         from gan.models.patchgan import PatchGANDiscriminator
 
         g, d = self.preset.generator, self.preset.discriminator
-        G = [ResnetGenerator(input_nc=3, output_nc=3, ngf=g.ngf, n_blocks=g.n_blocks, norm=g.norm)
-             for _ in "AB"]
+        G = [build_generator(g) for _ in "AB"]
         D = [PatchGANDiscriminator(input_nc=3, ndf=d.ndf, n_layers=d.n_layers, norm=d.norm) for _ in "AB"]
-        self.describe = (f"CycleGAN teacher (2 × ResNet ngf {g.ngf} × {g.n_blocks} blocks, 2 × PatchGAN "
+        self.describe = (f"CycleGAN teacher (2 × {_describe_generator(g)}, 2 × PatchGAN "
                          f"ndf {d.ndf}; LSGAN, cycle λ 10, identity 0.5)")
         return _CycleGANTeacher(*G, *D, CycleGANConfig(**tcfg))
 

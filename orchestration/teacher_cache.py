@@ -21,6 +21,8 @@ def _preset_hash(pre) -> str:
     import json
 
     d = dataclasses.asdict(pre)
+    if d["generator"].get("arch") == "resnet":  # the default arch, added after the first caches: same key
+        del d["generator"]["arch"]
     key = json.dumps({k: d[k] for k in ("resolution", "generator", "discriminator")}, sort_keys=True)
     return hashlib.sha1(key.encode()).hexdigest()[:8]
 

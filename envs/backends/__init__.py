@@ -1,7 +1,8 @@
 """Backends score a candidate (G spec, D spec) pair; the envs never know which one runs."""
 from envs.backends.base import Backend, Scores, spec_key
 from envs.backends.local import LocalBackend, LocalConfig
+from envs.backends.supernet import SupernetBackend
 
-BACKENDS = {"local": LocalBackend}
+BACKENDS = {"local": LocalBackend, "supernet": SupernetBackend}
 
 __all__ = ["Backend", "Scores", "spec_key", "LocalBackend", "LocalConfig", "BACKENDS"]

@@ -44,6 +44,7 @@ class LocalBackend(CachedBackend):
     """Scores (G spec, D spec) pairs of one teacher pair on fixed (input, ground-truth) batches."""
 
     name = "local"
+    config_cls = LocalConfig
 
     def __init__(self, teacher_g, teacher_d, train: tuple[torch.Tensor, torch.Tensor],
                  held_out: tuple[torch.Tensor, torch.Tensor], cfg: LocalConfig | None = None,
@@ -107,6 +108,10 @@ class LocalBackend(CachedBackend):
         g, d = prune(self.teacher_g, g_spec), prune(self.teacher_d, d_spec)
         if self.cfg.finetune_steps > 0:
             g, d = self._finetune(g, d)
+        return self._score(g, d)
+
+    def _score(self, g, d) -> Scores:
+        """Rewards and metrics of a ready (G, D) pair on the held-out batch (METHODS §6.3 rewards)."""
         g, d = g.eval().requires_grad_(False), d.eval().requires_grad_(False)
         objective = DensityObjective(self.teacher_g, self.teacher_d, self.density_cfg)
         with torch.no_grad():

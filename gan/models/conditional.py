@@ -76,6 +76,7 @@ class ConditionalGenerator(ZooModel):
     """Class-conditional generator: ``forward(z, y)`` → image in [-1, 1] of ``img_size``²."""
 
     input_kind = "latent"
+    block_cls = GBlock  # PPCD's masked subclass swaps in a block with mask layers
 
     def __init__(self, z_dim: int = 64, num_classes: int = 10, ngf: int = 32, img_size: int = 32,
                  out_channels: int = 3, widths: dict | None = None):
@@ -89,8 +90,8 @@ class ConditionalGenerator(ZooModel):
         self.in_channels, self.z_dim, self.num_classes = z_dim, z_dim, num_classes
         self.fc = nn.Linear(z_dim, w["fc"] * 16)
         cins = [w["fc"]] + [w[f"block{i}.out"] for i in range(1, n)]
-        self.blocks = nn.ModuleList(GBlock(cins[i - 1], w[f"block{i}.inner"], w[f"block{i}.out"],
-                                           num_classes) for i in range(1, n + 1))
+        self.blocks = nn.ModuleList(self.block_cls(cins[i - 1], w[f"block{i}.inner"], w[f"block{i}.out"],
+                                                   num_classes) for i in range(1, n + 1))
         self.bn = nn.BatchNorm2d(w[f"block{n}.out"])
         self.conv_out = nn.Conv2d(w[f"block{n}.out"], out_channels, 3, 1, 1)
         init_weights(self)

@@ -15,19 +15,26 @@ the others (their folded weights are 0): the export stays exact either way.  "no
 but needs an affine norm (or none) to fold into.
 
 Naming convention used by the fold: a mask ``P.mask{s}`` follows conv ``P.conv{s}`` / norm ``P.norm{s}``.
+
+``PPCDConditionalGenerator``: the class-conditional generator (§5's own setting) with masks after its
+conditional BNs and after the convs feeding each residual sum; it exports to a plain
+``ConditionalGenerator``.  ``from_teacher`` turns a ResNet / conditional teacher into its masked copy
+(all masks 1, same forward); ``export_plain`` exports back to the teacher's class.
 """
 from __future__ import annotations
 
 import copy
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from gan.models.base import ZooModel
+from gan.models.conditional import ConditionalGenerator, GBlock
 from gan.models.layers import conv_bias, init_weights, make_norm
 from gan.models.registry import build, register, register_tiny
 from gan.models.patchgan import patchgan_groups
-from gan.models.resnet import ConvNormAct, ResidualTrunk
+from gan.models.resnet import ConvNormAct, ResidualTrunk, ResnetGenerator
 from gan.pruning.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, out_refs
 
 MASK_AFTER = ("conv", "norm")
@@ -244,3 +251,164 @@ register_tiny("ppcd_generator", lambda: PPCDGenerator(ngf=8, n_blocks=2))
 register_tiny("ppcd_generator_bn_postnorm",
               lambda: PPCDGenerator(ngf=8, n_blocks=2, norm="batch", mask_after="norm"))
 register_tiny("ppcd_discriminator", lambda: PPCDDiscriminator(input_nc=3, ndf=8, n_layers=2))
+
+
+# ------------------------------------------------------------------------------ class-conditional
+
+class PPGBlock(GBlock):
+    """GBlock with PP-Res masks (§5.2), placed where a zero mask silences the channel exactly:
+
+    ``mask_in`` after CBN1 (the block's *input* channels: it belongs to the group that wrote them, so
+    that conv1 reads relu(0) = 0 from a dropped channel instead of BN(0) ≠ 0), ``mask1`` after CBN2
+    (group ``block{i}.inner``), ``mask2`` after conv2 and ``mask_skip`` after the skip conv (group
+    ``block{i}.out``: the two are summed).  After-norm masks fold into the CBN embeddings γ(y), β(y)."""
+
+    def __init__(self, cin: int, inner: int, cout: int, num_classes: int):
+        super().__init__(cin, inner, cout, num_classes)
+        self.mask_in, self.mask1 = ChannelMask(cin), ChannelMask(inner)
+        self.mask2, self.mask_skip = ChannelMask(cout), ChannelMask(cout)
+
+    def forward(self, x, y):
+        h = F.interpolate(torch.relu(self.mask_in(self.cbn1(x, y))), scale_factor=2, mode="nearest")
+        h = self.mask2(self.conv2(torch.relu(self.mask1(self.cbn2(self.conv1(h), y)))))
+        return h + self.mask_skip(self.skip(F.interpolate(x, scale_factor=2, mode="nearest")))
+
+
+@register
+class PPCDConditionalGenerator(ConditionalGenerator, _Masked):
+    """``ConditionalGenerator`` with learnable channel masks (``PPGBlock`` + ``fc_mask`` after the z
+    projection + ``mask_out`` after the final BN); every mask is an "out" ref of its group, all masks
+    of a group zero at channel c ⇒ channel c is exactly dead.  ``export_dense()`` returns a plain
+    ``ConditionalGenerator`` (the teacher's class), masks dropped or folded."""
+
+    block_cls = PPGBlock
+    use_masks = True
+    mask_after = "norm"
+
+    def __init__(self, z_dim: int = 64, num_classes: int = 10, ngf: int = 32, img_size: int = 32,
+                 out_channels: int = 3, widths: dict | None = None):
+        super().__init__(z_dim, num_classes, ngf, img_size, out_channels, widths)  # records our kwargs
+        self.fc_mask = ChannelMask(self._widths["fc"])
+        self.mask_out = ChannelMask(self._widths[f"block{self.n_blocks}.out"])
+
+    def features(self, z, y) -> dict[str, torch.Tensor]:
+        h = self.fc_mask(self.fc(z).view(z.shape[0], -1, 4, 4))
+        out = {"fc": h}
+        for i, block in enumerate(self.blocks, 1):
+            h = out[f"block{i}"] = block(h, y)
+        return out
+
+    def forward(self, z, y):
+        h = self.features(z, y)[f"block{self.n_blocks}"]
+        return torch.tanh(self.conv_out(torch.relu(self.mask_out(self.bn(h)))))
+
+    def _group_masks(self) -> dict[str, list[str]]:
+        """Group → the modules of its masks (producer side and reader side)."""
+        n, masks = self.n_blocks, {"fc": ["fc_mask", "blocks.0.mask_in"]}
+        for i in range(1, n + 1):
+            b = f"blocks.{i - 1}"
+            masks[f"block{i}.inner"] = [f"{b}.mask1"]
+            masks[f"block{i}.out"] = [f"{b}.mask2", f"{b}.mask_skip",
+                                      f"blocks.{i}.mask_in" if i < n else "mask_out"]
+        return masks
+
+    def channel_groups(self) -> list[ChannelGroup]:
+        groups, masks = super().channel_groups(), self._group_masks()
+        for g in groups:
+            g.refs = g.refs + self._mask_refs(*masks[g.name])
+        return groups
+
+    def dead_channel_spec(self) -> dict[str, list[int]]:
+        """Per group, every channel but those whose masks are all exactly 0 (always exact to drop here)."""
+        state, spec = self.state_dict(), {}
+        for g in self.channel_groups():
+            dead = torch.stack([state[r.tensor] == 0 for r in g.refs if r.tensor.endswith(".mask")]).all(0)
+            keep = (~dead).nonzero().flatten().tolist()
+            spec[g.name] = keep if len(keep) >= g.min_keep else list(range(g.min_keep))
+        return spec
+
+    def export_dense(self) -> ConditionalGenerator:
+        """The plain ``ConditionalGenerator`` equal to this model's forward (train and eval mode)."""
+        from gan.pruning.physical import prune  # lazy: gan.pruning.physical imports the registry
+
+        p = prune(self, self.dead_channel_spec())
+        with torch.no_grad():
+            m = p.fc_mask.mask
+            p.fc.weight.mul_(m.repeat_interleave(16)[:, None])
+            p.fc.bias.mul_(m.repeat_interleave(16))
+            for blk in p.blocks:
+                for mask, cbn in ((blk.mask_in, blk.cbn1), (blk.mask1, blk.cbn2)):
+                    cbn.gamma.weight.mul_(mask.mask[None])
+                    cbn.beta.weight.mul_(mask.mask[None])
+                for mask, conv in ((blk.mask2, blk.conv2), (blk.mask_skip, blk.skip)):
+                    conv.weight.mul_(mask.mask[:, None, None, None])
+                    conv.bias.mul_(mask.mask)
+            p.bn.weight.mul_(p.mask_out.mask)
+            p.bn.bias.mul_(p.mask_out.mask)
+        arch = p.architecture()
+        dense = ConditionalGenerator(**arch["kwargs"])
+        dense.load_state_dict({k: v for k, v in p.state_dict().items() if k not in p.mask_parameters()})
+        return dense.train(self.training)
+
+
+# ------------------------------------------------------------------------------ teacher → student
+
+def from_teacher(teacher: ZooModel, convert_norm: bool = True) -> ZooModel:
+    """Masked PPCD copy of ``teacher`` (its widths and weights, every mask 1): same forward.
+
+    ``ResnetGenerator`` → ``PPCDGenerator``: with an affine norm (instance_affine, batch) or none the
+    masks go after the norm (``mask_after="norm"``: the mask scales the channel's output and gets a
+    real gradient).  With the affine-free "instance" norm, ``convert_norm`` (default) turns it into
+    instance_affine with γ = 1, β = 0 — the same function — so the masks can sit after the norm too;
+    ``convert_norm=False`` keeps "instance" with the masks after the conv (§5.2's placement; the IN
+    right after undoes the mask's scale, so only 0 vs non-0 matters and the L1 penalty alone orders
+    the channels).  The student trains without the teacher's dropout (eval forward equal).
+    ``ConditionalGenerator`` → ``PPCDConditionalGenerator``."""
+    kw = teacher.architecture()["kwargs"]
+    if type(teacher) is ConditionalGenerator:
+        student = PPCDConditionalGenerator(**kw)
+    elif isinstance(teacher, ResnetGenerator):
+        norm = kw["norm"]
+        if norm == "instance" and convert_norm:
+            norm = "instance_affine"
+        mask_after = "conv" if norm == "instance" else "norm"
+        student = PPCDGenerator(input_nc=kw["input_nc"], output_nc=kw["output_nc"], ngf=kw["ngf"],
+                                n_blocks=kw["n_blocks"], norm=norm, mask_after=mask_after,
+                                widths=kw["widths"])
+    else:
+        raise ValueError(f"PPCD starts from a ResnetGenerator or ConditionalGenerator teacher, got "
+                         f"{type(teacher).__name__}; train the teacher with one of those")
+    state, source = student.state_dict(), teacher.state_dict()
+    extra = set(state) - set(source)
+    with torch.no_grad():
+        for k in extra:  # masks = 1; converted IN: γ = 1, β = 0 reproduce the affine-free norm
+            if k.endswith(".mask") or (".norm" in k and k.endswith(".weight")):
+                state[k].fill_(1.0)
+            elif ".norm" in k and k.endswith(".bias") and kw.get("norm") == "instance":
+                state[k].zero_()
+            else:
+                raise ValueError(f"{type(teacher).__name__} → {type(student).__name__}: the teacher has no "
+                                 f"{k!r}; its layout is not one PPCD knows")
+    unknown = set(source) - set(state)
+    if unknown:
+        raise ValueError(f"{type(student).__name__} has no place for the teacher's {sorted(unknown)[:3]}; "
+                         "its layout is not one PPCD knows")
+    student.load_state_dict({**state, **{k: v.clone() for k, v in source.items()}})
+    return student.train(teacher.training)
+
+
+def export_plain(model: ZooModel) -> ZooModel:
+    """The dense export in the teacher's class: ``PPCDGenerator`` → ``ResnetGenerator`` (same state
+    names once the masks are gone), ``PPCDConditionalGenerator`` → ``ConditionalGenerator``."""
+    dense = model.export_dense()
+    if isinstance(dense, PPCDGenerator):
+        kw = dense.architecture()["kwargs"]
+        plain = ResnetGenerator(input_nc=kw["input_nc"], output_nc=kw["output_nc"], ngf=kw["ngf"],
+                                n_blocks=kw["n_blocks"], norm=kw["norm"], widths=kw["widths"])
+        plain.load_state_dict(dense.state_dict())
+        return plain.train(dense.training)
+    return dense
+
+
+register_tiny("ppcd_conditional_generator",
+              lambda: PPCDConditionalGenerator(z_dim=16, num_classes=4, ngf=8, img_size=32))

@@ -9,10 +9,17 @@ trainer's own terms become the distillation terms —
 and ``distill_loss`` is the ``extra_g_loss`` hook that adds the objective-specific part:
 
 * "l1" (baseline): optionally λ_gt·||G_S(x) − y||_1 against the ground truth, nothing else;
+* "distill" (GAN Compression, METHODS §2.1): + λ_distill·Σ MSE(f_t(student tap), teacher tap) with
+  learnable 1×1 mappings f_t (trainer ``aux_modules``, stepped with G);
+* "gka" (CAT, METHODS §3.3): − λ_distill·Σ KA(student tap, teacher tap) over the four taps;
 * "density": + λ_dens·L_density (``gan.losses.density``, features = a frozen copy of the teacher D)
   + λ_nb·L_adv on the student's jittered neighbours (G side of the neighbourhood adversarial term);
   and the ``extra_d_loss`` hook adds the D side of §6.3 step 6 to the D step:
   λ_nb_d·L_D(real = cat(x_ik, G_T(x_ik)), fake = cat(x_ik, G_S(x_ik)).detach()).
+
+Add-on terms (``DistillConfig.add``) are summed onto the objective's G hook: "gka" (CAT's term on
+top of any objective) and "vem" (VEM's energy-based mutual-information bound, ``gan.losses.vem``,
+with its EBM updated inside the hook and checkpointed through the trainer's ``stateful``).
 
 ``distill_hooks`` returns both hooks. They share one neighbourhood per step: the D step runs first,
 so the D hook evaluates the density objective (teacher under no_grad, student with grad) and caches
@@ -22,7 +29,7 @@ neighbourhood should be). Without a D hook the G hook evaluates its own.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, NamedTuple
 
 import torch
@@ -31,7 +38,8 @@ import torch.nn.functional as F
 from gan.losses.density import DensityConfig, DensityObjective
 from gan.train.pix2pix import split_batch
 
-OBJECTIVES = ("density", "l1")
+OBJECTIVES = ("density", "l1", "gka", "distill")
+ADD_ONS = ("gka", "vem")
 
 
 class TeacherTargets:
@@ -64,20 +72,48 @@ class DistillConfig:
     lambda_nb: float = 1.0       # G-side adversarial weight on the neighbours (objective "density")
     lambda_nb_d: float = 1.0     # D-side weight of the neighbourhood D loss (0: D step on centres only)
     lambda_gt: float = 0.0       # optional L1 to the ground truth (paired data)
+    lambda_distill: float = 1.0  # weight of the "gka" / "distill" term
+    gka_center: bool = False     # centred kernel alignment (METHODS §3.3 variant)
+    add: tuple = ()              # add-on terms summed onto the objective (ADD_ONS)
+    vem: dict = field(default_factory=dict)  # VEMConfig overrides of the "vem" add-on
 
 
 class DistillHooks(NamedTuple):
-    """``Pix2PixTrainer(extra_g_loss=hooks.g, extra_d_loss=hooks.d)``; ``d`` is None for "l1"."""
+    """``Pix2PixTrainer(extra_g_loss=hooks.g, extra_d_loss=hooks.d, aux_modules=hooks.aux)``;
+    ``d`` is None without a D-side term; ``aux`` holds trainables of the G loss (e.g. mappings)."""
     g: Callable
     d: Callable | None
+    aux: tuple = ()
+    stateful: dict = {}  # name → hook state with state_dict()/load_state_dict() (checkpointed)
 
 
-def distill_hooks(cfg: DistillConfig, teacher, teacher_disc,
-                  density_cfg: DensityConfig | None = None) -> DistillHooks:
+def combine(*hooks: Callable | None) -> Callable | None:
+    """Sum ``extra_g_loss`` hooks: losses added, stats merged (a clashing name gets the hook's index)."""
+    hooks = [h for h in hooks if h is not None]
+    if len(hooks) <= 1:
+        return hooks[0] if hooks else None
+
+    def extra(batch, fake, trainer):
+        total, stats = None, {}
+        for i, h in enumerate(hooks):
+            loss, st = h(batch, fake, trainer)
+            total = loss if total is None else total + loss
+            stats.update({(f"{k}_{i}" if k in stats else k): v for k, v in st.items()})
+        return total, stats
+
+    return extra
+
+
+def distill_hooks(cfg: DistillConfig, teacher, teacher_disc, density_cfg: DensityConfig | None = None,
+                  student=None, size: int = 64) -> DistillHooks:
     """The trainer hooks for ``cfg.objective``. ``teacher`` and ``teacher_disc`` are frozen here; the
-    G hook's loss only has gradients w.r.t. the student, the D hook's only w.r.t. the student D."""
+    G hook's loss only has gradients w.r.t. the student (and ``aux``), the D hook's only w.r.t. the
+    student D.  "distill" needs the ``student`` (its tap widths size the mappings) and the image size."""
     if cfg.objective not in OBJECTIVES:
         raise ValueError(f"unknown objective {cfg.objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    bad = [a for a in cfg.add if a not in ADD_ONS]
+    if bad:
+        raise ValueError(f"unknown add-on term {bad[0]!r}; choose from {', '.join(ADD_ONS)}")
     teacher.eval().requires_grad_(False)
     teacher_disc.eval().requires_grad_(False)
     dens = None
@@ -126,7 +162,27 @@ def distill_hooks(cfg: DistillConfig, teacher, teacher_disc,
         loss_nb = trainer.gan.d_loss(trainer.d(real_nb), trainer.d(fake_nb.detach()))
         return cfg.lambda_nb_d * loss_nb, {"gan_nb_d": loss_nb.detach()}
 
-    return DistillHooks(extra_g, extra_d if dens is not None and cfg.lambda_nb_d else None)
+    terms = [extra_g]
+    if cfg.objective == "gka" or "gka" in cfg.add:
+        from gan.losses.gka import gka_hook
+
+        terms.append(gka_hook(teacher, cfg.lambda_distill, cfg.gka_center))
+    aux = ()
+    if cfg.objective == "distill":
+        if student is None:
+            raise ValueError('objective "distill" sizes its 1×1 mappings from the student: pass student=')
+        from gan.losses.feature_distill import feature_distill
+
+        hook, aux = feature_distill(teacher, student, cfg.lambda_distill, size)
+        terms.append(hook)
+    stateful = {}
+    if "vem" in cfg.add:
+        from gan.losses.vem import VEMConfig, VEMTerm
+
+        stateful["vem"] = vem = VEMTerm(VEMConfig(**cfg.vem))
+        terms.append(vem)
+    return DistillHooks(combine(*terms), extra_d if dens is not None and cfg.lambda_nb_d else None,
+                        aux=tuple(aux), stateful=stateful)
 
 
 def distill_loss(cfg: DistillConfig, teacher, teacher_disc, density_cfg: DensityConfig | None = None):

@@ -93,10 +93,12 @@ def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
 class Pix2PixTrainer:
     def __init__(self, generator, discriminator, cfg: TrainConfig | None = None,
                  extra_g_loss: ExtraLoss | None = None, extra_d_loss: ExtraLoss | None = None,
-                 aux_modules=()):
+                 aux_modules=(), stateful: dict | None = None):
         """``aux_modules``: extra trainables of the G loss (e.g. GAN Compression's 1×1 distillation
         mappings): one Adam (the G lr and betas) steps them with every G step; their gradients are
-        averaged over the ranks; they are saved with the checkpoints as ``AUX.safetensors``."""
+        averaged over the ranks; they are saved with the checkpoints as ``AUX.safetensors``.
+        ``stateful``: name → hook state with ``state_dict()``/``load_state_dict()`` (tensors only, e.g.
+        VEM's EBM and its optimizer), identical on every rank, saved as ``<name>.safetensors``."""
         self.cfg = cfg = cfg or TrainConfig()
         if cfg.backend == "deepspeed":
             init_distributed()
@@ -115,6 +117,7 @@ class Pix2PixTrainer:
         self.aux = torch.nn.ModuleList(list(aux_modules)).to(self.g.device)
         aux_params = [p for p in self.aux.parameters() if p.requires_grad]
         self.aux_opt = torch.optim.Adam(aux_params, lr=cfg.lr, betas=cfg.betas) if aux_params else None
+        self.stateful = dict(stateful or {})
         self.gan = GANLoss(cfg.gan_loss)
         self.extra_g_loss = extra_g_loss
         self.extra_d_loss = extra_d_loss  # (batch, fake.detach(), trainer) → (term, stats), added to L_D
@@ -291,6 +294,11 @@ class Pix2PixTrainer:
                 save_file({k: v.detach().cpu().contiguous() for k, v in self.aux.state_dict().items()},
                           str(tmp / "AUX.safetensors"))
                 ckpt.save_tree(self.aux_opt.state_dict(), tmp / "optim_AUX")
+            for name, obj in self.stateful.items():
+                state = obj.state_dict() if self.rank == 0 else {}
+                if state:
+                    save_file({k: v.detach().cpu().contiguous() for k, v in state.items()},
+                              str(tmp / f"{name}.safetensors"))
             rng = {"torch": torch.get_rng_state()}
             if torch.cuda.is_available():
                 rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
@@ -327,6 +335,10 @@ class Pix2PixTrainer:
                                            "resume with the objective the checkpoint was trained with")
             self.aux.load_state_dict(ckpt.read_safetensors(d / "AUX.safetensors"))
             self.aux_opt.load_state_dict(ckpt.load_tree(d / "optim_AUX"))
+        for name, obj in self.stateful.items():
+            f = d / f"{name}.safetensors"
+            if f.is_file():
+                obj.load_state_dict(ckpt.read_safetensors(f))
         own = d / _rng_file(self.rank)
         rng = ckpt.read_safetensors(own if own.is_file() else d / _rng_file(0))
         torch.set_rng_state(rng["torch"])

@@ -76,8 +76,8 @@ def test_finetune_refuses_nonempty_out_and_later_terms(teacher, tmp_path, capsys
     assert main(base + ["--out", str(out)]) == 2
     assert "--overwrite" in capsys.readouterr().err
     assert (out / "keep.txt").read_text() == "mine"
-    assert main(base + ["--out", str(tmp_path / "x"), "--add", "gka"]) == 2
-    assert "issue #6" in capsys.readouterr().err
+    assert main(base + ["--out", str(tmp_path / "x"), "--add", "magic"]) == 2
+    assert "unknown --add magic" in capsys.readouterr().err
     assert main(base + ["--out", str(tmp_path / "y"), "--teacher", str(tmp_path)]) == 2
 
 
@@ -95,6 +95,19 @@ def test_finetune_explicit_generator_and_discriminator_spec(teacher, tmp_path):
     assert res["discriminator_spec"] == {
         k: len(v) for k, v in dspec.items()}
     assert res["before"] == res["after"]  # zero steps: nothing changed
+
+
+def test_finetune_gka_objective_and_add_on(teacher, tmp_path):
+    """CAT's objective alone, and as an add-on to L1 distillation: the KA stats reach the history."""
+    from orchestration.finetune import finetune
+
+    tdir, spec = teacher
+    for objective, add in (("gka", ()), ("l1", ("gka", "vem"))):
+        res = finetune(tdir, spec, tmp_path / objective, objective=objective, add=add, steps=3, backend="torch",
+                       quiet=True, export_onnx=False)
+        last = res["history"][-1]
+        assert 0.0 <= last["ka_mean"] <= 1.0 and res["add"] == list(add)
+    assert "vem" in last and "vem_ebm_loss" in last  # VEM's EBM stepped inside the hook
 
 
 @pytest.mark.slow

@@ -42,9 +42,10 @@ def test_registered_envs_pass_check_env(env_id):
     assert info["macs"] <= info["target_macs"] and np.isfinite(reward)
 
 
+@pytest.mark.parametrize("prior", ["none", "l1"])
 @pytest.mark.parametrize("target", [0.1, 0.25, 0.6])
-def test_any_actions_meet_the_budget_and_fill_spends_it(problem, target):
-    task = PruningTask(problem.generator.model, 32, target)
+def test_any_actions_meet_the_budget_and_fill_spends_it(problem, target, prior):
+    task = PruningTask(problem.generator.model, 32, target, prior=prior)
     rng = np.random.default_rng(0)
     ep = GroupEpisode(task)
     for actions in ([1.0] * 10, [0.0] * 10, None, None, None):
@@ -56,6 +57,23 @@ def test_any_actions_meet_the_budget_and_fill_spends_it(problem, target):
         macs = spec_macs(task.model, task.spec(counts), 32)  # the real count agrees
         assert macs <= task.target_macs and macs >= 0.98 * task.target_macs
         assert all(counts[n] >= ep.counts[n] for n in counts)  # fill never undoes a decision
+
+
+def test_l1_prior_centres_the_actions_on_the_global_threshold_allocation(problem):
+    """a = 0.5 everywhere replays the global-L1 allocation; a = 0 / 1 halve / double its ratios."""
+    from gan.pruning.targets import global_threshold_spec
+
+    model = problem.generator.model
+    task = PruningTask(model, 32, 0.25, prior="l1")
+    ref, _ = global_threshold_spec(model, task.target_macs, 32, criterion="l1")
+    ep = GroupEpisode(task)
+    _run(ep, [0.5] * ep.length)
+    assert ep.final_counts() == {n: len(ref[n]) for n in task.names}
+    g = task.groups[0]
+    assert task.count_for(0, 0.0, {}) == max(task.min_counts[g.name],
+                                             int(np.ceil(round(task.prior_ratios[g.name] / 2 * g.size, 6))))
+    with pytest.raises(ValueError, match="unknown action prior"):
+        PruningTask(model, 32, 0.25, prior="magic")
 
 
 def test_absolute_macs_target(problem):

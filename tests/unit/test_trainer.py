@@ -157,3 +157,24 @@ def test_aux_modules_are_trained_and_resume_exactly(tmp_path):
     plain.fit([_pair()])
     with pytest.raises(CheckpointError, match="no AUX.safetensors"):
         _aux_trainer(4).resume(tmp_path / "plain")
+
+
+def test_stateful_hook_state_resumes_exactly(tmp_path):
+    """A hook with its own trained state (VEM's EBM + optimizer) is checkpointed and restored."""
+    from gan.losses.vem import VEMConfig, VEMTerm
+
+    def run(steps, **kw):
+        vem = VEMTerm(VEMConfig(c0=2, langevin_steps=2, positive="gt"))
+        batch = dict(zip(("A", "B"), _pair()))
+        batch["GT"] = batch["B"]
+        cfg = TrainConfig(**{**dict(steps=steps, batch_size=2, backend="torch", log_every=1, quiet=True), **kw})
+        return Pix2PixTrainer(*_models(), cfg, extra_g_loss=vem, stateful={"vem": vem}), [batch]
+
+    t, data = run(4)
+    straight = t.fit(data)
+    first, data = run(2, out_dir=str(tmp_path), ckpt_every=2)
+    first.fit(data)
+    assert (tmp_path / "checkpoints" / "step_2" / "vem.safetensors").is_file()
+    second, data = run(4)
+    second.resume(tmp_path)
+    assert second.fit(data) == straight

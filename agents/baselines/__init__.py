@@ -1,0 +1,1 @@
+"""Baseline compression methods re-implemented on our zoo (GAN Compression, CAT, PPCD-GAN, …)."""

@@ -1,0 +1,159 @@
+"""Fast GAN Compression as one function (METHODS §2): supernet training → evolutionary search.
+
+1. Supernet (``gan.train.supernet``): the teacher's architecture, initialised from the teacher with
+   saliency-ordered channels; trained by the one pix2pix trainer on the teacher's train split with
+   L_G = L_GAN + λ_recon·||G_S(x) − G_T(x)||_1 + λ_distill·L_distill (``TeacherTargets`` makes G_T(x)
+   the target, ``feature_distill`` adds the taps); one config sampled per step; D = a copy of the
+   teacher's D, trained along.
+2. Search (``agents.baselines.evolution``): every config scored by slicing the trained supernet (no
+   training) — L1 (or −PSNR) to the teacher on ``eval_items`` held-out val items; configs over the
+   MACs budget are never scored.  GAN Compression searches on a held-out part of the *train* set
+   (train2); ours holds out the val split, as the other methods' scores do.
+3. Export: the supernet (full width, teacher channel order) to ``out/supernet/generator`` (+ its D
+   and ``supernet.json``), so a fine-tune can start from the supernet's weights: ``prune`` that
+   export with the returned spec to get exactly the searched sub-net.
+"""
+from __future__ import annotations
+
+import copy
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+from agents.baselines.evolution import EvolutionConfig, evolution_search, key
+from gan.train.supernet import DEFAULT_FRACTIONS, Supernet
+
+METRICS = ("l1", "psnr")
+
+
+def _held_out(run, n: int, seed: int) -> torch.Tensor:
+    """``n`` seeded val inputs (the local backend's choice of held-out items)."""
+    from gan import data as gdata
+
+    root = gdata.resolve_dataset(run.data, size=run.size)
+    ds = gdata.open_dataset(root, size=run.size, split="val")
+    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[: min(n, len(ds))].tolist()
+    return torch.stack([ds[i]["A"] for i in idx])
+
+
+def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000, population: int = 100,
+                    generations: int = 500, eval_items: int = 32, batch_size: int = 4, seed: int = 0,
+                    backend: str = "deepspeed", quiet: bool = False, lr: float = 2e-4, gan_loss: str = "hinge",
+                    lambda_recon: float = 10.0, lambda_distill: float = 1.0, mutate_prob: float = 0.3,
+                    weighted_sample: float = 1.0, fractions=DEFAULT_FRACTIONS, criterion: str = "l1",
+                    metric: str = "l1", zero_stage: int = 0, fill: bool = True) -> dict:
+    """Train the supernet, search the best config under ``target_macs`` (fraction ≤ 1 or count);
+    ``fill``: spend the budget the best config leaves unused by widening its groups (equal MACs).
+
+    Returns {"spec": {"generator": teacher-indexed spec}, "config", "macs", "score", "target_macs",
+    "teacher_macs", "search_s", "supernet_s", "history", "train_history", "init_generator",
+    "init_discriminator", "supernet", "extra"}; on ranks > 0 of a multi-process run {"rank": r}.
+    """
+    from tqdm.auto import tqdm
+
+    from gan import data as gdata
+    from gan.losses.feature_distill import feature_distill
+    from gan.metrics.image import psnr
+    from gan.pruning.targets import resolve_macs_target
+    from gan.train.distill import TeacherTargets
+    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+
+    if metric not in METRICS:
+        raise ValueError(f"unknown search metric {metric!r}; choose one of {', '.join(METRICS)}")
+    if supernet_steps < 0 or eval_items < 1:
+        raise ValueError("supernet_steps must be ≥ 0 and eval_items ≥ 1")
+    if zero_stage == 3:  # ZeRO-3 gathers weights in module hooks, which the sliced sub-nets bypass
+        raise ValueError("the supernet slices its weights outside the modules, which ZeRO stage 3 partitions; "
+                         "use zero_stage 0, 1 or 2")
+    out = Path(out)
+    teacher, size = run.generator.eval(), int(run.size)
+    target = resolve_macs_target(teacher, target_macs, size)
+    supernet = Supernet(teacher, size=size, fractions=fractions, criterion=criterion, seed=seed)
+    full, floor = supernet.macs(supernet.largest), supernet.macs(supernet.smallest)
+    if floor > target:
+        raise ValueError(f"MACs target {target:.4g} is below the narrowest supernet config's {floor:.4g} MACs; "
+                         "raise the target or add smaller width fractions")
+    say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
+    say(f"gan-compression: supernet positions {'_'.join(supernet.position_names)}, "
+        f"target {target / 1e6:.2f} M MACs ({target / full:.1%})")
+
+    # 1. supernet training --------------------------------------------------------------------
+    cfg = TrainConfig(steps=supernet_steps, batch_size=batch_size, lr=lr, gan_loss=gan_loss,
+                      lambda_l1=lambda_recon, backend=backend, zero_stage=zero_stage, seed=seed, quiet=quiet,
+                      log_every=max(1, supernet_steps // 20),
+                      extra={"method": "gan-compression", "lambda_distill": lambda_distill})
+    hook, aux = feature_distill(teacher, supernet, lambda_distill, size=size)
+    trainer = Pix2PixTrainer(supernet.train(), copy.deepcopy(run.discriminator).train(), cfg,
+                             extra_g_loss=hook, aux_modules=aux)
+    device = trainer.g.device
+    teacher = teacher.to(device)
+    root = gdata.resolve_dataset(run.data, size=size)
+    loader = gdata.make_loader(gdata.open_dataset(root, size=size, split="train"), batch_size, seed=seed)
+    t0 = time.perf_counter()
+    if supernet_steps:
+        trainer.fit(TeacherTargets(loader, teacher, device=device))
+    supernet_s = time.perf_counter() - t0
+    if trainer.rank != 0:
+        return {"rank": trainer.rank}
+
+    # 2. evolutionary search ------------------------------------------------------------------
+    supernet = trainer.generator.eval()
+    x = _held_out(run, eval_items, seed).to(device)
+    chunks = x.split(max(1, batch_size))
+    with torch.no_grad():
+        t = torch.cat([teacher(c) for c in chunks])
+
+    def score(c) -> float:
+        supernet.set_config(c)
+        with torch.no_grad():
+            s = torch.cat([supernet(xc) for xc in chunks])
+        return float(F.l1_loss(s, t)) if metric == "l1" else -psnr(s, t)
+
+    ecfg = EvolutionConfig(population=population, generations=generations, mutate_prob=mutate_prob,
+                           weighted_sample=weighted_sample, seed=seed)
+    bar = tqdm(total=generations, desc="evolution", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+
+    def progress(rec):
+        bar.update(1)
+        bar.set_postfix(best=rec["best"], score=f"{rec['best_score']:.4f}", n=rec["evaluated"])
+
+    t0 = time.perf_counter()
+    try:
+        res = evolution_search(supernet.choices, score, supernet.macs, target, ecfg, progress)
+    finally:
+        bar.close()
+        supernet.set_config(None)
+    search_s = time.perf_counter() - t0
+    say(f"best config {res.best_key}: {res.best_macs / 1e6:.2f} M MACs ({res.best_macs / full:.1%}), "
+        f"{metric} {res.best_score:.4f} ({res.evaluated} configs scored in {search_s:.1f} s)")
+
+    # 3. equal MACs: the config grid is coarse, so the best config usually leaves budget unused; spend
+    # it by widening its groups (fill_counts; first-k slices of any width are valid sub-nets), so every
+    # method is compared at the same MACs ---------------------------------------------------------
+    counts = supernet.counts(res.best)
+    if fill:
+        from gan.pruning.macs import MacsModel, fill_counts
+
+        counts = fill_counts(MacsModel(supernet.net, supernet.size), counts, target)
+    spec = {n: sorted(supernet.order[n][:k]) for n, k in counts.items()}
+    macs = int(MacsModel(supernet.net, supernet.size).macs(counts)) if fill else res.best_macs
+
+    # 4. export ------------------------------------------------------------------------------------
+    sdir = supernet.save(out / "supernet", discriminator=trainer.discriminator)
+    result = {
+        "spec": {"generator": spec}, "config": key(res.best), "filled_counts": counts,
+        "macs": macs, "config_macs": res.best_macs, "score": res.best_score, "metric": metric, "target_macs": target,
+        "teacher_macs": full, "search_s": search_s, "supernet_s": supernet_s, "history": res.history,
+        "train_history": trainer.history, "init_generator": str(sdir / "generator"),
+        "init_discriminator": str(sdir / "discriminator"), "supernet": str(sdir),
+        "extra": {"config": key(res.best), "positions": supernet.position_names, "evaluated": res.evaluated,
+                  "supernet_steps": supernet_steps, "population": population, "generations": generations,
+                  "evolution": ecfg.to_dict(), "lambda_recon": lambda_recon, "lambda_distill": lambda_distill,
+                  "config_macs": res.best_macs, "filled": fill},
+    }
+    (sdir / "search.json").write_text(json.dumps(result, indent=1, default=float))
+    return result

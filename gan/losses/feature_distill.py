@@ -1,0 +1,117 @@
+"""GAN Compression's intermediate-feature distillation (METHODS §2.1).
+
+L_distill = Σ_t MSE(f_t(a_t^S), a_t^T) over the four taps of ``ResidualTrunk.features`` (residual
+input, blocks n/3, 2n/3, n), with f_t a learnable 1×1 conv (with bias) from the student's width to
+the teacher's, and the teacher's activations detached.  The mappings are ``aux_modules`` of
+``Pix2PixTrainer`` (their own Adam, stepped with G).
+
+Why the mappings are sliced on their input side: a supernet sub-net has fewer residual channels
+than the full net; as GAN Compression does, the mapping reads the first ``C_in`` of its input
+columns, ``C_in`` taken from the incoming tensor.  The supernet keeps its most salient channels
+first, so those columns are the ones that sub-net has.  A plain pruned student has a fixed width,
+equal to the mapping's full input width.
+
+The student's taps are recorded during the trainer's own G forward (the supernet stores them, a
+plain student gets forward hooks), so distillation costs no second student forward.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def forward_with_taps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(output, taps) of a ``ResidualTrunk`` model in one pass: ``features`` then up1 → up2 → head."""
+    feats = model.features(x)
+    last = f"block{len(model.blocks)}"
+    if last not in feats:
+        raise ValueError(f"{type(model).__name__}.features gives no {last!r}; distillation needs a residual trunk")
+    return model.head(model.up2(model.up1(feats[last]))), feats
+
+
+def tap_channels(model: nn.Module, size: int = 64) -> dict[str, int]:
+    """Channels of each distillation tap, from a forward of ``features`` on the meta device."""
+    from gan.pruning.slicing import skeleton
+
+    if not hasattr(model, "features") or not hasattr(model, "architecture"):
+        raise ValueError(f"{type(model).__name__} has no features(); feature distillation needs a ResNet-style "
+                         "generator (ResnetGenerator, InceptionGenerator)")
+    meta = skeleton(model.architecture()).eval()
+    with torch.device("meta"), torch.no_grad():
+        feats = meta.features(*meta.example_inputs(1, size))
+    return {k: int(v.shape[1]) for k, v in feats.items()}
+
+
+class _TapRecorder:
+    """Forward hooks on a plain student: keeps the taps of its last forward, matched to its output."""
+
+    def __init__(self, model: nn.Module, taps: list[str]):
+        self.model, self.taps, self.out = model, taps, None
+        names = {t: ("down2" if t == "res_in" else f"blocks.{int(t[5:]) - 1}") for t in taps}
+
+        def keep(tap):
+            def hook(_m, _inp, y):
+                if torch.is_grad_enabled():
+                    self.feats[tap] = y
+            return hook
+
+        self.feats: dict[str, torch.Tensor] = {}
+        for tap, name in names.items():
+            model.get_submodule(name).register_forward_hook(keep(tap))
+        model.get_submodule("head").register_forward_hook(self._done)
+
+    def _done(self, _m, _inp, y):
+        self.out = y if torch.is_grad_enabled() else None
+
+    def pop(self, fake: torch.Tensor) -> dict[str, torch.Tensor] | None:
+        feats, ok = self.feats, self.out is fake and set(self.feats) == set(self.taps)
+        self.feats, self.out = {}, None
+        return feats if ok else None
+
+
+def _student_taps(student, recorder, fake, x):
+    """The taps of the forward that made ``fake``; a fresh ``features`` pass when none was recorded."""
+    feats = student.pop_taps(fake) if hasattr(student, "pop_taps") else recorder.pop(fake)
+    return feats if feats is not None else student.features(x)
+
+
+def feature_distill(teacher: nn.Module, student: nn.Module, lambda_distill: float = 1.0, size: int = 64):
+    """``(extra_g_loss, aux_modules)`` for ``Pix2PixTrainer``: λ_distill·Σ_t MSE(f_t(a_t^S), a_t^T).
+
+    ``student`` is a plain generator of fixed widths or a ``gan.train.supernet.Supernet`` (mappings
+    sized for its full width, sliced to the active one).  ``teacher`` is frozen here.
+    """
+    teacher.eval().requires_grad_(False)
+    t_ch = tap_channels(teacher, size)
+    full = getattr(student, "net", student)  # a supernet's full-width generator
+    s_ch = tap_channels(full, size)
+    if set(t_ch) != set(s_ch):
+        raise ValueError(f"teacher taps {sorted(t_ch)} != student taps {sorted(s_ch)}; distill a student with "
+                         "the teacher's number of residual blocks")
+    from gan.models.layers import init_weights
+
+    mappings = nn.ModuleDict({t: nn.Conv2d(s_ch[t], t_ch[t], 1, bias=True) for t in t_ch})
+    init_weights(mappings)  # N(0, 0.02), zero bias: the pix2pix / gan-compression init
+    recorder = None
+    if hasattr(student, "pop_taps"):
+        student.record_taps = True
+    else:
+        recorder = _TapRecorder(student, list(t_ch))
+
+    def extra_g(batch, fake, trainer):
+        a = batch["A"] if isinstance(batch, dict) else batch[0]
+        x = trainer._local(a)
+        if next(teacher.parameters()).device != x.device:
+            teacher.to(x.device)
+        with torch.no_grad():
+            t_feats = teacher.features(x)
+        s_feats = _student_taps(trainer.generator, recorder, fake, x)
+        loss = fake.new_zeros(())
+        for tap, m in mappings.items():
+            s = s_feats[tap]
+            mapped = F.conv2d(s, m.weight[:, : s.shape[1]], m.bias)
+            loss = loss + F.mse_loss(mapped, t_feats[tap])
+        return lambda_distill * loss, {"distill": loss.detach()}
+
+    return extra_g, [mappings]
