@@ -32,7 +32,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
               teacher: str | None = None, teacher_steps: int | None = None, vem: bool = False,
               finetune_steps: int | None = None, iterations: int | None = None, episodes: int | None = None,
               overwrite: bool = False, resume: bool = False, tracking_uri: str | None = None, seed: int = 0, quiet: bool = False,
-              track: bool = True, method_options: dict | None = None) -> dict:
+              track: bool = True, method_options: dict | None = None, finetune_backend: str = "deepspeed") -> dict:
     """Run ``methods`` on one teacher and tabulate them; returns {"rows": [...], ...}."""
     from orchestration.commands import _fresh_out_dir
     from orchestration.config import load_preset
@@ -70,14 +70,20 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
         for i, m in enumerate(methods, 1):
             t0 = time.perf_counter()
             done = out / m / "prune.json"
-            if resume and done.is_file():  # a resumed benchmark keeps the methods that finished
-                say(f"[{i}/{len(methods)}] {m}: finished before, kept")
-                rows.append(_row(m, json.loads(done.read_text()), tdir, 0.0))
-                continue
+            same = {"teacher": str(tdir), "macs_target": macs_target, "finetune_steps": finetune_steps,
+                    "seed": seed, "vem": vem}
+            if resume and done.is_file():  # a resumed benchmark keeps the methods that finished alike
+                prev = json.loads(done.read_text())
+                differ = [k for k, v in same.items() if prev.get(k, False if k == "vem" else None) != v]
+                if not differ:
+                    say(f"[{i}/{len(methods)}] {m}: finished before with the same settings, kept")
+                    rows.append(_row(m, prev, tdir, 0.0))
+                    continue
+                say(f"[{i}/{len(methods)}] {m}: earlier run differs in {', '.join(differ)}; running again")
             say(f"[{i}/{len(methods)}] {m}")
             s = prune(m, teacher=str(tdir), preset=preset, macs_target=macs_target, out=out / m,
                       finetune_steps=finetune_steps, iterations=iterations, episodes=episodes, seed=seed,
-                      vem=vem, quiet=True, overwrite=True, tracking_uri=tracking_uri, track=track,
+                      vem=vem, quiet=True, overwrite=True, finetune_backend=finetune_backend, tracking_uri=tracking_uri, track=track,
                       options=(method_options or {}).get(m))
             row = _row(m, s, tdir, time.perf_counter() - t0)
             rows.append(row)
@@ -85,6 +91,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                                  and not isinstance(v, bool)})
             say(f"    {row['macs'] / 1e6:.2f} M MACs ({row['macs_ratio']:.1%}), PSNR vs teacher "
                 f"{row['psnr_vs_teacher']:.2f} dB, search {row['search_s']:.0f} s, fine-tune {row['finetune_s']:.0f} s")
+        _measure_latency(rows, tdir)
         result = {"preset": preset, "teacher": str(tdir), "macs_target": macs_target,
                   "finetune_steps": finetune_steps, "vem": vem, "eval_items": EVAL_ITEMS, "command": command,
                   "rows": rows, "mlflow_run_id": tracker.run_id, "out": str(out)}
@@ -119,18 +126,36 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float) -> dict:
             "objective": s.get("objective"), "prune_run_id": s.get("mlflow_run_id"), "out": s["out"]}
 
 
+def _measure_latency(rows: list[dict], tdir: Path, runs: int = 50) -> None:
+    """CPU latency of every export and the teacher, measured back to back in this process once all
+    methods have finished (the runs themselves may have shared the CPU with other work)."""
+    from gan import export as gexport
+    from gan.teacher_run import load_teacher_run
+
+    run = load_teacher_run(tdir)
+    teacher_ms = gexport.profile_export(tdir / run.meta["generator"], size=run.size, runs=runs)
+    for r in rows:
+        prof = gexport.profile_export(Path(r["out"]) / "generator", size=run.size, runs=runs)
+        r["latency_ms"] = prof["torch_latency"]["median_ms"]
+        r["onnx_latency_ms"] = (prof["onnx_latency"] or {}).get("median_ms")
+        r["teacher_latency_ms"] = teacher_ms["torch_latency"]["median_ms"]
+        r["speedup"] = r["teacher_latency_ms"] / r["latency_ms"]
+
+
 def markdown(result: dict) -> str:
     """The benchmark table as markdown, with the command that made it."""
     rows = result["rows"]
     metrics = [k for k in METRICS if any(k in r for r in rows)]
-    head = ["method", "G MACs", "params", "CPU ms", *metrics, "search s", "fine-tune s", "objective"]
+    head = ["method", "G MACs", "params", "CPU ms (speed-up)", *metrics, "search s", "fine-tune s", "objective"]
     lines = [f"Preset {result['preset']}, MACs target {result['macs_target']:g}, fine-tune "
              f"{result['finetune_steps']} steps per method{' + VEM' if result.get('vem') else ''}; "
-             f"metrics on the first {result['eval_items']} test items.", "",
+             f"metrics on the first {result['eval_items']} test items; CPU latency at batch 1, "
+             f"teacher {rows[0].get('teacher_latency_ms', float('nan')):.2f} ms.", "",
              "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["method"], f"{r['macs'] / 1e6:.2f} M ({r['macs_ratio']:.1%})", f"{r['params'] / 1e3:.1f} k",
-                 f"{r['latency_ms']:.2f}", *(f"{r[k]:.3f}" if k in r else "—" for k in metrics),
+                 f"{r['latency_ms']:.2f} (×{r.get('speedup', float('nan')):.2f})",
+                 *(f"{r[k]:.3f}" if k in r else "—" for k in metrics),
                  f"{r['search_s']:.0f}", f"{r['finetune_s']:.0f}", str(r.get("objective") or "—")]
         lines.append("| " + " | ".join(cells) + " |")
     if result.get("command"):

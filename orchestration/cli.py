@@ -181,7 +181,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=int, help="MARL iterations (default per preset)")
     sp.add_argument("--episodes", type=int, help="MARL episodes per iteration (default per preset)")
     sp.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
-    sp.add_argument("--resume", action="store_true", help="keep the methods that finished in --out, run the rest")
+    sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
+    sp.add_argument("--resume", action="store_true",
+                    help="keep the methods that finished in --out with the same settings, run the rest")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--tracking-uri", default=None,

@@ -186,8 +186,8 @@ def benchmark(args):
                            teacher=args.teacher, teacher_steps=args.teacher_steps, vem=args.vem,
                            finetune_steps=args.finetune_steps, iterations=args.iterations, episodes=args.episodes,
                            overwrite=args.overwrite, resume=args.resume, tracking_uri=args.tracking_uri,
-                           seed=args.seed, quiet=args.quiet)
-    return {k: v for k, v in result.items()}
+                           seed=args.seed, quiet=args.quiet, finetune_backend=args.finetune_backend)
+    return result
 
 
 def inspect(args):
