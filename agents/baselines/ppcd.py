@@ -55,9 +55,8 @@ import torch.nn.functional as F
 from gan.losses.attention import FeatureTaps, cad_loss, conditional_tap_weights
 from gan.pruning.macs import MacsModel
 from gan.pruning.targets import TargetError, resolve_macs_target
-from gan.train.conditional import ConditionalConfig, ConditionalGANTrainer, split_labelled
-from gan.train.cyclegan import Record
-from gan.train.pix2pix import _requires_grad, split_batch
+from gan.train.conditional import ConditionalConfig, ConditionalGANTrainer
+from gan.train.pix2pix import split_batch
 
 KINDS = ("pix2pix", "conditional")
 
@@ -329,7 +328,7 @@ def pix2pix_hook(schedule: MaskSchedule, teacher, student_taps: FeatureTaps, cfg
 
 
 def conditional_hook(schedule: MaskSchedule, teacher, student_taps: FeatureTaps, cfg: PPCDConfig):
-    """``extra_g_loss`` for ``PPCDConditionalTrainer``: schedule step, λ_cad·L_CAD with class-aware
+    """``extra_g_loss`` for ``ConditionalGANTrainer``: schedule step, λ_cad·L_CAD with class-aware
     weights, λ_out·||G_S(z, y) − G_T(z, y)||_1 on the step's (z, y), the mask L1 penalty."""
     teacher.eval().requires_grad_(False)
     teacher_taps = FeatureTaps(teacher)
@@ -351,53 +350,6 @@ def conditional_hook(schedule: MaskSchedule, teacher, student_taps: FeatureTaps,
     return hook
 
 
-class PPCDConditionalTrainer(ConditionalGANTrainer):
-    """``ConditionalGANTrainer`` whose G step adds ``extra_g_loss(batch, fake, trainer)``; the step's
-    latents and labels are ``trainer.last_z`` / ``last_y``.  Only the step differs (loop, checkpoints,
-    resume are the base's); drop this class once ``gan.train.conditional`` takes the hook itself."""
-
-    def __init__(self, generator, discriminator, cfg: ConditionalConfig | None = None, extra_g_loss=None):
-        super().__init__(generator, discriminator, cfg)
-        self.extra_g_loss = extra_g_loss
-        self.last_z = self.last_y = None
-
-    def sample_z(self, n: int) -> torch.Tensor:
-        self.last_z = super().sample_z(n)
-        return self.last_z
-
-    def train_step(self, batch) -> dict[str, float]:
-        step = self.step + 1
-        x, y = (self._local(t) for t in split_labelled(batch))
-        y = self.last_y = y.long()
-        lr = self.lr_at(self.step)
-        for eng in (self.g, self.d):
-            for grp in eng.optimizer.param_groups:
-                grp["lr"] = lr
-        fake = self.g(self.sample_z(x.shape[0]), y)
-
-        _requires_grad(self.d.module, True)
-        real_logits, fake_logits = self.d(x, y), self.d(fake.detach(), y)
-        loss_d = self.gan.d_loss(real_logits, fake_logits)
-        stats = self._mean({"loss_d": loss_d, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()})
-        self._check(stats, step)
-        self.d.backward(loss_d)
-        self.d.step()
-
-        _requires_grad(self.d.module, False)
-        gan_g = self.gan.g_loss(self.d.module(fake, y))
-        loss_g, extra = gan_g, {}
-        if self.extra_g_loss is not None:
-            term, extra = self.extra_g_loss(batch, fake, self)
-            loss_g = loss_g + term
-            extra = {"loss_extra": term, **extra}
-        g_stats = self._mean({"loss_g": loss_g, "gan_g": gan_g,
-                              **{k: torch.as_tensor(v) for k, v in extra.items()}})
-        self._check(g_stats, step)
-        self.g.backward(loss_g)
-        self.g.step()
-        _requires_grad(self.d.module, True)
-        self.step = step
-        return Record(step=step, **stats, **g_stats, lr=lr)
 
 
 # ------------------------------------------------------------------------------------------ teacher runs
@@ -479,7 +431,7 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
             raise ValueError(f"{root} has {len(classes) if classes else 'no'} class folders but the teacher "
                              f"was trained on {teacher.num_classes} classes; pass the teacher's own data")
         hook = conditional_hook(schedule, teacher, taps, cfg)
-        trainer = PPCDConditionalTrainer(student, disc, ConditionalConfig(**common), extra_g_loss=hook)
+        trainer = ConditionalGANTrainer(student, disc, ConditionalConfig(**common), extra_g_loss=hook)
         teacher.to(trainer.g.device)
         loader = gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed,
                                    drop_last=len(train_set) >= batch_size)

@@ -98,14 +98,20 @@ class ConditionalGenerator(ZooModel):
 
     def features(self, z, y) -> dict[str, torch.Tensor]:
         """Input of the first block and every block output (for attention distillation)."""
-        h = self.fc(z).view(z.shape[0], -1, 4, 4)
+        h = self._stem(z)
         out = {"fc": h}
         for i, block in enumerate(self.blocks, 1):
             h = out[f"block{i}"] = block(h, y)
         return out
 
     def forward(self, z, y):
-        h = self.features(z, y)[f"block{self.n_blocks}"]
+        return self._head(self.features(z, y)[f"block{self.n_blocks}"])
+
+    def _stem(self, z):
+        """z → the C×4×4 map the blocks start from (a masked subclass gates it)."""
+        return self.fc(z).view(z.shape[0], -1, 4, 4)
+
+    def _head(self, h):
         return torch.tanh(self.conv_out(torch.relu(self.bn(h))))
 
     def example_inputs(self, batch: int = 1, size: int = 64) -> tuple[torch.Tensor, ...]:

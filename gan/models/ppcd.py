@@ -291,15 +291,10 @@ class PPCDConditionalGenerator(ConditionalGenerator, _Masked):
         self.fc_mask = ChannelMask(self._widths["fc"])
         self.mask_out = ChannelMask(self._widths[f"block{self.n_blocks}.out"])
 
-    def features(self, z, y) -> dict[str, torch.Tensor]:
-        h = self.fc_mask(self.fc(z).view(z.shape[0], -1, 4, 4))
-        out = {"fc": h}
-        for i, block in enumerate(self.blocks, 1):
-            h = out[f"block{i}"] = block(h, y)
-        return out
+    def _stem(self, z):
+        return self.fc_mask(super()._stem(z))
 
-    def forward(self, z, y):
-        h = self.features(z, y)[f"block{self.n_blocks}"]
+    def _head(self, h):
         return torch.tanh(self.conv_out(torch.relu(self.mask_out(self.bn(h)))))
 
     def _group_masks(self) -> dict[str, list[str]]:

@@ -42,20 +42,26 @@ def split_labelled(batch) -> tuple[torch.Tensor, torch.Tensor]:
 class ConditionalGANTrainer(Pix2PixTrainer):
     """``ConditionalGANTrainer(G, D, cfg)`` with ``G(z, y)`` (``G.z_dim``) and ``D(x, y)``."""
 
-    def __init__(self, generator: nn.Module, discriminator: nn.Module, cfg: ConditionalConfig | None = None):
-        super().__init__(generator, discriminator, cfg or ConditionalConfig())
+    def __init__(self, generator: nn.Module, discriminator: nn.Module, cfg: ConditionalConfig | None = None,
+                 extra_g_loss=None, aux_modules=(), stateful: dict | None = None):
+        """``extra_g_loss(batch, fake, trainer)`` is added to the G loss (e.g. PPCD's distillation); the
+        step's latents and labels are ``trainer.last_z`` / ``trainer.last_y`` for it."""
+        super().__init__(generator, discriminator, cfg or ConditionalConfig(), extra_g_loss=extra_g_loss,
+                         aux_modules=aux_modules, stateful=stateful)
         self.z_dim = int(generator.z_dim)
+        self.last_z = self.last_y = None
 
     def sample_z(self, n: int) -> torch.Tensor:
         """This rank's ``n`` latents: every rank draws the global batch's (n · world) from its CPU RNG
         (the same stream on every rank) and keeps its own slice, so N ranks see the latents 1 process would."""
         z = torch.randn(n * self.world_size, self.z_dim)[self.rank * n:(self.rank + 1) * n]
-        return z.to(self.g.device)
+        self.last_z = z.to(self.g.device)
+        return self.last_z
 
     def train_step(self, batch) -> dict[str, float]:
         step = self.step + 1
         x, y = (self._local(t) for t in split_labelled(batch))
-        y = y.long()
+        y = self.last_y = y.long()
         lr = self.lr_at(self.step)
         for eng in (self.g, self.d):
             for grp in eng.optimizer.param_groups:
@@ -71,11 +77,20 @@ class ConditionalGANTrainer(Pix2PixTrainer):
         self.d.step()
 
         _requires_grad(self.d.module, False)  # G step: gradients flow through D into G only
-        loss_g = self.gan.g_loss(self.d.module(fake, y))
-        g_stats = self._mean({"loss_g": loss_g})
+        gan_g = self.gan.g_loss(self.d.module(fake, y))
+        loss_g, extra = gan_g, {}
+        if self.extra_g_loss is not None:
+            term, extra = self.extra_g_loss(batch, fake, self)
+            loss_g = loss_g + term
+            extra = {"gan_g": gan_g, "loss_extra": term, **extra}
+        g_stats = self._mean({"loss_g": loss_g, **{k: torch.as_tensor(v) for k, v in extra.items()}})
         self._check(g_stats, step)
+        if self.aux_opt is not None:
+            self.aux_opt.zero_grad(set_to_none=True)
         self.g.backward(loss_g)
         self.g.step()
+        if self.aux_opt is not None:
+            self._step_aux()
         _requires_grad(self.d.module, True)
         self.step = step
         return Record(step=step, **stats, **g_stats, lr=lr)

@@ -16,13 +16,7 @@ from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
 SIZE = 32
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: on a shared 2-core box intra-op thread sync costs 100× the math (3 s vs 30 ms)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def random_gammas(model, seed=0):

@@ -20,13 +20,7 @@ from gan.profile import count_params, model_macs
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets gain nothing from a second thread on a shared 2-core box (see the trainer tests)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _randomize(model, seed=0):

@@ -17,14 +17,7 @@ from gan.train.pix2pix import NonFiniteLossError
 SIZE = 32
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets gain nothing from a second thread, and on a shared 2-core box an OpenMP thread that
-    waits for a busy core makes each op ~10 ms (measured 15× slower steps)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _cycle_nets(seed=0):

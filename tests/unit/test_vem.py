@@ -11,14 +11,7 @@ from gan.train.distill import DistillConfig, TeacherTargets, distill_loss
 from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny nets gain nothing from a second OpenMP thread; on a shared 2-core box one that waits for a
-    busy core makes every op ~100× slower (measured on the Langevin chain)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _images(n=2, size=32, seed=0):
