@@ -158,6 +158,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of the best pair (default per preset)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
     sp.add_argument("--num-env-runners", type=int, default=0, help="Ray env runners (0: sample in-process)")
+    sp.add_argument("--cpus-per-env-runner", type=int, default=1, help="CPUs Ray reserves per env runner")
+    sp.add_argument("--gpus-per-learner", type=float, default=0.0, help="GPUs of the PPO learner (0: CPU)")
     sp.add_argument("--address", help="Ray cluster address (auto or ray://host:10001); default: local Ray")
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")

@@ -170,6 +170,7 @@ def prune(args):
                        resume=args.resume, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
                        episodes=args.episodes, backend_steps=args.backend_steps, finetune_steps=args.finetune_steps,
                        finetune_backend=args.finetune_backend, num_env_runners=args.num_env_runners,
+                       cpus_per_env_runner=args.cpus_per_env_runner, gpus_per_learner=args.gpus_per_learner,
                        address=args.address, seed=args.seed, peer_observation=not args.no_peer_observation,
                        prior=args.action_prior, objective=args.objective, vem=args.vem,
                        options=_key_values(args.method_option, "--method-option"), quiet=args.quiet)

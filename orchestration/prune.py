@@ -49,6 +49,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
           tracking_uri: str | None = None, episodes: int | None = None, backend_steps: int | None = None,
           finetune_steps: int | None = None, finetune_backend: str = "deepspeed",
           num_env_runners: int = 0, address: str | None = None, seed: int = 0,
+          cpus_per_env_runner: int = 1, gpus_per_learner: float = 0.0,
           peer_observation: bool = True, prior: str = "l1", quiet: bool = False, track: bool = True,
           export_onnx: bool = True, objective: str | None = None, vem: bool = False,
           options: dict | None = None) -> dict:
@@ -124,6 +125,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
             found = _search_marl(run, teacher, out, last, parent, children, common, iterations=iterations,
                                  episodes=episodes, backend_steps=backend_steps, beta=beta,
                                  num_env_runners=num_env_runners, address=address, seed=seed,
+                                 cpus_per_env_runner=cpus_per_env_runner, gpus_per_learner=gpus_per_learner,
                                  peer_observation=peer_observation, prior=prior, quiet=quiet,
                                  eval_items=pre.marl.eval_items)
         elif method == "ppcd":
@@ -226,7 +228,8 @@ def _search_gan_compression(run, out: Path, parent, common: dict, pre, backend: 
 
 
 def _search_marl(run, teacher, out, last, parent, children, common, *, iterations, episodes, backend_steps,
-                 beta, num_env_runners, address, seed, peer_observation, prior, quiet, eval_items) -> dict:
+                 beta, num_env_runners, address, seed, peer_observation, prior, quiet, eval_items,
+                 cpus_per_env_runner=1, gpus_per_learner=0.0) -> dict:
     from agents.marl import MarlConfig, MarlSearch
     from envs.problem import ProblemConfig
     from orchestration import plots
@@ -235,6 +238,7 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
                             backend_config={"finetune_steps": backend_steps, "eval_items": eval_items})
     cfg = MarlConfig(iterations=iterations, beta=beta, episodes_per_iteration=episodes,
                      num_env_runners=num_env_runners, address=address, seed=seed,
+                     num_cpus_per_env_runner=cpus_per_env_runner, num_gpus_per_learner=gpus_per_learner,
                      peer_observation=peer_observation)
     search = MarlSearch(problem.to_dict(), cfg, out, quiet=quiet)
 
