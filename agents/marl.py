@@ -21,6 +21,7 @@ from typing import Callable
 
 import numpy as np
 
+from agents.cluster import check_ray_address, connect_error
 from envs.multi_agent import AGENTS, MultiAgentPruningEnv
 
 CKPT_PREFIX = "iter_"
@@ -125,9 +126,15 @@ class MarlSearch:
         import ray
 
         if not ray.is_initialized():
-            ray.init(address=self.cfg.address, include_dashboard=False, logging_level=logging.ERROR,
-                     log_to_driver=False, ignore_reinit_error=True,
-                     runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+            check_ray_address(self.cfg.address)  # Ray itself retries a dead address forever
+            try:
+                ray.init(address=self.cfg.address, include_dashboard=False, logging_level=logging.ERROR,
+                         log_to_driver=False, ignore_reinit_error=True,
+                         runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
+            except (ConnectionError, TimeoutError) as e:
+                if not self.cfg.address:
+                    raise
+                raise connect_error(self.cfg.address, e) from None
 
     def setup(self, resume: bool = False) -> None:
         from envs import episode_log

@@ -114,7 +114,8 @@ def _parser() -> argparse.ArgumentParser:
              "sample grids, MLflow tracking and exports of G and D",
              "ganprune train-teacher --preset tiny --data edges2photos --out runs/teacher --json",
              commands.train_teacher)
-    sp.add_argument("--preset", default="tiny", help="tiny (default), small, paper or a YAML path")
+    sp.add_argument("--preset", default=None, help="tiny (default), small, paper or a YAML path "
+                    "(with --resume: the run's own)")
     sp.add_argument("--data", default=None, help="built-in dataset name or folder (default: the preset's)")
     sp.add_argument("--out", default="runs/teacher", help="output directory (default runs/teacher)")
     sp.add_argument("--steps", type=int, help="training steps (default per preset: tiny 2000, small 5000, "

@@ -7,12 +7,18 @@ class UsageError(ValueError):
 
 
 def input_error_types() -> tuple[type[BaseException], ...]:
-    """Exception classes raised for bad input anywhere in the library."""
+    """Exception classes raised for bad input anywhere in the library.
+
+    A corrupt or pickled checkpoint, a loss that went NaN/inf (the message names the step and the
+    last good checkpoint) and an ``--address`` with no Ray cluster are the user's to fix, too."""
+    from agents.cluster import RayClusterError
     from gan.data import DatasetError
     from gan.export import ExportError
     from gan.metrics import MetricUnavailable
     from gan.pruning.targets import TargetError
     from gan.teacher_run import TeacherRunError
+    from gan.train.checkpoint import CheckpointError
+    from gan.train.pix2pix import NonFiniteLossError
 
     return (UsageError, DatasetError, ExportError, TargetError, MetricUnavailable, TeacherRunError,
-            FileNotFoundError)
+            CheckpointError, NonFiniteLossError, RayClusterError, FileNotFoundError)

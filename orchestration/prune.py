@@ -92,6 +92,10 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         raise UsageError(f"--peer-beta must be in [0, 10], got {beta}")
     if track:
         check_reachable(resolve_tracking_uri(tracking_uri))
+    if method == "marl" and address:  # a dead --address fails now: Ray would retry it forever
+        from agents.cluster import check_ray_address
+
+        check_ray_address(address)
     out = Path(out)
     last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search")
     if last is not None:
@@ -99,6 +103,10 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
         preset, data, quiet=quiet, tracking_uri=tracking_uri))
     run = load_teacher_run(teacher, kinds=("pix2pix", "conditional") if method == "ppcd" else ("pix2pix",))
+    if run.meta.get("kind", "pix2pix") == "pix2pix":  # an unreachable target fails before out/ is made
+        from gan.pruning.targets import resolve_macs_target
+
+        resolve_macs_target(run.generator, macs_target, run.size)
     out.mkdir(parents=True, exist_ok=True)
 
     run_file = out / "run.json"

@@ -312,17 +312,19 @@ KIND_CLASSES = {k.name: k for k in (_Pix2Pix, _CycleGAN, _Conditional)}
 
 # ------------------------------------------------------------------------------------------ command
 
-def train_teacher(preset: str = "tiny", data: str | None = None, out="runs/teacher", steps: int | None = None,
+def train_teacher(preset: str | None = "tiny", data: str | None = None, out="runs/teacher", steps: int | None = None,
                   resume: bool = False, overwrite: bool = False, tracking_uri: str | None = None,
                   backend: str = "deepspeed", ckpt_every: int | None = None, batch_size: int | None = None,
                   seed: int = 0, quiet: bool = False, track: bool = True) -> dict:
-    """Train (or continue) a teacher; returns the summary also written to ``out/teacher.json``."""
+    """Train (or continue) a teacher; returns the summary also written to ``out/teacher.json``.
+
+    ``preset=None``: the run's own preset on ``resume`` (its checkpoint's widths), else tiny."""
     def say(msg):
         if not quiet:
             print(msg, flush=True)
 
     t_start = time.perf_counter()
-    cfg = load_preset(preset)
+    cfg = load_preset(preset) if preset else None  # a bad preset fails before --out is touched
     out = Path(out)
     if steps is not None and steps < 1:
         raise UsageError(f"--steps must be ≥ 1, got {steps}")
@@ -333,8 +335,11 @@ def train_teacher(preset: str = "tiny", data: str | None = None, out="runs/teach
     gate = main_first()  # --num-procs: rank 0 checks, cleans --out and prepares the data first
     last = claim_run_dir(out, resume, overwrite, ckpt.latest, "training",
                          expected=f"{out}/checkpoints/step_N/", resume_empty=True)
-    saved = json.loads((last / ckpt.STATE).read_text()) if last else None
+    saved = ckpt.read_json(last / ckpt.STATE) if last else None
     saved_extra = (saved or {}).get("config", {}).get("extra", {})
+    if cfg is None:  # a resume continues with the run's own preset: another one's widths cannot load
+        preset = saved_extra.get("preset") or "tiny"
+        cfg = load_preset(preset)
     data = data or saved_extra.get("data") or cfg.dataset  # a resume continues on the run's own data
     size = cfg.resolution
 

@@ -291,10 +291,13 @@ def detect_layout(root) -> str:
                 return "classes"
     if subdirs(root) and any(list_images(d) for d in subdirs(root)):
         return "classes"
-    raise DatasetError(
-        f"{root}: cannot detect the dataset layout; expected aligned <root>/<split>/*.png (A|B side by "
-        f"side), unaligned <root>/trainA/ + trainB/, class folders <root>/<split>/<class>/*.png, or "
-        f"labels <root>/classes.json + <root>/<split>/photos/ + labels/", root)
+    expected = ("expected aligned <root>/<split>/*.png (A|B side by side), unaligned <root>/trainA/ + "
+                "trainB/, class folders <root>/<split>/<class>/*.png, or labels <root>/classes.json + "
+                "<root>/<split>/photos/ + labels/")
+    empty = [root / s for s in SPLITS if (root / s).is_dir()]
+    if empty:  # name the empty split, not only "cannot detect": that is what the user must fill
+        raise fail(empty[0], root, f"empty split folder (no images); {expected}")
+    raise DatasetError(f"{root}: cannot detect the dataset layout; {expected}", root)
 
 
 def open_dataset(root, size: int = 256, split: str = "train", **kwargs) -> Dataset:

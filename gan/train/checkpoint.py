@@ -81,15 +81,28 @@ def save_tree(obj, base: Path) -> None:
 
 
 def load_tree(base: Path):
-    skel = json.loads(_checked(Path(f"{base}.json")).read_text())
+    skel = read_json(Path(f"{base}.json"))
     return unflatten(skel, read_safetensors(Path(f"{base}.safetensors")))
+
+
+def read_json(f: Path):
+    """A checkpoint's JSON part; a truncated or garbled file is a ``CheckpointError``, not a traceback."""
+    try:
+        return json.loads(_checked(f).read_text())
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise CheckpointError(f"corrupt checkpoint file {f}: {e}; {_FIX.format(d=f.parent)}") from None
+
+
+#: what to do about a damaged checkpoint (runs keep the newest two: the one before is usually fine)
+_FIX = "delete {d} to resume from an earlier checkpoint, or start again with --overwrite"
 
 
 def _checked(f: Path) -> Path:
     if not f.is_file():
         raise CheckpointError(f"{f.parent}: missing {f.name}")
     if f.suffix.lower() in PICKLE_SUFFIXES or _looks_pickled(f):
-        raise CheckpointError(f"refusing pickled file {f}: checkpoints are safetensors + JSON only")
+        raise CheckpointError(f"refusing pickled file {f}: checkpoints are safetensors + JSON only; "
+                              + _FIX.format(d=f.parent))
     return f
 
 
@@ -101,8 +114,8 @@ def read_safetensors(f: Path) -> dict[str, torch.Tensor]:
     except CheckpointError:
         raise
     except Exception as e:  # noqa: BLE001 - SafetensorError, OSError: all mean a bad file
-        msg = str(e).strip()[:200] or type(e).__name__
-        raise CheckpointError(f"corrupt checkpoint file {f}: {msg}") from None
+        msg = " ".join(str(e).split())[:200] or type(e).__name__
+        raise CheckpointError(f"corrupt checkpoint file {f}: {msg}; {_FIX.format(d=f.parent)}") from None
 
 
 # ----------------------------------------------------------------------- checkpoint directories

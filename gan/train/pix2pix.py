@@ -314,7 +314,7 @@ class Pix2PixTrainer:
     def resume(self, path) -> Path:
         """Load weights, optimizer states, RNG and history from a checkpoint (or a run's latest one)."""
         d = ckpt.resolve(path)
-        state = json.loads(ckpt._checked(d / ckpt.STATE).read_text())
+        state = ckpt.read_json(d / ckpt.STATE)
         saved_stage = int(state["config"].get("zero_stage", 0))
         if saved_stage != self.cfg.zero_stage:
             raise ckpt.CheckpointError(f"{d} holds ZeRO stage {saved_stage} optimizer states, this run uses "
@@ -325,7 +325,15 @@ class Pix2PixTrainer:
                                        f"with {state['world_size']} processes)")
         step = int(state["step"])
         for n, eng in (("G", self.g), ("D", self.d)):
-            ckpt.load_module_state(eng, ckpt.read_safetensors(d / f"{n}.safetensors"))
+            try:
+                ckpt.load_module_state(eng, ckpt.read_safetensors(d / f"{n}.safetensors"))
+            except RuntimeError as e:  # other widths / layers: the user resumed with other settings
+                if "in loading state_dict" not in str(e):
+                    raise
+                was = state["config"].get("extra", {}).get("preset")
+                hint = f"--preset {was} (or no --preset)" if was else "the settings it was trained with"
+                raise ckpt.CheckpointError(f"{d / f'{n}.safetensors'} does not fit this run's {n} (other widths "
+                                           f"or layers); resume with {hint}") from None
             ckpt.load_optimizer_state(eng, lambda r, n=n: ckpt.load_tree(d / f"optim_{n}.rank{r}"),
                                       self.rank, self.world_size)
             eng.global_steps = step  # one optimizer step per trainer step
