@@ -48,7 +48,11 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     finetune_steps = pre.marl.finetune_steps if finetune_steps is None else int(finetune_steps)
     if track:
         check_reachable(resolve_tracking_uri(tracking_uri))
-    out = Path(out) if resume else _fresh_out_dir(out, overwrite)
+    out = Path(out)
+    if not resume and not overwrite and out.is_dir() and any(out.iterdir()):
+        raise UsageError(f"{out} is not empty; pass --resume to keep its finished methods, --overwrite to "
+                         "start again, or choose another --out")
+    out = out if resume else _fresh_out_dir(out, overwrite)
     out.mkdir(parents=True, exist_ok=True)
     command = "ganprune benchmark " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "benchmark" else None

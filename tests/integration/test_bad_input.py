@@ -255,5 +255,5 @@ def test_row11_out_dir_holding_another_run(env, capsys):
     assert f"{other} is not empty" in msg and "--overwrite" in msg and "another --out" in msg
     msg = fails(capsys, "benchmark", "--preset", env.preset, "--teacher", env.teacher, "--methods", "uniform",
                 "--out", other, "--finetune-backend", "torch", "--tracking-uri", env.uri, "--quiet")
-    assert f"{other} is not empty" in msg and "--overwrite" in msg
+    assert f"{other} is not empty" in msg and "--overwrite" in msg and "--resume" in msg
     assert snapshot(other) == before
