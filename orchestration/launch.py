@@ -217,6 +217,19 @@ class _DropUsageErrors:
         return getattr(self.stream, name)
 
 
+def _teardown() -> None:
+    """Destroy the process group before the interpreter exits: left to the exit-time destructors,
+    gloo's threads can abort the process (``terminate called without an active exception``, seen on
+    a loaded machine when rank 0 stops early on bad input), turning exit 2 into SIGABRT."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        try:
+            dist.destroy_process_group()
+        except Exception:  # noqa: BLE001 - best effort at exit; the exit code is what matters
+            pass
+
+
 def child_main(argv: list[str]) -> int:
     """Entry point of each torchrun worker: ``cli.main`` plus the rank-0-only output rules."""
     from orchestration import cli
@@ -240,6 +253,7 @@ def child_main(argv: list[str]) -> int:
         rc_dir = os.environ.get(ENV_DIR)
         if rc_dir:
             Path(rc_dir, f"rank{rank}.rc").write_text(str(rc))
+        _teardown()
     return 0 if rc == USAGE_EXIT else rc  # torchrun would add a failure report to the one-line error
 
 
