@@ -43,7 +43,7 @@ def tap_channels(model: nn.Module, size: int = 64) -> dict[str, int]:
     return {k: int(v.shape[1]) for k, v in feats.items()}
 
 
-class _TapRecorder:
+class TapRecorder:
     """Forward hooks on a plain student: keeps the taps of its last forward, matched to its output."""
 
     def __init__(self, model: nn.Module, taps: list[str]):
@@ -70,7 +70,7 @@ class _TapRecorder:
         return feats if ok else None
 
 
-def _student_taps(student, recorder, fake, x):
+def student_taps(student, recorder, fake, x):
     """The taps of the forward that made ``fake``; a fresh ``features`` pass when none was recorded."""
     feats = student.pop_taps(fake) if hasattr(student, "pop_taps") else recorder.pop(fake)
     return feats if feats is not None else student.features(x)
@@ -97,7 +97,7 @@ def feature_distill(teacher: nn.Module, student: nn.Module, lambda_distill: floa
     if hasattr(student, "pop_taps"):
         student.record_taps = True
     else:
-        recorder = _TapRecorder(student, list(t_ch))
+        recorder = TapRecorder(student, list(t_ch))
 
     def extra_g(batch, fake, trainer):
         a = batch["A"] if isinstance(batch, dict) else batch[0]
@@ -106,7 +106,7 @@ def feature_distill(teacher: nn.Module, student: nn.Module, lambda_distill: floa
             teacher.to(x.device)
         with torch.no_grad():
             t_feats = teacher.features(x)
-        s_feats = _student_taps(trainer.generator, recorder, fake, x)
+        s_feats = student_taps(trainer.generator, recorder, fake, x)
         loss = fake.new_zeros(())
         for tap, m in mappings.items():
             s = s_feats[tap]

@@ -54,22 +54,31 @@ def gka_hook(teacher, lambda_distill: float = 1.0, center: bool = False,
              points: list[str] | None = None) -> Callable:
     """``extra_g_loss(batch, fake, trainer) → (−λ·Σ_taps KA(S_tap, T_tap), stats)``.
 
-    Student taps come from ``trainer.generator.features(x)`` (with grad) on this rank's input, the
+    Student taps are recorded during the trainer's own G forward (``feature_distill.TapRecorder``,
+    attached on the first call; a fresh ``features(x)`` pass only when none was recorded), the
     teacher's from the same x under no_grad (the teacher is frozen here).  ``points`` picks taps of
     ``features()`` ("res_in", "block{i}"); None = all four.  Stats log each KA ∈ [0, 1] as
     ``ka_<tap>`` plus ``ka_mean`` — not only the summed loss, which is hard to read (CAT issue #27).
     """
+    from gan.losses.feature_distill import TapRecorder, student_taps
+
     teacher.eval().requires_grad_(False)
     lam = float(lambda_distill)
+    recorders: dict = {}  # id(student) → its TapRecorder (one student per trainer)
 
     def extra_g(batch, fake, trainer):
         x = trainer._local(_input(batch))
         dev = next(teacher.parameters()).device
         if dev != x.device:
             teacher.to(x.device)
-        s = _taps(trainer.generator, x)
         with torch.no_grad():
             t = _taps(teacher, x)
+        student = trainer.generator
+        if not hasattr(student, "features"):
+            _taps(student, x)  # raises the one-line TypeError
+        if not hasattr(student, "pop_taps") and id(student) not in recorders:
+            recorders[id(student)] = TapRecorder(student, list(t))
+        s = student_taps(student, recorders.get(id(student)), fake, x)
         names = list(s) if points is None else list(points)
         missing = [n for n in names if n not in s or n not in t]
         if missing:

@@ -210,3 +210,22 @@ def test_cat_pipeline_on_a_teacher_run(tmp_path):
     flat = TeacherRun(tmp_path, ResnetGenerator(ngf=8, n_blocks=2), d, "labels2textures", SIZE)
     with pytest.raises(TeacherRunError, match="instance_affine"):
         cat(flat, 0.4, quiet=True)
+
+
+def test_gka_hook_reuses_the_trainers_forward():
+    """After the first step the student's taps come from the forward that made ``fake``: no second
+    student pass, same loss as a fresh ``features`` pass."""
+    from gan.models import ResnetGenerator
+    from gan.losses.gka import gka_hook, kernel_alignment
+
+    torch.manual_seed(0)
+    t = ResnetGenerator(ngf=8, n_blocks=3, norm="instance_affine")
+    s = ResnetGenerator(ngf=4, n_blocks=3, norm="instance_affine")
+    hook, x, calls = gka_hook(t), torch.rand(3, 3, 32, 32) * 2 - 1, []
+    trainer = type("T", (), {"generator": s, "_local": staticmethod(lambda a: a)})()
+    plain = s.features
+    s.features = lambda inp: (calls.append(1), plain(inp))[1]
+    hook({"A": x}, s(x), trainer)  # attaches the recorder (one fallback pass)
+    loss, _ = hook({"A": x}, s(x), trainer)
+    ref = -sum(kernel_alignment(plain(x)[k], t.features(x)[k]) for k in plain(x))
+    assert len(calls) == 1 and torch.allclose(loss, ref, atol=1e-6)
