@@ -212,6 +212,8 @@ class MarlSearch:
             s[k] = mean(x[k] for x in m if k in x)
         # G/D balance: the pruned D's loss on pruned-G samples over the teacher D's on teacher samples
         s["gd_balance_ratio"] = s["d_loss"] / s["d_loss_teacher"] if s["d_loss_teacher"] else float("nan")
+        if self.cfg.num_env_runners:  # a killed runner shows as a dip until RLlib has restarted it
+            s["healthy_env_runners"] = self.algo.env_runner_group.num_healthy_remote_workers()
         learners = result.get("learners", {})
         for a in AGENTS:
             for k in ("policy_loss", "vf_loss", "entropy"):

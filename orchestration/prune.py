@@ -250,7 +250,7 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
                      peer_observation=peer_observation)
     search = MarlSearch(problem.to_dict(), cfg, out, quiet=quiet)
 
-    def on_iteration(s: dict) -> None:
+    def log_iteration(s: dict) -> None:
         it = s["iteration"]
         scalars = _scalars(s)
         parent.log_metrics({k: v for k, v in scalars.items() if not any(k.startswith(a + "_") for a in children)
@@ -259,13 +259,22 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
             c.log_metrics({k[len(a) + 1:]: v for k, v in scalars.items() if k.startswith(a + "_")}, step=it)
             c.log_metrics({f"keep.{g}": r for g, r in s[f"{a}_mean_ratios"].items()}, step=it)
             c.log_metrics({f"greedy_keep.{g}": r for g, r in s[f"{a}_greedy_ratios"].items()}, step=it)
+
+    def write_history() -> None:
+        """history.json and the plots, written after MLflow has the iteration (see ``_relog``)."""
         (out / "history.json").write_text(json.dumps(search.history, indent=1, default=float))
         plots.keep_ratios(search.history, out / "keep_ratios.png")
         plots.gd_balance(search.history, out / "gd_balance.png")
 
+    def on_iteration(s: dict) -> None:
+        log_iteration(s)
+        write_history()
+
     search.on_iteration = on_iteration
     try:
         search.setup(resume=last is not None)
+        if last is not None and _relog(search.history, out / "history.json", log_iteration):
+            write_history()
         problem_obj = search.driver_env.problem
         g_task, d_task = problem_obj.generator, problem_obj.discriminator
         parent.log_params({**common, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
@@ -301,6 +310,16 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
                 "extra": {"iterations": result["iterations"], "beta": beta, "best_iteration": best["iteration"]}}
     finally:
         search.close()
+
+
+def _relog(history: list[dict], written: Path, log_iteration) -> int:
+    """After a kill between a checkpoint and its MLflow logging, log the iterations the checkpoint
+    holds but ``history.json`` (written after MLflow) does not; returns how many."""
+    done = {h["iteration"] for h in json.loads(written.read_text())} if written.is_file() else set()
+    missing = [h for h in history if h["iteration"] not in done]
+    for h in missing:
+        log_iteration(h)
+    return len(missing)
 
 
 def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: int, finetune_backend: str,

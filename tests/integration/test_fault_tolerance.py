@@ -1,0 +1,112 @@
+"""Fault tolerance (issue #7): a killed env runner is restarted by RLlib and the search goes on; a
+``kill -9`` of the whole ``ganprune prune`` followed by ``--resume`` loses at most the iteration in
+flight and ends with the layout of an uninterrupted run.  Real Ray, real processes, real signals."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import mlflow
+import pytest
+
+from agents.marl import MarlConfig, MarlSearch, checkpoints
+from orchestration.finetune import tiny_teacher
+
+GANPRUNE = str(Path(sys.executable).parent / "ganprune")
+
+
+def _runner_pids(search) -> list[int]:
+    return sorted(search.algo.env_runner_group.foreach_env_runner(lambda r: os.getpid(), local_env_runner=False))
+
+
+def test_a_killed_env_runner_is_restarted_and_the_search_goes_on(tmp_path):
+    import ray
+
+    cfg = MarlConfig(iterations=12, episodes_per_iteration=2, num_env_runners=2, minibatch_size=8, num_epochs=1)
+    problem = {"macs_target": 0.3, "backend_config": {"finetune_steps": 0, "train_items": 4, "eval_items": 4}}
+    search = MarlSearch(problem, cfg, tmp_path / "search", quiet=True)
+    try:
+        search.setup()
+        search.step()
+        before = _runner_pids(search)
+        assert len(before) == 2
+        os.kill(before[0], signal.SIGKILL)  # one runner's process dies between two iterations
+        history = [search.step()]
+        while search.iteration < cfg.iterations and history[-1]["healthy_env_runners"] < 2:
+            time.sleep(0.5)
+            history.append(search.step())
+        after = _runner_pids(search)
+        search.run()  # and the rest of the run proceeds as usual
+    finally:
+        search.close()
+        ray.shutdown()
+    assert all(h["episodes"] >= 1 for h in history), "sampling stopped after the kill"
+    assert history[-1]["healthy_env_runners"] == 2, f"runner not restarted within {len(history)} iterations"
+    assert before[0] not in after and before[1] in after and len(after) == 2
+    assert search.iteration == cfg.iterations and len(search.history) == cfg.iterations
+
+
+@pytest.fixture(scope="module")
+def teacher(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("fault")
+    return tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=32, steps=20)
+
+
+def _prune_cmd(teacher, out: Path, *extra) -> list[str]:
+    return [GANPRUNE, "prune", "--method", "marl", "--teacher", str(teacher), "--macs-target", "0.3",
+            "--iterations", "4", "--episodes", "2", "--backend-steps", "1", "--finetune-steps", "2",
+            "--finetune-backend", "torch", "--out", str(out),
+            "--tracking-uri", "sqlite:///" + str(out.parent / f"{out.name}.db"), "--quiet", *extra]
+
+
+def _layout(out: Path) -> set[str]:
+    """Every file under ``out`` by relative path, checkpoint folders by name only."""
+    files = set()
+    for p in out.rglob("*"):
+        rel = p.relative_to(out)
+        if rel.parts[0] == "checkpoints":
+            if len(rel.parts) == 2:
+                files.add(str(rel))
+        elif p.is_file():
+            files.add(str(rel))
+    return files
+
+
+def test_kill_9_then_resume_finishes_with_the_uninterrupted_layout(teacher, tmp_path):
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    ref = tmp_path / "reference"
+    subprocess.run(_prune_cmd(teacher, ref), check=True, env=env, timeout=600)
+
+    out = tmp_path / "killed"
+    proc = subprocess.Popen(_prune_cmd(teacher, out), env=env, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not (out / "checkpoints" / "iter_2").is_dir():
+        assert proc.poll() is None, f"prune exited ({proc.returncode}) before its second checkpoint"
+        assert time.monotonic() < deadline, "no second checkpoint within 10 minutes"
+        time.sleep(0.05)
+    os.killpg(proc.pid, signal.SIGKILL)  # the whole command: driver, Ray head, env runners
+    proc.wait()
+    assert not (out / "prune.json").exists()
+    done_before = int(checkpoints(out)[-1].name.split("_")[1])
+    assert 2 <= done_before < 4
+
+    res = subprocess.run(_prune_cmd(teacher, out, "--resume"), env=env, timeout=600, capture_output=True,
+                         text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _layout(out) == _layout(ref)
+    history = json.loads((out / "history.json").read_text())
+    assert [h["iteration"] for h in history] == [1, 2, 3, 4]
+    summary = json.loads((out / "prune.json").read_text())
+    assert summary["iterations"] == 4 and summary["macs"] <= summary["target_macs"]
+    assert not list((out / "checkpoints").glob(".tmp-*")), "a half-written checkpoint was left behind"
+
+    # the resumed run continues the same MLflow run, every iteration logged once at least
+    ids = json.loads((out / "run.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri="sqlite:///" + str(tmp_path / "killed.db"))
+    assert client.get_run(ids["parent"]).info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(ids["parent"], "generator_return")}
+    assert steps == {1, 2, 3, 4}
