@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import logging
 import os
 import shutil
 import time
@@ -21,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from agents.cluster import check_ray_address, connect_error
+from agents.cluster import check_cpus, init_ray
 from envs.multi_agent import AGENTS, MultiAgentPruningEnv
 
 CKPT_PREFIX = "iter_"
@@ -41,7 +40,9 @@ class MarlConfig:
     entropy_coeff: float = 0.0
     hidden: tuple = (64, 64)
     num_env_runners: int = 0           # 0: sample in the driver process
-    num_cpus_per_env_runner: int = 1
+    num_cpus_per_env_runner: float = 1
+    backend_workers: int = 0           # > 0: evaluations on this many Ray actors (envs.backends.remote)
+    num_cpus_per_backend_worker: float = 1
     num_gpus_per_learner: float = 0.0
     ckpt_every: int = 1
     seed: int = 0
@@ -91,8 +92,11 @@ class MarlSearch:
         self.problem_config, self.cfg, self.out = dict(problem_config), cfg, Path(out)
         self.on_iteration, self.quiet = on_iteration, quiet
         self.iteration, self.best, self.history = 0, None, []
-        self.log_name = "ganprune-episodes-" + hashlib.sha1(str(self.out.resolve()).encode()).hexdigest()[:10]
-        self.algo = None
+        run_hash = hashlib.sha1(str(self.out.resolve()).encode()).hexdigest()[:10]
+        self.log_name = "ganprune-episodes-" + run_hash
+        if cfg.backend_workers:
+            self.problem_config.update(backend_workers=cfg.backend_workers, backend_pool="ganprune-backend-" + run_hash)
+        self.algo, self.backend_actors = None, []
 
     # ------------------------------------------------------------------ set-up
 
@@ -123,24 +127,21 @@ class MarlSearch:
                 .debugging(seed=c.seed, log_level="ERROR"))
 
     def _init_ray(self) -> None:
-        import ray
-
-        if not ray.is_initialized():
-            check_ray_address(self.cfg.address)  # Ray itself retries a dead address forever
-            try:
-                ray.init(address=self.cfg.address, include_dashboard=False, logging_level=logging.ERROR,
-                         log_to_driver=False, ignore_reinit_error=True,
-                         runtime_env={"env_vars": {"PYTHONWARNINGS": "ignore"}})
-            except (ConnectionError, TimeoutError) as e:
-                if not self.cfg.address:
-                    raise
-                raise connect_error(self.cfg.address, e) from None
+        init_ray(self.cfg.address)
+        c = self.cfg
+        check_cpus(c.num_env_runners * c.num_cpus_per_env_runner + c.backend_workers * c.num_cpus_per_backend_worker,
+                   c.address)
 
     def setup(self, resume: bool = False) -> None:
         from envs import episode_log
 
         self._init_ray()
         self.log_actor = episode_log.start(self.log_name)
+        if self.cfg.backend_workers:
+            from envs.backends.remote import local_config, start_pool
+
+            self.backend_actors = start_pool(local_config(self.problem_config), self.problem_config["backend_pool"],
+                                             self.cfg.backend_workers, self.cfg.num_cpus_per_backend_worker)
         self.driver_env = MultiAgentPruningEnv({**self.env_config(), "episode_log": None})
         last = checkpoints(self.out)[-1] if resume and checkpoints(self.out) else None
         if last is not None:
@@ -262,6 +263,12 @@ class MarlSearch:
         if self.algo is not None:
             self.algo.stop()
             self.algo = None
+        if self.backend_actors:
+            import ray
+
+            for a in self.backend_actors:
+                ray.kill(a, no_restart=True)
+            self.backend_actors = []
 
 
 def _map_agent(agent_id, episode=None, **kwargs):

@@ -25,6 +25,8 @@ class ProblemConfig:
     backend: str = "local"
     backend_config: dict = field(default_factory=dict)  # the backend's config fields (LocalConfig, SupernetConfig)
     density: dict = field(default_factory=dict)         # DensityConfig fields
+    backend_workers: int = 0         # > 0: evaluations run on this many Ray actors (envs.backends.remote)
+    backend_pool: str | None = None  # the name of those actors (set by whoever starts them)
     seed: int = 0
 
     @classmethod
@@ -68,21 +70,49 @@ def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
     backend_cls = BACKENDS[cfg.backend]
     bcfg = getattr(backend_cls, "config_cls", LocalConfig)(**{"seed": cfg.seed, **cfg.backend_config})
     dcfg = DensityConfig(**{"seed": cfg.seed, **cfg.density})
+    remote = cfg.backend_workers > 0
+    if remote and not cfg.backend_pool:
+        raise ValueError("backend_workers > 0 needs backend_pool, the name the workers were started under")
     if cfg.teacher:
         from gan.teacher_run import load_teacher_run
 
         run = load_teacher_run(cfg.teacher)
         g, d, size = run.generator, run.discriminator, run.size
-        backend = backend_cls.from_teacher_run(run, bcfg, dcfg)
+        backend = None if remote else backend_cls.from_teacher_run(run, bcfg, dcfg)
     else:
-        size = 32
-        g, d = tiny_random_pair(cfg.seed)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        x = torch.rand(bcfg.train_items + bcfg.eval_items, 3, size, size, generator=gen) * 2 - 1
-        y = torch.rand(x.shape, generator=gen) * 2 - 1
-        n = bcfg.train_items
-        backend = backend_cls(g, d, (x[:n], y[:n]), (x[n:], y[n:]), bcfg, dcfg)
+        size, (g, d), backend = 32, tiny_random_pair(cfg.seed), None
+        if not remote:
+            gen = torch.Generator().manual_seed(cfg.seed)
+            x = torch.rand(bcfg.train_items + bcfg.eval_items, 3, size, size, generator=gen) * 2 - 1
+            y = torch.rand(x.shape, generator=gen) * 2 - 1
+            n = bcfg.train_items
+            backend = backend_cls(g, d, (x[:n], y[:n]), (x[n:], y[n:]), bcfg, dcfg)
+    if remote:  # the workers hold the real backend; this process only routes evaluations to them
+        from envs.backends.remote import RemoteBackend
+
+        backend = RemoteBackend(cfg.backend_pool, cfg.backend_workers, cfg.backend)
     gt = PruningTask(g, size, cfg.macs_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior)
     d_target = cfg.d_macs_target if cfg.d_macs_target is not None else gt.target_macs / gt.full_macs
     dt = PruningTask(d, size, d_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior)
     return Problem(gt, dt, backend, size, cfg)
+
+
+def random_spec_pairs(problem: Problem, n: int, seed: int = 0) -> list[tuple[dict, dict]]:
+    """``n`` (G spec, D spec) pairs from uniformly random actions, each within budget (what a fresh
+    policy proposes): test and benchmark load for a backend."""
+    import numpy as np
+
+    from envs.episode import GroupEpisode
+
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for _ in range(n):
+        specs = []
+        for task in (problem.generator, problem.discriminator):
+            ep = GroupEpisode(task, problem.config.fill_budget)
+            ep.reset()
+            while not ep.done:
+                ep.act(rng.uniform(0.0, 1.0, 1))
+            specs.append(task.spec(ep.final_counts()))
+        pairs.append(tuple(specs))
+    return pairs

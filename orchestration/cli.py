@@ -90,8 +90,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--add", action="append", default=[], help="add-on terms summed onto the objective: gka, vem (comma-separated or repeated)")
     sp.add_argument("--steps", type=int, help="fine-tuning steps (default 200)")
     sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")
-    sp.add_argument("--batch-size", type=int, default=4, help="global batch, split over --num-procs (default 4)")
+    sp.add_argument("--batch-size", type=int, default=4, help="global batch, split over --num-procs or "
+                    "--ray-workers (default 4)")
     _num_procs(sp)
+    sp.add_argument("--ray-workers", type=int, default=0, metavar="N",
+                    help="train in N Ray Train workers (TorchTrainer; one GPU each when the cluster has GPUs; "
+                    "DeepSpeed backend; default 0: no Ray)")
+    sp.add_argument("--address", help="with --ray-workers: Ray cluster address (auto or ray://host:10001); "
+                    "default: local Ray")
     sp.add_argument("--out", required=True, help="output directory")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
@@ -158,8 +164,16 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend-steps", type=int, help="fine-tune steps per candidate inside the backend")
     sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of the best pair (default per preset)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
+    sp.add_argument("--finetune-workers", type=int, default=0, metavar="N",
+                    help="fine-tune the best pair in N Ray Train workers on the cluster (DeepSpeed; default 0: "
+                    "in this process)")
     sp.add_argument("--num-env-runners", type=int, default=0, help="Ray env runners (0: sample in-process)")
-    sp.add_argument("--cpus-per-env-runner", type=int, default=1, help="CPUs Ray reserves per env runner")
+    sp.add_argument("--cpus-per-env-runner", type=float, default=1, help="CPUs Ray reserves per env runner "
+                    "(fractions allowed, e.g. 0.5 when --backend-workers do the evaluations)")
+    sp.add_argument("--backend-workers", type=int, default=0, metavar="M",
+                    help="score the episodes on M Ray actors spread over the cluster (default 0: inside the env "
+                    "runners)")
+    sp.add_argument("--cpus-per-backend-worker", type=float, default=1, help="CPUs Ray reserves per backend worker")
     sp.add_argument("--gpus-per-learner", type=float, default=0.0, help="GPUs of the PPO learner (0: CPU)")
     sp.add_argument("--address", help="Ray cluster address (auto or ray://host:10001); default: local Ray")
     sp.add_argument("--seed", type=int, default=0)
@@ -210,6 +224,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
         parser.print_help()
+        return 2
+    if getattr(args, "ray_workers", 0) and getattr(args, "num_procs", 1) != 1:
+        print(f"ganprune {args.command}: error: --ray-workers and --num-procs are two launchers; pass one of them",
+              file=sys.stderr)
         return 2
     if getattr(args, "num_procs", 1) != 1:  # re-run this command under torchrun (orchestration/launch.py)
         from orchestration.launch import relaunch

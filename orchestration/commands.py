@@ -126,9 +126,16 @@ def finetune(args):
     from orchestration.finetune import finetune as run_finetune
 
     add = [a.strip() for item in args.add for a in item.split(",") if a.strip()]
-    return run_finetune(args.teacher, args.spec, args.out, objective=args.objective, add=add,
-                        steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
-                        batch_size=args.batch_size)
+    kw = dict(teacher_dir=args.teacher, spec_path=args.spec, out=args.out, objective=args.objective, add=add,
+              steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
+              batch_size=args.batch_size)
+    if args.ray_workers:
+        from orchestration.ray_finetune import finetune_on_ray
+
+        return finetune_on_ray(args.ray_workers, address=args.address, **kw)
+    if args.address:
+        raise UsageError("--address names the Ray cluster of --ray-workers; add --ray-workers N or drop it")
+    return run_finetune(**kw)
 
 
 def train_teacher(args):
@@ -165,12 +172,23 @@ def _key_values(items, flag: str) -> dict:
 def prune(args):
     from orchestration.prune import print_summary, prune as run_prune
 
+    if args.finetune_workers:  # refused now, not after the search
+        from agents.cluster import check_ray_address
+        from orchestration.ray_finetune import check_workers
+
+        check_workers(args.finetune_workers, args.finetune_backend, flag="--finetune-workers",
+                      backend_flag="--finetune-backend")
+        if args.method == "ppcd":
+            raise UsageError("--method ppcd trains its masked student in this process; drop --finetune-workers")
+        check_ray_address(args.address)
     result = run_prune(method=args.method, teacher=args.teacher, preset=args.preset, data=args.data,
                        macs_target=args.macs_target, out=args.out, iterations=args.iterations, beta=args.peer_beta,
                        resume=args.resume, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
                        episodes=args.episodes, backend_steps=args.backend_steps, finetune_steps=args.finetune_steps,
-                       finetune_backend=args.finetune_backend, num_env_runners=args.num_env_runners,
+                       finetune_backend=args.finetune_backend, finetune_workers=args.finetune_workers,
+                       num_env_runners=args.num_env_runners,
                        cpus_per_env_runner=args.cpus_per_env_runner, gpus_per_learner=args.gpus_per_learner,
+                       backend_workers=args.backend_workers, cpus_per_backend_worker=args.cpus_per_backend_worker,
                        address=args.address, seed=args.seed, peer_observation=not args.no_peer_observation,
                        prior=args.action_prior, objective=args.objective, vem=args.vem,
                        options=_key_values(args.method_option, "--method-option"), quiet=args.quiet)

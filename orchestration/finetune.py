@@ -64,25 +64,12 @@ def _eval(model, teacher, dataset) -> dict:
             if k in r}
 
 
-def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
-             backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
-             batch_size: int = 4, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
-             export_onnx: bool = True, density: dict | None = None, distill: dict | None = None,
-             init_generator=None, init_discriminator=None) -> dict:
-    """``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants);
-    ``add``: add-on terms summed onto the objective (``gan.train.distill.ADD_ONS``);
-    ``init_generator``: an export with the teacher's architecture whose weights the pruned generator
-    starts from instead of the teacher's (GAN Compression's trained supernet); the teacher stays the
-    distillation target; ``init_discriminator`` likewise for D."""
-    from gan import data as gdata
+def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator):
+    """The checks of every input that need no training: (add-ons, steps, teacher, (G spec, D spec, how
+    D's was made), pruned (G, D)); raises UsageError & co. on bad input."""
     from gan import export as gexport
     from gan.pruning.physical import prune
-    from gan.pruning.targets import spec_macs
-    from gan.losses.density import DensityConfig
-    from gan.train.distill import ADD_ONS, OBJECTIVES, DistillConfig, TeacherTargets, distill_hooks
-    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
-    from orchestration.commands import _fresh_out_dir
-    from orchestration.launch import is_main, main_first
+    from gan.train.distill import ADD_ONS, OBJECTIVES
 
     add = tuple(dict.fromkeys(a for a in add if a))
     bad = [a for a in add if a not in ADD_ONS]
@@ -95,15 +82,10 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     steps = DEFAULT_STEPS if steps is None else int(steps)
     if steps < 0:
         raise UsageError("--steps must be ≥ 0")
-
-    def say(msg):
-        if not quiet:
-            print(msg, flush=True)
-
     t = read_teacher(teacher_dir)
-    size, teacher, teacher_d = int(t["size"]), t["G"].eval(), t["D"].eval()
+    teacher, teacher_d = t["G"].eval(), t["D"].eval()
     raw = load_json(Path(spec_path), "spec")
-    gspec, dspec, d_how = split_spec(raw, teacher, teacher_d)
+    specs = split_spec(raw, teacher, teacher_d)
     sources = []
     for init, member in ((init_generator, teacher), (init_discriminator, teacher_d)):
         src = member if init is None else gexport.load(init)
@@ -112,9 +94,51 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
                              "model class and widths")
         sources.append(src)
     try:
-        student, student_d = prune(sources[0], gspec), prune(sources[1], dspec)
+        pruned = prune(sources[0], specs[0]), prune(sources[1], specs[1])
     except ValueError as e:
         raise UsageError(f"spec {spec_path}: {e}") from e
+    return add, steps, t, specs, pruned
+
+
+def check_inputs(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
+                 backend: str = "deepspeed", overwrite: bool = False, init_generator=None,
+                 init_discriminator=None) -> None:
+    """``finetune``'s input checks without training or touching ``out`` (a launcher's driver runs them
+    before it starts workers that would run them again)."""
+    from orchestration.commands import _fresh_out_dir
+
+    _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
+    if not overwrite:
+        _fresh_out_dir(out, overwrite=False)  # raises on a non-empty out; never deletes without overwrite
+
+
+def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
+             backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
+             batch_size: int = 4, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
+             export_onnx: bool = True, density: dict | None = None, distill: dict | None = None,
+             init_generator=None, init_discriminator=None) -> dict:
+    """``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants);
+    ``add``: add-on terms summed onto the objective (``gan.train.distill.ADD_ONS``);
+    ``init_generator``: an export with the teacher's architecture whose weights the pruned generator
+    starts from instead of the teacher's (GAN Compression's trained supernet); the teacher stays the
+    distillation target; ``init_discriminator`` likewise for D."""
+    from gan import data as gdata
+    from gan import export as gexport
+    from gan.pruning.targets import spec_macs
+    from gan.losses.density import DensityConfig
+    from gan.train.distill import DistillConfig, TeacherTargets, distill_hooks
+    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+    from orchestration.commands import _fresh_out_dir
+    from orchestration.launch import is_main, main_first
+
+    add, steps, t, (gspec, dspec, d_how), (student, student_d) = _inputs(
+        teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
+    size, teacher, teacher_d = int(t["size"]), t["G"].eval(), t["D"].eval()
+
+    def say(msg):
+        if not quiet:
+            print(msg, flush=True)
+
     gate = main_first()  # --num-procs: rank 0 checks and cleans --out and prepares the data first
     out = _fresh_out_dir(out, overwrite)
 

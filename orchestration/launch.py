@@ -189,6 +189,13 @@ def main_first() -> _Gate:
     return gate
 
 
+def release_pending(code: int) -> None:
+    """A launcher's last word on a rank that stopped: if rank 0 stopped before ``gate.release()``, let
+    the waiting ranks go with exit code ``code`` (nonzero) instead of leaving them in the broadcast."""
+    if _pending is not None:
+        _pending.release(code or 1)
+
+
 def _broadcast(code: int | None) -> int:
     import torch
     import torch.distributed as dist
@@ -248,8 +255,7 @@ def child_main(argv: list[str]) -> int:
         except SystemExit as e:
             rc = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
     finally:
-        if _pending is not None:  # rank 0 failed before letting the others go
-            _pending.release(rc or 1)
+        release_pending(rc)  # rank 0 failed before letting the others go
         rc_dir = os.environ.get(ENV_DIR)
         if rc_dir:
             Path(rc_dir, f"rank{rank}.rc").write_text(str(rc))

@@ -22,6 +22,7 @@ import time
 from pathlib import Path
 
 from orchestration.errors import UsageError
+from orchestration.rundir import write_json
 
 EXPERIMENT = "prune"
 METHODS = ("marl", "uniform", "l1", "cat", "gan-compression", "ppcd")
@@ -47,9 +48,10 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
           macs_target: float = 0.25, out="runs/marl", iterations: int | None = None,
           beta: float = 0.5, resume: bool = False, overwrite: bool = False,
           tracking_uri: str | None = None, episodes: int | None = None, backend_steps: int | None = None,
-          finetune_steps: int | None = None, finetune_backend: str = "deepspeed",
+          finetune_steps: int | None = None, finetune_backend: str = "deepspeed", finetune_workers: int = 0,
           num_env_runners: int = 0, address: str | None = None, seed: int = 0,
-          cpus_per_env_runner: int = 1, gpus_per_learner: float = 0.0,
+          cpus_per_env_runner: float = 1, gpus_per_learner: float = 0.0, backend_workers: int = 0,
+          cpus_per_backend_worker: float = 1,
           peer_observation: bool = True, prior: str = "l1", quiet: bool = False, track: bool = True,
           export_onnx: bool = True, objective: str | None = None, vem: bool = False,
           options: dict | None = None) -> dict:
@@ -86,6 +88,11 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
     for name, v in (("--iterations", iterations), ("--episodes", episodes)):
         if v < 1:
             raise UsageError(f"{name} must be ≥ 1, got {v}")
+    if backend_workers < 0 or num_env_runners < 0:
+        raise UsageError("--backend-workers and --num-env-runners must be ≥ 0")
+    if method != "marl" and (backend_workers or num_env_runners):
+        raise UsageError(f"--backend-workers and --num-env-runners serve the marl search; drop them for "
+                         f"--method {method}")
     if finetune_steps < 0 or backend_steps < 0:
         raise UsageError("--finetune-steps and --backend-steps must be ≥ 0")
     if not 0 <= beta <= 10:
@@ -125,8 +132,8 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
             children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=tracking_uri, parent_run_id=parent.run_id,
                                    enabled=track, tags={"ganprune.agent": a}).start(run_id=ids.get(a))
                         for a in AGENTS}
-        run_file.write_text(json.dumps({"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
-                                        "tracking_uri": parent.tracking_uri if track else None}))
+        write_json(run_file, {"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
+                              "tracking_uri": parent.tracking_uri if track else None})
         common = {"method": method, "teacher": teacher, "preset": preset, "macs_target": macs_target,
                   "finetune_steps": finetune_steps, "seed": seed, "objective": objective, "vem": vem}
         if method == "marl":
@@ -134,6 +141,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
                                  episodes=episodes, backend_steps=backend_steps, beta=beta,
                                  num_env_runners=num_env_runners, address=address, seed=seed,
                                  cpus_per_env_runner=cpus_per_env_runner, gpus_per_learner=gpus_per_learner,
+                                 backend_workers=backend_workers, cpus_per_backend_worker=cpus_per_backend_worker,
                                  peer_observation=peer_observation, prior=prior, quiet=quiet,
                                  eval_items=pre.marl.eval_items)
         elif method == "ppcd":
@@ -152,9 +160,10 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
                                   export_onnx, options)
         else:
             summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
-                              export_onnx, objective=objective, add=("vem",) if vem else ())
+                              export_onnx, objective=objective, add=("vem",) if vem else (),
+                              workers=finetune_workers, address=address)
         summary.update(common, total_s=round(time.perf_counter() - t_start, 1), mlflow_run_id=parent.run_id)
-        (out / "prune.json").write_text(json.dumps(summary, indent=1, default=float))
+        write_json(out / "prune.json", summary)
         parent.log_artifact(out / "prune.json")
         status = "FINISHED"
         return summary
@@ -237,7 +246,7 @@ def _search_gan_compression(run, out: Path, parent, common: dict, pre, backend: 
 
 def _search_marl(run, teacher, out, last, parent, children, common, *, iterations, episodes, backend_steps,
                  beta, num_env_runners, address, seed, peer_observation, prior, quiet, eval_items,
-                 cpus_per_env_runner=1, gpus_per_learner=0.0) -> dict:
+                 cpus_per_env_runner=1, gpus_per_learner=0.0, backend_workers=0, cpus_per_backend_worker=1) -> dict:
     from agents.marl import MarlConfig, MarlSearch
     from envs.problem import ProblemConfig
     from orchestration import plots
@@ -247,6 +256,7 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
     cfg = MarlConfig(iterations=iterations, beta=beta, episodes_per_iteration=episodes,
                      num_env_runners=num_env_runners, address=address, seed=seed,
                      num_cpus_per_env_runner=cpus_per_env_runner, num_gpus_per_learner=gpus_per_learner,
+                     backend_workers=backend_workers, num_cpus_per_backend_worker=cpus_per_backend_worker,
                      peer_observation=peer_observation)
     search = MarlSearch(problem.to_dict(), cfg, out, quiet=quiet)
 
@@ -262,7 +272,7 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
 
     def write_history() -> None:
         """history.json and the plots, written after MLflow has the iteration (see ``_relog``)."""
-        (out / "history.json").write_text(json.dumps(search.history, indent=1, default=float))
+        write_json(out / "history.json", search.history)
         plots.keep_ratios(search.history, out / "keep_ratios.png")
         plots.gd_balance(search.history, out / "gd_balance.png")
 
@@ -323,19 +333,28 @@ def _relog(history: list[dict], written: Path, log_iteration) -> int:
 
 
 def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: int, finetune_backend: str,
-            seed: int, quiet: bool, export_onnx: bool, objective: str = "density", add=()) -> dict:
-    """best_spec.json → fine-tune (the method's objective) → generator/ export → profile → MLflow."""
+            seed: int, quiet: bool, export_onnx: bool, objective: str = "density", add=(), workers: int = 0,
+            address: str | None = None) -> dict:
+    """best_spec.json → fine-tune (the method's objective; in ``workers`` Ray Train workers when > 0)
+    → generator/ export → profile → MLflow."""
     from orchestration.finetune import finetune
 
     spec = found["spec"]
-    (out / "best_spec.json").write_text(json.dumps({**spec, "best": found.get("best")}, indent=1, default=float))
+    write_json(out / "best_spec.json", {**spec, "best": found.get("best")})
     parent.log_artifact(out / "best_spec.json")
     ft_dir = out / "finetune"
     if ft_dir.exists():
         shutil.rmtree(ft_dir)
-    ft = finetune(teacher, out / "best_spec.json", ft_dir, objective=objective, add=add, steps=finetune_steps,
-                  backend=finetune_backend, quiet=quiet, seed=seed, export_onnx=export_onnx,
-                  init_generator=found.get("init_generator"), init_discriminator=found.get("init_discriminator"))
+    kw = dict(objective=objective, add=add, steps=finetune_steps, backend=finetune_backend, quiet=quiet, seed=seed,
+              export_onnx=export_onnx, init_generator=found.get("init_generator"),
+              init_discriminator=found.get("init_discriminator"))
+    if workers > 0:
+        from orchestration.ray_finetune import finetune_on_ray
+
+        ft = finetune_on_ray(workers, address=address, teacher_dir=teacher, spec_path=out / "best_spec.json",
+                             out=ft_dir, batch_size=-(-4 // workers) * workers, **kw)  # 4: finetune's default
+    else:
+        ft = finetune(teacher, out / "best_spec.json", ft_dir, **kw)
     for member in ("generator", "discriminator"):
         if (out / member).exists():
             shutil.rmtree(out / member)

@@ -1,6 +1,8 @@
 """Output directories of long runs: never clobber another run, resume only what can be resumed."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
 from pathlib import Path
 from typing import Callable
@@ -33,3 +35,12 @@ def claim_run_dir(out, resume: bool, overwrite: bool, latest: Callable[[Path], P
         return None
     raise UsageError(f"{out} is not empty; pass --resume to continue its {what}, --overwrite to start "
                      "again, or choose another --out")
+
+
+def write_json(path, obj) -> None:
+    """``path`` holds either its old or its new JSON, never half of one: written to a temp file in
+    the same folder, then renamed (a ``kill -9`` mid-write must not break a later ``--resume``)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(obj, indent=1, default=float))
+    os.replace(tmp, path)

@@ -41,7 +41,7 @@ from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
 from orchestration.config import load_preset
 from orchestration.errors import UsageError
 from orchestration.launch import main_first, per_world
-from orchestration.rundir import claim_run_dir
+from orchestration.rundir import claim_run_dir, write_json
 from orchestration.tracking import Tracker, check_reachable, loss_curves, resolve_tracking_uri
 
 #: default steps and checkpoint interval per preset (tiny: ~1.5 min on 2 CPU cores, see README)
@@ -381,8 +381,8 @@ def train_teacher(preset: str | None = "tiny", data: str | None = None, out="run
                       tags={"ganprune.command": "train-teacher", "ganprune.teacher_kind": kind_name})
     tracker.start(run_id=old_run)
     if main_rank:
-        run_file.write_text(json.dumps({"mlflow_run_id": tracker.run_id,
-                                        "tracking_uri": tracker.tracking_uri if tracker.enabled else None}))
+        write_json(run_file, {"mlflow_run_id": tracker.run_id,
+                              "tracking_uri": tracker.tracking_uri if tracker.enabled else None})
     logged = {"n": sum(1 for h in trainer.history if h["step"] <= trainer.step)} if last else {"n": 0}
 
     def on_checkpoint(t: Pix2PixTrainer) -> None:

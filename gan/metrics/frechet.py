@@ -19,13 +19,16 @@ def frechet_distance(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float:
     """||μ1−μ2||² + Tr(Σ1 + Σ2 − 2(Σ1Σ2)^½).
 
     As pytorch-fid: if sqrtm is not finite (singular Σ, e.g. N < D) retry with eps·I added to both;
-    tiny imaginary parts from numerical error are dropped, large ones raise.
+    tiny imaginary parts from numerical error are dropped, large ones raise.  NaN when a statistic is
+    not finite.
     """
     mu1, mu2 = np.atleast_1d(np.asarray(mu1, np.float64)), np.atleast_1d(np.asarray(mu2, np.float64))
     s1, s2 = np.atleast_2d(np.asarray(sigma1, np.float64)), np.atleast_2d(np.asarray(sigma2, np.float64))
     if mu1.shape != mu2.shape or s1.shape != s2.shape:
         raise ValueError(f"shape mismatch: mu {mu1.shape} vs {mu2.shape}, sigma {s1.shape} vs {s2.shape}")
     diff = mu1 - mu2
+    if not all(np.isfinite(a).all() for a in (mu1, mu2, s1, s2)):
+        return float("nan")  # features of a diverged model: scipy's sqrtm never returns on NaN/inf
     with warnings.catch_warnings():  # singular Σ is expected for small sets; handled below
         warnings.simplefilter("ignore", linalg.LinAlgWarning)
         covmean = linalg.sqrtm(s1.dot(s2))

@@ -58,6 +58,9 @@ class NonFiniteLossError(RuntimeError):
         super().__init__(f"non-finite {name}={value} at step {step}; last good checkpoint: {where} "
                          "(lower the lr or check the data)")
 
+    def __reduce__(self):  # pickled across processes (a Ray Train worker's error reaches the driver)
+        return type(self), (self.step, self.name, self.value, self.checkpoint)
+
 
 @dataclass
 class TrainConfig:

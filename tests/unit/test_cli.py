@@ -63,3 +63,24 @@ def test_malformed_dataset_folder_exits_2_naming_the_file(tmp_path):
     r = run_cli("data", "check", str(tmp_path / "facades"))
     assert r.returncode == 2 and "Traceback" not in r.stderr
     assert "1.png" in r.stderr and "odd" in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("args, message", [
+    (["finetune", "--ray-workers", "2", "--num-procs", "2"], "--ray-workers and --num-procs are two launchers"),
+    (["finetune", "--ray-workers", "2", "--backend", "torch"], "--ray-workers 2 needs --backend deepspeed"),
+    (["finetune", "--ray-workers", "3"], "--batch-size 4 (the global batch) is not divisible by --ray-workers 3"),
+    (["finetune", "--ray-workers", "-1"], "--ray-workers must be ≥ 1"),
+    (["finetune", "--address", "auto"], "--address names the Ray cluster of --ray-workers"),
+    (["prune", "--finetune-workers", "2", "--finetune-backend", "torch"],
+     "--finetune-workers 2 needs --finetune-backend deepspeed"),
+    (["prune", "--method", "ppcd", "--finetune-workers", "2"], "drop --finetune-workers"),
+])
+def test_ray_train_flags_refused_before_any_work(args, message, tmp_path, capsys):
+    """Launcher flags that cannot work are refused before Ray starts or the teacher is read."""
+    out = tmp_path / "out"
+    if args[0] == "finetune":
+        args = args + ["--teacher", str(tmp_path / "no-teacher"), "--spec", str(tmp_path / "no-spec.json")]
+    assert main(args + ["--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0] and err[0].startswith(f"ganprune {args[0]}: error:"), err
+    assert not out.exists()

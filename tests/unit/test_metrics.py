@@ -34,6 +34,14 @@ def test_frechet_from_samples_and_singular_cov():
     assert math.isfinite(M.frechet_distance(*M.feature_stats(few), *M.feature_stats(few + 0.5)))
 
 
+def test_frechet_of_non_finite_features_is_nan_not_a_hang():
+    """A diverged model's NaN features: scipy's sqrtm would loop forever on them."""
+    a = np.random.default_rng(0).normal(size=(8, 4))
+    bad = a.copy()
+    bad[0, 0] = np.nan
+    assert math.isnan(M.frechet_distance(*M.feature_stats(bad), *M.feature_stats(a)))
+
+
 def test_kid_same_vs_shifted():
     rng = np.random.default_rng(3)
     a, b = rng.normal(size=(400, 16)), rng.normal(size=(400, 16))

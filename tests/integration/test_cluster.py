@@ -1,0 +1,130 @@
+"""Ray cluster paths (issue #7): backend evaluations on a pool of Ray actors, the local CPU check,
+and a load test on a two-node loopback cluster the test starts with ``ray start``."""
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+import ray
+
+from agents.cluster import RayClusterError
+from agents.marl import MarlConfig, MarlSearch
+from envs.backends.remote import start_pool
+from envs.problem import build_problem, random_spec_pairs
+from orchestration.finetune import tiny_teacher
+
+BIN = Path(sys.executable).parent
+PROBLEM = {"macs_target": 0.3, "backend_config": {"finetune_steps": 1, "train_items": 4, "eval_items": 4}}
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    if not ray.is_initialized():
+        ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _own(scores):
+    return [x for s in scores for x in (s.generator, s.discriminator)]
+
+
+def test_remote_backend_scores_equal_the_local_ones_and_survive_a_killed_worker(local_ray):
+    local = build_problem(PROBLEM)
+    pairs = random_spec_pairs(local, 4)
+    actors = start_pool(PROBLEM, "ganprune-test-pool", 2, num_cpus=0.5)
+    try:
+        remote = build_problem({**PROBLEM, "backend_workers": 2, "backend_pool": "ganprune-test-pool"}).backend
+        want = _own(local.backend.evaluate(g, d) for g, d in pairs)
+        assert _own(remote.evaluate_many(pairs)) == pytest.approx(want, rel=1e-5)
+        assert remote.stats()["calls"] == 4 and remote.name == "local@2-workers"
+        assert remote.evaluate(*pairs[0]).cached  # a pair always goes to the same worker: its cache hits
+        for a in actors:
+            ray.kill(a, no_restart=False)  # both workers crash; Ray restarts them, they rebuild the backend
+        assert _own(remote.evaluate_many(pairs)) == pytest.approx(want, rel=1e-5)
+    finally:
+        for a in actors:
+            ray.kill(a, no_restart=True)
+
+
+def test_the_marl_search_scores_its_episodes_on_backend_workers(local_ray, tmp_path):
+    cfg = MarlConfig(iterations=2, episodes_per_iteration=2, num_env_runners=1, num_cpus_per_env_runner=0.5,
+                     backend_workers=2, num_cpus_per_backend_worker=0.5, minibatch_size=8, num_epochs=1)
+    search = MarlSearch(PROBLEM, cfg, tmp_path / "search", quiet=True)
+    try:
+        search.setup()
+        result = search.run()
+        stats = search.driver_env.problem.backend.stats()
+    finally:
+        search.close()
+    assert stats["workers"] == 2
+    assert stats["calls"] >= sum(h["episodes"] for h in result["history"]) + 2  # the runner's + the greedy replays
+    assert result["best"]["scores"]["metrics"]["finetune_steps"] == 1
+
+
+def test_more_cpus_than_the_local_ray_has_are_refused(local_ray, tmp_path):
+    search = MarlSearch(PROBLEM, MarlConfig(num_env_runners=2, backend_workers=1), tmp_path / "s", quiet=True)
+    with pytest.raises(RayClusterError, match="need 3 CPUs but the local Ray instance has 2"):
+        search.setup()
+    search.close()
+
+
+# ----------------------------------------------------------------------- loopback load test
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _kill_cluster(temp_dir: Path) -> None:
+    """Every process of the test's cluster (their command lines name its temp dir) and their children;
+    never ``ray stop``, which would stop every Ray on the machine."""
+    procs = []
+    for p in psutil.process_iter(["cmdline"]):
+        if any(str(temp_dir) in a for a in (p.info["cmdline"] or [])):
+            procs += [p, *p.children(recursive=True)]
+    for p in procs:
+        try:
+            p.kill()
+        except psutil.NoSuchProcess:
+            pass
+    psutil.wait_procs(procs, timeout=10)
+    shutil.rmtree(temp_dir, ignore_errors=True)
+
+
+def test_a_tiny_marl_prune_on_a_two_node_loopback_cluster(tmp_path):
+    """Head (1 CPU) + one worker node (2 CPUs); 2 env runners + 1 backend worker at 1 CPU each need
+    all 3 CPUs, so the search necessarily spans both nodes."""
+    teacher = tiny_teacher(tmp_path / "teacher", data_root=tmp_path / "data", size=32, steps=10)
+    temp_dir, port = Path("/tmp") / f"gp-{os.getpid()}", _free_port()  # short: Ray's socket paths are limited
+    env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
+    node_env = dict(env)
+    if (Path.home() / ".ray" / "auth_token").is_file():  # the head turns token auth on when a token exists
+        node_env["RAY_AUTH_MODE"] = "token"
+    ray_bin, common = str(BIN / "ray"), ["--disable-usage-stats"]
+    try:
+        subprocess.run([ray_bin, "start", "--head", "--node-ip-address", "127.0.0.1", "--port", str(port),
+                        "--num-cpus", "1", "--include-dashboard", "false", "--temp-dir", str(temp_dir), *common],
+                       check=True, env=env, capture_output=True, timeout=120)
+        subprocess.run([ray_bin, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "2", *common],
+                       check=True, env=node_env, capture_output=True, timeout=120)
+        out = tmp_path / "marl"
+        res = subprocess.run(
+            [str(BIN / "ganprune"), "prune", "--method", "marl", "--teacher", str(teacher), "--macs-target", "0.3",
+             "--address", f"127.0.0.1:{port}", "--num-env-runners", "2", "--backend-workers", "1",
+             "--iterations", "2", "--episodes", "2", "--backend-steps", "1", "--finetune-steps", "2",
+             "--finetune-backend", "torch", "--out", str(out), "--tracking-uri",
+             "sqlite:///" + str(tmp_path / "mlflow.db"), "--quiet"],
+            env=env, capture_output=True, text=True, timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        _kill_cluster(temp_dir)
+    summary = json.loads((out / "prune.json").read_text())
+    assert summary["iterations"] == 2 and summary["macs"] <= summary["target_macs"]
+    assert summary["backend"]["name"] == "local@1-workers" and summary["backend"]["episodes"] >= 4
