@@ -41,8 +41,10 @@ class MarlConfig:
     hidden: tuple = (64, 64)
     num_env_runners: int = 0           # 0: sample in the driver process
     num_cpus_per_env_runner: float = 1
+    num_gpus_per_env_runner: float = 0  # > 0: the in-runner evaluations' K fine-tune steps run on it
     backend_workers: int = 0           # > 0: evaluations on this many Ray actors (envs.backends.remote)
     num_cpus_per_backend_worker: float = 1
+    num_gpus_per_backend_worker: float = 0
     num_gpus_per_learner: float = 0.0
     ckpt_every: int = 1
     seed: int = 0
@@ -115,6 +117,7 @@ class MarlSearch:
         return (PPOConfig()
                 .environment(MultiAgentPruningEnv, env_config=self.env_config(), disable_env_checking=True)
                 .env_runners(num_env_runners=c.num_env_runners, num_cpus_per_env_runner=c.num_cpus_per_env_runner,
+                             num_gpus_per_env_runner=c.num_gpus_per_env_runner,
                              batch_mode="complete_episodes", rollout_fragment_length="auto")
                 .learners(num_learners=0, num_gpus_per_learner=c.num_gpus_per_learner)
                 .multi_agent(policies=set(AGENTS), policy_mapping_fn=_map_agent)
@@ -141,7 +144,8 @@ class MarlSearch:
             from envs.backends.remote import local_config, start_pool
 
             self.backend_actors = start_pool(local_config(self.problem_config), self.problem_config["backend_pool"],
-                                             self.cfg.backend_workers, self.cfg.num_cpus_per_backend_worker)
+                                             self.cfg.backend_workers, self.cfg.num_cpus_per_backend_worker,
+                                             self.cfg.num_gpus_per_backend_worker)
         self.driver_env = MultiAgentPruningEnv({**self.env_config(), "episode_log": None})
         last = checkpoints(self.out)[-1] if resume and checkpoints(self.out) else None
         if last is not None:

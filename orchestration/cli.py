@@ -100,6 +100,9 @@ def _parser() -> argparse.ArgumentParser:
                     "default: local Ray")
     sp.add_argument("--out", required=True, help="output directory")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    sp.add_argument("--resume", action="store_true", help="continue from the newest checkpoint in --out")
+    sp.add_argument("--ckpt-every", type=int, default=0, metavar="N",
+                    help="checkpoint every N steps and at the end, newest two kept (default 0: none)")
 
     sp = add("demo", "the embedded default, end to end: tiny teacher → two-agent RL pruning → density "
              "fine-tune → export → evaluate, logged to MLflow",
@@ -174,6 +177,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="score the episodes on M Ray actors spread over the cluster (default 0: inside the env "
                     "runners)")
     sp.add_argument("--cpus-per-backend-worker", type=float, default=1, help="CPUs Ray reserves per backend worker")
+    sp.add_argument("--gpus-per-env-runner", type=float, default=0.0,
+                    help="GPUs per env runner (the in-runner evaluations' fine-tune steps use it; default 0)")
+    sp.add_argument("--gpus-per-backend-worker", type=float, default=0.0, help="GPUs per backend worker (default 0)")
     sp.add_argument("--gpus-per-learner", type=float, default=0.0, help="GPUs of the PPO learner (0: CPU)")
     sp.add_argument("--address", help="Ray cluster address (auto or ray://host:10001); default: local Ray")
     sp.add_argument("--seed", type=int, default=0)

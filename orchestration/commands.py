@@ -128,7 +128,9 @@ def finetune(args):
     add = [a.strip() for item in args.add for a in item.split(",") if a.strip()]
     kw = dict(teacher_dir=args.teacher, spec_path=args.spec, out=args.out, objective=args.objective, add=add,
               steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
-              batch_size=args.batch_size)
+              batch_size=args.batch_size, resume=args.resume, ckpt_every=args.ckpt_every)
+    if args.ckpt_every < 0:
+        raise UsageError(f"--ckpt-every must be ≥ 0, got {args.ckpt_every}")
     if args.ray_workers:
         from orchestration.ray_finetune import finetune_on_ray
 
@@ -189,6 +191,7 @@ def prune(args):
                        num_env_runners=args.num_env_runners,
                        cpus_per_env_runner=args.cpus_per_env_runner, gpus_per_learner=args.gpus_per_learner,
                        backend_workers=args.backend_workers, cpus_per_backend_worker=args.cpus_per_backend_worker,
+                       gpus_per_env_runner=args.gpus_per_env_runner, gpus_per_backend_worker=args.gpus_per_backend_worker,
                        address=args.address, seed=args.seed, peer_observation=not args.no_peer_observation,
                        prior=args.action_prior, objective=args.objective, vem=args.vem,
                        options=_key_values(args.method_option, "--method-option"), quiet=args.quiet)

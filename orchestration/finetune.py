@@ -102,22 +102,25 @@ def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generat
 
 def check_inputs(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
                  backend: str = "deepspeed", overwrite: bool = False, init_generator=None,
-                 init_discriminator=None) -> None:
+                 init_discriminator=None, resume: bool = False) -> None:
     """``finetune``'s input checks without training or touching ``out`` (a launcher's driver runs them
     before it starts workers that would run them again)."""
-    from orchestration.commands import _fresh_out_dir
+    from gan.train import checkpoint as ckpt
+    from orchestration.rundir import claim_run_dir
 
     _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
-    if not overwrite:
-        _fresh_out_dir(out, overwrite=False)  # raises on a non-empty out; never deletes without overwrite
+    if not overwrite:  # raises on a non-empty out without a checkpoint to resume; never deletes
+        claim_run_dir(out, resume, False, ckpt.latest, "fine-tune", resume_empty=True)
 
 
 def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
              backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
              batch_size: int = 4, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
              export_onnx: bool = True, density: dict | None = None, distill: dict | None = None,
-             init_generator=None, init_discriminator=None) -> dict:
-    """``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants);
+             init_generator=None, init_discriminator=None, resume: bool = False, ckpt_every: int = 0) -> dict:
+    """``resume``: continue from the newest checkpoint in ``out`` (``ckpt_every`` > 0 writes one every
+    that many steps and at the end, pickle-free, newest two kept);
+    ``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants);
     ``add``: add-on terms summed onto the objective (``gan.train.distill.ADD_ONS``);
     ``init_generator``: an export with the teacher's architecture whose weights the pruned generator
     starts from instead of the teacher's (GAN Compression's trained supernet); the teacher stays the
@@ -128,8 +131,9 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     from gan.losses.density import DensityConfig
     from gan.train.distill import DistillConfig, TeacherTargets, distill_hooks
     from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
-    from orchestration.commands import _fresh_out_dir
+    from gan.train import checkpoint as ckpt
     from orchestration.launch import is_main, main_first
+    from orchestration.rundir import claim_run_dir
 
     add, steps, t, (gspec, dspec, d_how), (student, student_d) = _inputs(
         teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
@@ -140,7 +144,9 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
             print(msg, flush=True)
 
     gate = main_first()  # --num-procs: rank 0 checks and cleans --out and prepares the data first
-    out = _fresh_out_dir(out, overwrite)
+    last = claim_run_dir(out, resume, overwrite, ckpt.latest, "fine-tune", expected=f"{out}/checkpoints/step_N/",
+                         resume_empty=True)
+    out = Path(out)
 
     root = gdata.resolve_dataset(data or t["data"], size=size)
     train_set = gdata.open_dataset(root, size=size, split="train")
@@ -156,8 +162,8 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
         say(f"before fine-tuning: PSNR vs teacher {before['psnr_vs_teacher']:.2f} dB")
 
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lambda_l1=10.0, backend=backend,
-                      seed=seed, quiet=quiet, log_every=max(1, steps // 20),
-                      extra={"objective": objective, "teacher": t["dir"]})
+                      seed=seed, quiet=quiet, log_every=max(1, steps // 20), ckpt_every=int(ckpt_every), keep_checkpoints=2,
+                      out_dir=str(out) if ckpt_every else None, extra={"objective": objective, "teacher": t["dir"]})
     dcfg = DistillConfig(**{"objective": objective, "lambda_rec": cfg.lambda_l1, "lambda_gt": lambda_gt,
                             "add": add, **(distill or {})})
     dens_cfg = DensityConfig(**(density or {}))
@@ -169,6 +175,9 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     teacher.to(device)
     loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,
                             device=device)
+    if last is not None:
+        trainer.resume(last)
+        say(f"resuming the fine-tune at step {trainer.step} of {steps} from {last}")
     t0 = time.perf_counter()
     if steps:
         trainer.fit(loader)

@@ -7,7 +7,8 @@ Layout of ``out``::
     keep_ratios.png         per-group keep ratios over iterations, per agent (pruning dynamics)
     gd_balance.png          G/D balance and the agents' scores over iterations
     best_spec.json          the best (G spec, D spec) found, with its scores
-    finetune/               ``ganprune finetune`` of that pair (density objective)
+    finetune/               ``ganprune finetune`` of that pair (density objective), checkpointed: a resume
+                            continues it
     generator/              the exported pruned generator (= finetune/generator)
     prune.json              the summary (MACs, params, latency, fidelity, costs, MLflow run id)
 
@@ -31,6 +32,8 @@ METHODS = ("marl", "uniform", "l1", "cat", "gan-compression", "ppcd")
 OBJECTIVE = {"marl": "density", "uniform": "density", "l1": "density", "cat": "gka", "gan-compression": "distill",
              "ppcd": None}
 REGISTERED_MODEL = "ganprune-generator"
+#: the best pair's fine-tune checkpoints this many times (a kill then loses at most a tenth of it)
+FINETUNE_CHECKPOINTS = 10
 
 
 def _scalars(d: dict) -> dict:
@@ -51,7 +54,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
           finetune_steps: int | None = None, finetune_backend: str = "deepspeed", finetune_workers: int = 0,
           num_env_runners: int = 0, address: str | None = None, seed: int = 0,
           cpus_per_env_runner: float = 1, gpus_per_learner: float = 0.0, backend_workers: int = 0,
-          cpus_per_backend_worker: float = 1,
+          cpus_per_backend_worker: float = 1, gpus_per_env_runner: float = 0.0, gpus_per_backend_worker: float = 0.0,
           peer_observation: bool = True, prior: str = "l1", quiet: bool = False, track: bool = True,
           export_onnx: bool = True, objective: str | None = None, vem: bool = False,
           options: dict | None = None) -> dict:
@@ -142,6 +145,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
                                  num_env_runners=num_env_runners, address=address, seed=seed,
                                  cpus_per_env_runner=cpus_per_env_runner, gpus_per_learner=gpus_per_learner,
                                  backend_workers=backend_workers, cpus_per_backend_worker=cpus_per_backend_worker,
+                                 gpus_per_env_runner=gpus_per_env_runner, gpus_per_backend_worker=gpus_per_backend_worker,
                                  peer_observation=peer_observation, prior=prior, quiet=quiet,
                                  eval_items=pre.marl.eval_items)
         elif method == "ppcd":
@@ -161,7 +165,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         else:
             summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
                               export_onnx, objective=objective, add=("vem",) if vem else (),
-                              workers=finetune_workers, address=address)
+                              workers=finetune_workers, address=address, resume=last is not None)
         summary.update(common, total_s=round(time.perf_counter() - t_start, 1), mlflow_run_id=parent.run_id)
         write_json(out / "prune.json", summary)
         parent.log_artifact(out / "prune.json")
@@ -246,7 +250,8 @@ def _search_gan_compression(run, out: Path, parent, common: dict, pre, backend: 
 
 def _search_marl(run, teacher, out, last, parent, children, common, *, iterations, episodes, backend_steps,
                  beta, num_env_runners, address, seed, peer_observation, prior, quiet, eval_items,
-                 cpus_per_env_runner=1, gpus_per_learner=0.0, backend_workers=0, cpus_per_backend_worker=1) -> dict:
+                 cpus_per_env_runner=1, gpus_per_learner=0.0, backend_workers=0, cpus_per_backend_worker=1,
+                 gpus_per_env_runner=0.0, gpus_per_backend_worker=0.0) -> dict:
     from agents.marl import MarlConfig, MarlSearch
     from envs.problem import ProblemConfig
     from orchestration import plots
@@ -257,6 +262,7 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
                      num_env_runners=num_env_runners, address=address, seed=seed,
                      num_cpus_per_env_runner=cpus_per_env_runner, num_gpus_per_learner=gpus_per_learner,
                      backend_workers=backend_workers, num_cpus_per_backend_worker=cpus_per_backend_worker,
+                     num_gpus_per_env_runner=gpus_per_env_runner, num_gpus_per_backend_worker=gpus_per_backend_worker,
                      peer_observation=peer_observation)
     search = MarlSearch(problem.to_dict(), cfg, out, quiet=quiet)
 
@@ -334,20 +340,24 @@ def _relog(history: list[dict], written: Path, log_iteration) -> int:
 
 def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: int, finetune_backend: str,
             seed: int, quiet: bool, export_onnx: bool, objective: str = "density", add=(), workers: int = 0,
-            address: str | None = None) -> dict:
+            address: str | None = None, resume: bool = False) -> dict:
     """best_spec.json → fine-tune (the method's objective; in ``workers`` Ray Train workers when > 0)
-    → generator/ export → profile → MLflow."""
+    → generator/ export → profile → MLflow.  ``resume``: a resumed run continues an unfinished
+    fine-tune from its newest checkpoint (the best pair is the same: it comes from the search's)."""
+    from gan.train import checkpoint as ckpt
     from orchestration.finetune import finetune
 
     spec = found["spec"]
     write_json(out / "best_spec.json", {**spec, "best": found.get("best")})
     parent.log_artifact(out / "best_spec.json")
     ft_dir = out / "finetune"
-    if ft_dir.exists():
+    resume = resume and ckpt.latest(ft_dir) is not None and not (ft_dir / "finetune.json").is_file()
+    if ft_dir.exists() and not resume:
         shutil.rmtree(ft_dir)
     kw = dict(objective=objective, add=add, steps=finetune_steps, backend=finetune_backend, quiet=quiet, seed=seed,
               export_onnx=export_onnx, init_generator=found.get("init_generator"),
-              init_discriminator=found.get("init_discriminator"))
+              init_discriminator=found.get("init_discriminator"), resume=resume,
+              ckpt_every=max(1, finetune_steps // FINETUNE_CHECKPOINTS))
     if workers > 0:
         from orchestration.ray_finetune import finetune_on_ray
 

@@ -100,9 +100,16 @@ class LocalBackend(CachedBackend):
         n = len(self.train_x)
         data = [{"A": self.train_x[i:i + c.batch_size], "B": self.train_t[i:i + c.batch_size],
                  "GT": self.train_y[i:i + c.batch_size]} for i in range(0, n - c.batch_size + 1, c.batch_size)]
-        trainer.fit(data or [{"A": self.train_x, "B": self.train_t, "GT": self.train_y}])
+        # the engine trains on a GPU when the process has one: the hooks' teachers go with it, and the
+        # scores are computed on the CPU batches afterwards
+        device = trainer.g.device
+        self.teacher_g.to(device), self.teacher_d.to(device)
+        try:
+            trainer.fit(data or [{"A": self.train_x, "B": self.train_t, "GT": self.train_y}])
+        finally:
+            self.teacher_g.cpu(), self.teacher_d.cpu()
         torch.set_rng_state(rng)  # the trainer seeds the global RNG; leave the caller's as it was
-        return trainer.generator.eval(), trainer.discriminator.eval()
+        return trainer.generator.cpu().eval(), trainer.discriminator.cpu().eval()
 
     def _evaluate(self, g_spec: dict, d_spec: dict) -> Scores:
         g, d = prune(self.teacher_g, g_spec), prune(self.teacher_d, d_spec)

@@ -58,8 +58,9 @@ class BackendWorker:
     def stats(self) -> dict:
         return {"calls": self.calls, "cache_hits": self.hits, "seconds": self.backend.seconds}
 
-    def ready(self) -> bool:
-        return True
+    def ready(self) -> int:
+        """The worker's process id, once its backend is built."""
+        return os.getpid()
 
 
 def local_config(problem_config: dict) -> dict:

@@ -124,11 +124,23 @@ def step_dir(out_dir, step: int) -> Path:
     return Path(out_dir) / CKPT_DIR / f"{PREFIX}{int(step)}"
 
 
-def latest(out_dir) -> Path | None:
-    """The newest complete ``step_N`` under ``out_dir/checkpoints`` (temp dirs are ignored)."""
+def complete(out_dir) -> list[Path]:
+    """The complete ``step_N`` folders under ``out_dir/checkpoints``, oldest first (temp dirs ignored)."""
     root = Path(out_dir) / CKPT_DIR
     steps = [p for p in root.glob(f"{PREFIX}*") if p.name[len(PREFIX):].isdigit() and (p / STATE).is_file()]
-    return max(steps, key=lambda p: int(p.name[len(PREFIX):]), default=None)
+    return sorted(steps, key=lambda p: int(p.name[len(PREFIX):]))
+
+
+def latest(out_dir) -> Path | None:
+    """The newest complete ``step_N`` under ``out_dir/checkpoints``."""
+    found = complete(out_dir)
+    return found[-1] if found else None
+
+
+def remove_old(out_dir, keep: int) -> None:
+    """Delete all but the newest ``keep`` complete checkpoints of ``out_dir`` (after a save)."""
+    for old in complete(out_dir)[:-keep]:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def resolve(path) -> Path:

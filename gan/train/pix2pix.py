@@ -77,6 +77,7 @@ class TrainConfig:
     backend: str = "deepspeed"
     log_every: int = 10  # history entry (and progress-bar update) every N steps
     ckpt_every: int = 0  # 0: only the final checkpoint (when out_dir is set)
+    keep_checkpoints: int = 0  # > 0: remove all but the newest N after each save (0: keep all)
     seed: int = 0
     out_dir: str | None = None
     quiet: bool = False
@@ -312,6 +313,8 @@ class Pix2PixTrainer:
                      "config": self.cfg.to_json(), "history": self.history}, indent=1))
 
         self.last_checkpoint = ckpt.write_atomic(final, write, self.rank, self.world_size)
+        if self.rank == 0 and self.cfg.keep_checkpoints > 0:
+            ckpt.remove_old(final.parent.parent, self.cfg.keep_checkpoints)
         return self.last_checkpoint
 
     def resume(self, path) -> Path:

@@ -55,11 +55,44 @@ def teacher(tmp_path_factory):
     return tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=32, steps=20)
 
 
+ENV = {**os.environ, "PYTHONWARNINGS": "ignore"}
+FINETUNE_STEPS = 60  # checkpointed every 6 steps (prune.FINETUNE_CHECKPOINTS)
+
+
 def _prune_cmd(teacher, out: Path, *extra) -> list[str]:
     return [GANPRUNE, "prune", "--method", "marl", "--teacher", str(teacher), "--macs-target", "0.3",
-            "--iterations", "4", "--episodes", "2", "--backend-steps", "1", "--finetune-steps", "2",
+            "--iterations", "4", "--episodes", "2", "--backend-steps", "1", "--finetune-steps", str(FINETUNE_STEPS),
             "--finetune-backend", "torch", "--out", str(out),
-            "--tracking-uri", "sqlite:///" + str(out.parent / f"{out.name}.db"), "--quiet", *extra]
+            "--tracking-uri", "sqlite:///" + str(out.parent / f"{out.name}.db"), *extra]
+
+
+@pytest.fixture(scope="module")
+def reference(teacher, tmp_path_factory):
+    """An uninterrupted run with the same settings."""
+    out = tmp_path_factory.mktemp("ref") / "reference"
+    subprocess.run(_prune_cmd(teacher, out, "--quiet"), check=True, env=ENV, timeout=600, capture_output=True)
+    return out
+
+
+def _kill_when(teacher, out: Path, ready) -> None:
+    """Start ``ganprune prune`` and ``kill -9`` its whole process group (driver, Ray head, env runners)
+    as soon as ``ready()``."""
+    proc = subprocess.Popen(_prune_cmd(teacher, out, "--quiet"), env=ENV, start_new_session=True,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 600
+    while not ready():
+        assert proc.poll() is None, f"prune exited ({proc.returncode}) before the point to kill it"
+        assert time.monotonic() < deadline, "the point to kill never came within 10 minutes"
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (out / "prune.json").exists()
+
+
+def _resume(teacher, out: Path) -> str:
+    res = subprocess.run(_prune_cmd(teacher, out, "--resume"), env=ENV, timeout=600, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return res.stdout
 
 
 def _layout(out: Path) -> set[str]:
@@ -75,29 +108,15 @@ def _layout(out: Path) -> set[str]:
     return files
 
 
-def test_kill_9_then_resume_finishes_with_the_uninterrupted_layout(teacher, tmp_path):
-    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
-    ref = tmp_path / "reference"
-    subprocess.run(_prune_cmd(teacher, ref), check=True, env=env, timeout=600)
-
+def test_kill_9_during_the_search_then_resume_finishes_with_the_uninterrupted_layout(teacher, reference,
+                                                                                      tmp_path):
     out = tmp_path / "killed"
-    proc = subprocess.Popen(_prune_cmd(teacher, out), env=env, start_new_session=True,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.monotonic() + 600
-    while not (out / "checkpoints" / "iter_2").is_dir():
-        assert proc.poll() is None, f"prune exited ({proc.returncode}) before its second checkpoint"
-        assert time.monotonic() < deadline, "no second checkpoint within 10 minutes"
-        time.sleep(0.05)
-    os.killpg(proc.pid, signal.SIGKILL)  # the whole command: driver, Ray head, env runners
-    proc.wait()
-    assert not (out / "prune.json").exists()
+    _kill_when(teacher, out, lambda: (out / "checkpoints" / "iter_2").is_dir())
     done_before = int(checkpoints(out)[-1].name.split("_")[1])
     assert 2 <= done_before < 4
 
-    res = subprocess.run(_prune_cmd(teacher, out, "--resume"), env=env, timeout=600, capture_output=True,
-                         text=True)
-    assert res.returncode == 0, res.stderr[-2000:]
-    assert _layout(out) == _layout(ref)
+    _resume(teacher, out)
+    assert _layout(out) == _layout(reference)
     history = json.loads((out / "history.json").read_text())
     assert [h["iteration"] for h in history] == [1, 2, 3, 4]
     summary = json.loads((out / "prune.json").read_text())
@@ -110,3 +129,22 @@ def test_kill_9_then_resume_finishes_with_the_uninterrupted_layout(teacher, tmp_
     assert client.get_run(ids["parent"]).info.status == "FINISHED"
     steps = {m.step for m in client.get_metric_history(ids["parent"], "generator_return")}
     assert steps == {1, 2, 3, 4}
+
+
+def test_kill_9_during_the_fine_tune_then_resume_continues_the_fine_tune(teacher, reference, tmp_path):
+    from gan.train import checkpoint as ckpt
+
+    out = tmp_path / "killed"
+    _kill_when(teacher, out, lambda: ckpt.latest(out / "finetune") is not None)
+    step = int(ckpt.latest(out / "finetune").name.split("_")[1])
+    best = (out / "best_spec.json").read_text()
+    assert 0 < step < FINETUNE_STEPS
+
+    stdout = _resume(teacher, out)
+    assert f"resuming the fine-tune at step {step} of {FINETUNE_STEPS}" in stdout
+    assert (out / "best_spec.json").read_text() == best  # the same pair, from the search's last checkpoint
+    assert _layout(out) == _layout(reference)
+    ft = json.loads((out / "finetune" / "finetune.json").read_text())
+    assert ft["history"][-1]["step"] == FINETUNE_STEPS
+    assert [p.name for p in ckpt.complete(out / "finetune")] == [f"step_{FINETUNE_STEPS - 6}",
+                                                                  f"step_{FINETUNE_STEPS}"]

@@ -8,24 +8,14 @@ from pathlib import Path
 import pytest
 
 from gan import export as gexport
-from gan.pruning.targets import resolve_macs_target, uniform_spec
 from orchestration.cli import main
-from orchestration.finetune import tiny_teacher
 
 ROOT = Path(__file__).resolve().parents[2]
-SIZE = 32
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A ResNet(ngf 8, 2 blocks) + PatchGAN(ndf 8) teacher trained 40 steps, and a uniform 25 %-MACs spec."""
-    tmp = tmp_path_factory.mktemp("ft")
-    tdir = tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=SIZE, steps=40)
-    g = gexport.load(tdir / "generator")
-    spec, ratio = uniform_spec(g, resolve_macs_target(g, 0.25, SIZE), SIZE, criterion="l1")
-    spec_path = tmp / "spec.json"
-    spec_path.write_text(json.dumps({"spec": spec, "keep_ratio": ratio}))
-    return tdir, spec_path
+def teacher(teacher_and_spec):
+    return teacher_and_spec
 
 
 def _env():
@@ -120,3 +110,21 @@ def test_finetune_l1_cli_deepspeed(teacher, tmp_path):
     res = json.loads(r.stdout.strip().splitlines()[-1])
     assert res["backend"] == "deepspeed"
     _check(res, out, tdir)
+
+
+def test_finetune_checkpoints_and_resumes(teacher, tmp_path, capsys):
+    from gan.train import checkpoint as ckpt
+
+    tdir, spec = teacher
+    out = tmp_path / "ft"
+    args = [str(a) for a in ("finetune", "--teacher", tdir, "--spec", spec, "--out", out, "--backend", "torch",
+                             "--objective", "l1", "--ckpt-every", "2", "--quiet", "--json")]
+    assert main([*args, "--steps", "4"]) == 0
+    assert [p.name for p in ckpt.complete(out)] == ["step_2", "step_4"]
+    capsys.readouterr()
+    assert main([*args, "--steps", "6"]) == 2  # an occupied --out without --resume is refused
+    assert "--resume" in capsys.readouterr().err
+    assert main([*args, "--steps", "6", "--resume"]) == 0  # continues at step 4, two more steps
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert [h["step"] for h in res["history"]][-3:] == [4, 5, 6]
+    assert [p.name for p in ckpt.complete(out)] == ["step_4", "step_6"]  # newest two kept

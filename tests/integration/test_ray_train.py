@@ -12,9 +12,7 @@ import pytest
 import torch
 
 from gan import export as gexport
-from gan.pruning.targets import resolve_macs_target, uniform_spec
 from orchestration.cli import main
-from orchestration.finetune import tiny_teacher
 from orchestration.ray_finetune import STORAGE
 
 pytestmark = pytest.mark.slow
@@ -35,15 +33,8 @@ def ray_local():
 
 
 @pytest.fixture(scope="module")
-def teacher(tmp_path_factory):
-    """A ResNet(ngf 8, 2 blocks) + PatchGAN(ndf 8) teacher trained 40 steps, and a uniform 25 %-MACs spec."""
-    tmp = tmp_path_factory.mktemp("ray_train")
-    tdir = tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=SIZE, steps=40)
-    g = gexport.load(tdir / "generator")
-    spec, ratio = uniform_spec(g, resolve_macs_target(g, 0.25, SIZE), SIZE, criterion="l1")
-    spec_path = tmp / "spec.json"
-    spec_path.write_text(json.dumps({"spec": spec, "keep_ratio": ratio}))
-    return tdir, spec_path
+def teacher(teacher_and_spec):
+    return teacher_and_spec
 
 
 def _finetune(capsys, *args):

@@ -1,0 +1,25 @@
+"""Fixtures shared by the integration tests."""
+import json
+
+import pytest
+
+SIZE = 32
+
+
+def teacher_and_uniform_spec(tmp, size: int = SIZE):
+    """A ResNet(ngf 8, 2 blocks) + PatchGAN(ndf 8) teacher trained 40 steps, and a uniform 25 %-MACs spec."""
+    from gan import export as gexport
+    from gan.pruning.targets import resolve_macs_target, uniform_spec
+    from orchestration.finetune import tiny_teacher
+
+    tdir = tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=size, steps=40)
+    g = gexport.load(tdir / "generator")
+    spec, ratio = uniform_spec(g, resolve_macs_target(g, 0.25, size), size, criterion="l1")
+    spec_path = tmp / "spec.json"
+    spec_path.write_text(json.dumps({"spec": spec, "keep_ratio": ratio}))
+    return tdir, spec_path
+
+
+@pytest.fixture(scope="module")
+def teacher_and_spec(tmp_path_factory):
+    return teacher_and_uniform_spec(tmp_path_factory.mktemp("teacher"))
