@@ -13,13 +13,21 @@ import textwrap
 from orchestration import commands
 from orchestration.errors import UsageError, input_error_types
 
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line (``ganprune prune: error: …; see ganprune prune --help``),
+    exit 2, like every other bad input, instead of a usage block before the error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message}; see {self.prog} --help\n")
+
+
 def _num_procs(sp) -> None:
     sp.add_argument("--num-procs", type=int, default=1, metavar="N",
                     help="train in N local processes (torchrun; DeepSpeed backend; default 1: in-process)")
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = _Parser(
         prog="ganprune",
         description="Compress image-to-image GANs by channel pruning (MGGC multi-agent RL + baselines).",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -84,3 +84,13 @@ def test_ray_train_flags_refused_before_any_work(args, message, tmp_path, capsys
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and message in err[0] and err[0].startswith(f"ganprune {args[0]}: error:"), err
     assert not out.exists()
+
+
+@pytest.mark.parametrize("argv, says", [(["prune", "--foo"], "unrecognized arguments: --foo"),
+                                        (["finetune", "--objective", "magic"], "invalid choice: 'magic'"),
+                                        (["bogus"], "invalid choice: 'bogus'")])
+def test_argument_syntax_errors_are_one_line_exit_2(argv, says, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert e.value.code == 2 and len(err) == 1 and says in err[0] and err[0].endswith("--help")
