@@ -133,7 +133,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
     from gan.train import checkpoint as ckpt
     from orchestration.launch import is_main, main_first
-    from orchestration.rundir import claim_run_dir
+    from orchestration.rundir import claim_run_dir, clear_run_dir
 
     add, steps, t, (gspec, dspec, d_how), (student, student_d) = _inputs(
         teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
@@ -145,12 +145,13 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
 
     gate = main_first()  # --num-procs: rank 0 checks and cleans --out and prepares the data first
     last = claim_run_dir(out, resume, overwrite, ckpt.latest, "fine-tune", expected=f"{out}/checkpoints/step_N/",
-                         resume_empty=True)
+                         resume_empty=True, defer_overwrite=True)
     out = Path(out)
 
     root = gdata.resolve_dataset(data or t["data"], size=size)
     train_set = gdata.open_dataset(root, size=size, split="train")
     val_set = gdata.open_dataset(root, size=size, split="val")
+    clear_run_dir(out, overwrite, last, inputs=(root, teacher_dir, spec_path, init_generator, init_discriminator))
     gate.release()
     full_macs = spec_macs(teacher, {}, size)
     macs = spec_macs(teacher, gspec, size)

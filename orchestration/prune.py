@@ -65,7 +65,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
     ``options``: method-specific keyword arguments (e.g. GAN Compression's supernet steps)."""
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
-    from orchestration.rundir import claim_run_dir
+    from orchestration.rundir import claim_run_dir, clear_run_dir
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
@@ -107,7 +107,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
 
         check_ray_address(address)
     out = Path(out)
-    last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search")
+    last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search", defer_overwrite=True)
     if last is not None:
         teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
@@ -117,6 +117,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         from gan.pruning.targets import resolve_macs_target
 
         resolve_macs_target(run.generator, macs_target, run.size)
+    clear_run_dir(out, overwrite, last, inputs=(teacher,))  # --overwrite: the old run goes now the inputs are good
     out.mkdir(parents=True, exist_ok=True)
 
     run_file = out / "run.json"

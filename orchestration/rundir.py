@@ -11,12 +11,15 @@ from orchestration.errors import UsageError
 
 
 def claim_run_dir(out, resume: bool, overwrite: bool, latest: Callable[[Path], Path | None],
-                  what: str = "run", expected: str | None = None, resume_empty: bool = False) -> Path | None:
+                  what: str = "run", expected: str | None = None, resume_empty: bool = False,
+                  defer_overwrite: bool = False) -> Path | None:
     """The checkpoint to resume from, or None for a fresh run in ``out``.
 
     A non-empty ``out`` is refused unless ``--resume`` (then it must hold a checkpoint; ``expected``
-    names where) or ``--overwrite`` (then it is emptied).  ``--resume`` of an empty or missing ``out``
-    starts fresh when ``resume_empty`` (train-teacher), else it is refused (prune)."""
+    names where) or ``--overwrite`` (then it is emptied; with ``defer_overwrite`` the caller empties
+    it with ``clear_run_dir`` once its other inputs are checked, so bad input loses nothing).
+    ``--resume`` of an empty or missing ``out`` starts fresh when ``resume_empty`` (train-teacher),
+    else it is refused (prune)."""
     out = Path(out)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other; pass one of them")
@@ -31,10 +34,26 @@ def claim_run_dir(out, resume: bool, overwrite: bool, latest: Callable[[Path], P
             raise UsageError(f"{out} has no checkpoint to resume{where}; pass --overwrite to start again")
         return last
     if overwrite:
-        shutil.rmtree(out)
+        if not defer_overwrite:
+            shutil.rmtree(out)
         return None
     raise UsageError(f"{out} is not empty; pass --resume to continue its {what}, --overwrite to start "
                      "again, or choose another --out")
+
+
+def clear_run_dir(out, overwrite: bool, last: Path | None, inputs=()) -> None:
+    """The deferred half of ``claim_run_dir(..., defer_overwrite=True)``: empty ``out`` for a fresh
+    ``--overwrite`` run, after every input was checked; refused when one of ``inputs`` (paths the
+    run reads on) lies inside ``out``."""
+    out = Path(out)
+    if not (overwrite and last is None and out.exists()):
+        return
+    root = out.resolve()
+    for p in inputs:
+        if p and Path(p).exists() and Path(p).resolve().is_relative_to(root):
+            raise UsageError(f"{p} lies inside --out {out}, which --overwrite would delete; move it or "
+                             "choose another --out")
+    shutil.rmtree(out)
 
 
 def write_json(path, obj) -> None:

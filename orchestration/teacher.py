@@ -41,7 +41,7 @@ from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
 from orchestration.config import load_preset
 from orchestration.errors import UsageError
 from orchestration.launch import main_first, per_world
-from orchestration.rundir import claim_run_dir, write_json
+from orchestration.rundir import claim_run_dir, clear_run_dir, write_json
 from orchestration.tracking import Tracker, check_reachable, loss_curves, resolve_tracking_uri
 
 #: default steps and checkpoint interval per preset (tiny: ~1.5 min on 2 CPU cores, see README)
@@ -334,7 +334,7 @@ def train_teacher(preset: str | None = "tiny", data: str | None = None, out="run
         check_reachable(resolve_tracking_uri(tracking_uri))
     gate = main_first()  # --num-procs: rank 0 checks, cleans --out and prepares the data first
     last = claim_run_dir(out, resume, overwrite, ckpt.latest, "training",
-                         expected=f"{out}/checkpoints/step_N/", resume_empty=True)
+                         expected=f"{out}/checkpoints/step_N/", resume_empty=True, defer_overwrite=True)
     saved = ckpt.read_json(last / ckpt.STATE) if last else None
     saved_extra = (saved or {}).get("config", {}).get("extra", {})
     if cfg is None:  # a resume continues with the run's own preset: another one's widths cannot load
@@ -344,8 +344,9 @@ def train_teacher(preset: str | None = "tiny", data: str | None = None, out="run
     size = cfg.resolution
 
     root = gdata.resolve_dataset(data, size=size)
-    gate.release()
     kind_name = KINDS[gdata.detect_layout(root)]
+    clear_run_dir(out, overwrite, last, inputs=(root,))  # --overwrite: the old run goes now the data is good
+    gate.release()
     if saved and saved_extra.get("kind", "pix2pix") != kind_name:
         raise UsageError(f"{last} is a {saved_extra.get('kind', 'pix2pix')} teacher but {data} is data for a "
                          f"{kind_name} teacher; resume with the run's own --data {saved_extra.get('data')}")

@@ -257,3 +257,21 @@ def test_row11_out_dir_holding_another_run(env, capsys):
                 "--out", other, "--finetune-backend", "torch", "--tracking-uri", env.uri, "--quiet")
     assert f"{other} is not empty" in msg and "--overwrite" in msg and "--resume" in msg
     assert snapshot(other) == before
+
+
+def test_row11_overwrite_with_bad_input_keeps_the_old_run(env, capsys):
+    """``--overwrite`` replaces a run only once the new inputs are good: bad input leaves it whole."""
+    old = env.copy_teacher("row11_overwrite")
+    before = snapshot(old)
+    odd = env.tmp / "odd_overwrite"
+    image(odd / "train" / "a.png", 33, 16)
+    msg = fails(capsys, "train-teacher", "--preset", env.preset, "--data", odd, "--out", old, "--overwrite",
+                "--backend", "torch", "--tracking-uri", env.uri, "--quiet")
+    assert "width 33 is odd" in msg
+    msg = fails(capsys, "prune", "--method", "uniform", "--teacher", env.tmp / "no_such_teacher", "--out", old,
+                "--overwrite", "--finetune-backend", "torch", "--tracking-uri", env.uri, "--quiet")
+    assert "no_such_teacher" in msg
+    msg = fails(capsys, "prune", "--method", "uniform", "--teacher", old, "--out", old, "--overwrite",
+                "--finetune-backend", "torch", "--tracking-uri", env.uri, "--quiet")
+    assert "lies inside --out" in msg and "--overwrite would delete" in msg
+    assert snapshot(old) == before
