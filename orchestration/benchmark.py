@@ -28,12 +28,21 @@ EVAL_ITEMS = 64
 METRICS = ("psnr_vs_teacher", "ssim_vs_teacher", "psnr", "ssim", "fid_proxy", "miou")
 
 
+def _placement(method: str, cluster: dict) -> dict:
+    """The part of ``cluster`` that ``prune --method method`` takes."""
+    keep = {"address"} | ({"finetune_workers"} if method != "ppcd" else set())
+    return {k: v for k, v in cluster.items() if method == "marl" or k in keep}
+
+
 def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float = 0.25, out="runs/bench",
               teacher: str | None = None, teacher_steps: int | None = None, vem: bool = False,
               finetune_steps: int | None = None, iterations: int | None = None, episodes: int | None = None,
               overwrite: bool = False, resume: bool = False, tracking_uri: str | None = None, seed: int = 0, quiet: bool = False,
-              track: bool = True, method_options: dict | None = None, finetune_backend: str = "deepspeed") -> dict:
-    """Run ``methods`` on one teacher and tabulate them; returns {"rows": [...], ...}."""
+              track: bool = True, method_options: dict | None = None, finetune_backend: str = "deepspeed",
+              cluster: dict | None = None) -> dict:
+    """Run ``methods`` on one teacher and tabulate them; returns {"rows": [...], ...}.  ``cluster``:
+    ``prune``'s Ray placement arguments (address, env runners, backend workers, fine-tune workers);
+    the search ones serve marl only, the fine-tune workers every method but ppcd."""
     from orchestration.commands import _fresh_out_dir
     from orchestration.config import load_preset
     from orchestration.prune import METHODS, prune
@@ -88,7 +97,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
             s = prune(m, teacher=str(tdir), preset=preset, macs_target=macs_target, out=out / m,
                       finetune_steps=finetune_steps, iterations=iterations, episodes=episodes, seed=seed,
                       vem=vem, quiet=True, overwrite=True, finetune_backend=finetune_backend, tracking_uri=tracking_uri, track=track,
-                      options=(method_options or {}).get(m))
+                      options=(method_options or {}).get(m), **_placement(m, cluster or {}))
             row = _row(m, s, tdir, time.perf_counter() - t0)
             rows.append(row)
             tracker.log_metrics({f"{m}.{k}": v for k, v in row.items() if isinstance(v, (int, float))

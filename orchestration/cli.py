@@ -26,6 +26,25 @@ def _num_procs(sp) -> None:
                     help="train in N local processes (torchrun; DeepSpeed backend; default 1: in-process)")
 
 
+def _cluster_flags(sp) -> None:
+    """Where a search and its fine-tune run on Ray (prune, benchmark; docs/cluster.md)."""
+    sp.add_argument("--finetune-workers", type=int, default=0, metavar="N",
+                    help="fine-tune the best pair in N Ray Train workers on the cluster (DeepSpeed; default 0: "
+                    "in this process)")
+    sp.add_argument("--num-env-runners", type=int, default=0, help="Ray env runners (0: sample in-process)")
+    sp.add_argument("--cpus-per-env-runner", type=float, default=1, help="CPUs Ray reserves per env runner "
+                    "(fractions allowed, e.g. 0.5 when --backend-workers do the evaluations)")
+    sp.add_argument("--backend-workers", type=int, default=0, metavar="M",
+                    help="score the episodes on M Ray actors spread over the cluster (default 0: inside the env "
+                    "runners)")
+    sp.add_argument("--cpus-per-backend-worker", type=float, default=1, help="CPUs Ray reserves per backend worker")
+    sp.add_argument("--gpus-per-env-runner", type=float, default=0.0,
+                    help="GPUs per env runner (the in-runner evaluations' fine-tune steps use it; default 0)")
+    sp.add_argument("--gpus-per-backend-worker", type=float, default=0.0, help="GPUs per backend worker (default 0)")
+    sp.add_argument("--gpus-per-learner", type=float, default=0.0, help="GPUs of the PPO learner (0: CPU)")
+    sp.add_argument("--address", help="Ray cluster address (auto or ray://host:10001); default: local Ray")
+
+
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(
         prog="ganprune",
@@ -175,21 +194,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--backend-steps", type=int, help="fine-tune steps per candidate inside the backend")
     sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of the best pair (default per preset)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
-    sp.add_argument("--finetune-workers", type=int, default=0, metavar="N",
-                    help="fine-tune the best pair in N Ray Train workers on the cluster (DeepSpeed; default 0: "
-                    "in this process)")
-    sp.add_argument("--num-env-runners", type=int, default=0, help="Ray env runners (0: sample in-process)")
-    sp.add_argument("--cpus-per-env-runner", type=float, default=1, help="CPUs Ray reserves per env runner "
-                    "(fractions allowed, e.g. 0.5 when --backend-workers do the evaluations)")
-    sp.add_argument("--backend-workers", type=int, default=0, metavar="M",
-                    help="score the episodes on M Ray actors spread over the cluster (default 0: inside the env "
-                    "runners)")
-    sp.add_argument("--cpus-per-backend-worker", type=float, default=1, help="CPUs Ray reserves per backend worker")
-    sp.add_argument("--gpus-per-env-runner", type=float, default=0.0,
-                    help="GPUs per env runner (the in-runner evaluations' fine-tune steps use it; default 0)")
-    sp.add_argument("--gpus-per-backend-worker", type=float, default=0.0, help="GPUs per backend worker (default 0)")
-    sp.add_argument("--gpus-per-learner", type=float, default=0.0, help="GPUs of the PPO learner (0: CPU)")
-    sp.add_argument("--address", help="Ray cluster address (auto or ray://host:10001); default: local Ray")
+    _cluster_flags(sp)
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
@@ -213,6 +218,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--episodes", type=int, help="MARL episodes per iteration (default per preset)")
     sp.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
+    _cluster_flags(sp)
     sp.add_argument("--resume", action="store_true",
                     help="keep the methods that finished in --out with the same settings, run the rest")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")

@@ -171,30 +171,37 @@ def _key_values(items, flag: str) -> dict:
     return out
 
 
-def prune(args):
-    from orchestration.prune import print_summary, prune as run_prune
+CLUSTER = ("address", "num_env_runners", "cpus_per_env_runner", "gpus_per_env_runner", "backend_workers",
+           "cpus_per_backend_worker", "gpus_per_backend_worker", "gpus_per_learner", "finetune_workers")
 
-    if args.finetune_workers:  # refused now, not after the search
+
+def _cluster(args, methods) -> dict:
+    """The Ray placement flags (``cli._cluster_flags``) as keyword arguments; what they cannot serve is
+    refused now, not after a search."""
+    if args.finetune_workers:
         from agents.cluster import check_ray_address
         from orchestration.ray_finetune import check_workers
 
         check_workers(args.finetune_workers, args.finetune_backend, flag="--finetune-workers",
                       backend_flag="--finetune-backend")
-        if args.method == "ppcd":
+        if methods == ["ppcd"]:
             raise UsageError("--method ppcd trains its masked student in this process; drop --finetune-workers")
         check_ray_address(args.address)
+    return {k: getattr(args, k) for k in CLUSTER}
+
+
+def prune(args):
+    from orchestration.prune import print_summary, prune as run_prune
+
     result = run_prune(method=args.method, teacher=args.teacher, preset=args.preset, data=args.data,
                        macs_target=args.macs_target, out=args.out, iterations=args.iterations, beta=args.peer_beta,
                        resume=args.resume, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
                        episodes=args.episodes, backend_steps=args.backend_steps, finetune_steps=args.finetune_steps,
-                       finetune_backend=args.finetune_backend, finetune_workers=args.finetune_workers,
-                       num_env_runners=args.num_env_runners,
-                       cpus_per_env_runner=args.cpus_per_env_runner, gpus_per_learner=args.gpus_per_learner,
-                       backend_workers=args.backend_workers, cpus_per_backend_worker=args.cpus_per_backend_worker,
-                       gpus_per_env_runner=args.gpus_per_env_runner, gpus_per_backend_worker=args.gpus_per_backend_worker,
-                       address=args.address, seed=args.seed, peer_observation=not args.no_peer_observation,
+                       finetune_backend=args.finetune_backend, seed=args.seed,
+                       peer_observation=not args.no_peer_observation,
                        prior=args.action_prior, objective=args.objective, vem=args.vem,
-                       options=_key_values(args.method_option, "--method-option"), quiet=args.quiet)
+                       options=_key_values(args.method_option, "--method-option"), quiet=args.quiet,
+                       **_cluster(args, [args.method]))
     if not args.quiet:
         print_summary(result)
         print(f"inspect: ganprune inspect {result['out']}    MLflow: ganprune ui")
@@ -208,7 +215,8 @@ def benchmark(args):
                            teacher=args.teacher, teacher_steps=args.teacher_steps, vem=args.vem,
                            finetune_steps=args.finetune_steps, iterations=args.iterations, episodes=args.episodes,
                            overwrite=args.overwrite, resume=args.resume, tracking_uri=args.tracking_uri,
-                           seed=args.seed, quiet=args.quiet, finetune_backend=args.finetune_backend)
+                           seed=args.seed, quiet=args.quiet, finetune_backend=args.finetune_backend,
+                           cluster=_cluster(args, [m.strip() for m in args.methods.split(",")]))
     return result
 
 

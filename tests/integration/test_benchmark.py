@@ -44,3 +44,16 @@ def test_resume_keeps_finished_methods_with_the_same_settings(bench, capsys):
     res = json.loads((out / "benchmark.json").read_text())
     assert [r["method"] for r in res["rows"]] == ["uniform", "cat", "l1"]
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err  # an occupied --out is refused
+
+
+def test_the_marl_search_of_a_benchmark_runs_on_ray_workers(bench, tmp_path):
+    _, _, args = bench
+    args = list(args)
+    args[args.index("--methods") + 1] = "marl,uniform"
+    args[args.index("--out") + 1] = str(tmp_path / "bench")
+    assert main(args + ["--iterations", "1", "--episodes", "2", "--num-env-runners", "1",
+                        "--cpus-per-env-runner", "0.5", "--backend-workers", "1", "--cpus-per-backend-worker",
+                        "0.5"]) == 0
+    marl = json.loads((tmp_path / "bench" / "marl" / "prune.json").read_text())
+    assert marl["backend"]["name"] == "local@1-workers" and marl["backend"]["episodes"] >= 2
+    assert json.loads((tmp_path / "bench" / "uniform" / "prune.json").read_text())["method"] == "uniform"
