@@ -1,12 +1,17 @@
-"""How the search scales with Ray workers on this machine: env steps per second of the MARL search
-with 1 vs 2 env runners, and backend evaluations per second with 1 vs 2 backend workers.  One run,
-measured back to back on one local Ray instance; prints both ratios.
+"""How the search and the fine-tune scale with Ray workers on this machine: env steps per second of
+the MARL search with 1 vs 2 env runners, backend evaluations per second with 1 vs 2 backend
+workers, fine-tune steps per second with 1 vs 2 Ray Train workers.  One run, measured back to back
+on one local Ray instance; prints the three ratios.
 
 * env runners: ``MarlSearch`` (the real PPO search, evaluations inside the runners) for
   ``--iterations`` iterations of ``--episodes`` episodes; the first iteration (actor start-up, first
   evaluations) is left out; env steps = agent decisions (one per channel group of G and of D).
 * backend workers: ``--evaluations`` distinct random (G, D) spec pairs (what a fresh policy
   proposes) scored by a pool of Ray actors (``envs.backends.remote``), all submitted at once.
+
+* Ray Train workers: the DeepSpeed fine-tune of a uniform pair at the target (``--finetune-steps``
+  steps, global batch 4 split over the workers) in 1 vs 2 ``TorchTrainer`` workers (gloo): training
+  steps per second as rank 0 measures them, and the whole ``fit`` with worker start-up.
 
 Every worker gets 1 CPU, so torch runs one thread in each: 2 workers can at best double the rate on
 2 cores.  Run it on an idle machine; other jobs on the cores lower the ratios.
@@ -70,6 +75,24 @@ def evaluations_per_s(problem: dict, workers: int, pairs: list) -> dict:
             "evaluations_per_s": len(pairs) / seconds}
 
 
+def finetune_steps_per_s(teacher: str, macs_target: float, workers: int, steps: int, tmp: Path) -> dict:
+    import json as _json
+
+    from gan.pruning.targets import resolve_macs_target, uniform_spec
+    from gan.teacher_run import load_teacher_run
+    from orchestration.ray_finetune import finetune_on_ray
+
+    run = load_teacher_run(teacher)
+    target = resolve_macs_target(run.generator, macs_target, run.size)
+    spec, ratio = uniform_spec(run.generator, target, run.size, criterion="l1")
+    spec_path = tmp / "spec.json"
+    spec_path.write_text(_json.dumps({"spec": spec, "keep_ratio": ratio}))
+    res = finetune_on_ray(workers, teacher_dir=teacher, spec_path=spec_path, out=tmp / f"ft{workers}", steps=steps,
+                          batch_size=4, quiet=True, export_onnx=False)
+    return {"workers": workers, "steps": steps, "train_seconds": round(res["train_seconds"], 2),
+            "steps_per_s": res["steps_per_sec"], "ray_fit_seconds": res["ray_fit_seconds"]}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", default="tiny")
@@ -79,6 +102,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--iterations", type=int, default=4, help="MARL iterations per runner count (first not timed)")
     ap.add_argument("--episodes", type=int, default=8, help="episodes per iteration")
     ap.add_argument("--evaluations", type=int, default=16, help="distinct spec pairs per worker count")
+    ap.add_argument("--finetune-steps", type=int, default=60, help="fine-tune steps per Ray Train worker count")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args(argv)
 
@@ -96,6 +120,9 @@ def main(argv=None) -> dict:
             runners = [env_steps_per_s(problem, n, args.iterations, args.episodes, Path(tmp) / f"r{n}")
                        for n in (1, 2)]
         workers = [evaluations_per_s(problem, n, pairs) for n in (1, 2)]
+        with tempfile.TemporaryDirectory(prefix="scaling_ft_") as tmp:
+            train = [finetune_steps_per_s(problem["teacher"], args.macs_target, n, args.finetune_steps, Path(tmp))
+                     for n in (1, 2)]
     finally:
         ray.shutdown()
 
@@ -106,11 +133,16 @@ def main(argv=None) -> dict:
     for w in workers:
         print(f"backend workers {w['workers']}: {w['evaluations']} evaluations in {w['seconds']:.1f} s = "
               f"{w['evaluations_per_s']:.2f} evaluations/s")
-    result = {"teacher": teacher, "backend_steps": steps, "runners": runners, "workers": workers,
+    for t in train:
+        print(f"Ray Train workers {t['workers']}: {t['steps']} fine-tune steps in {t['train_seconds']:.1f} s = "
+              f"{t['steps_per_s']:.2f} steps/s (TorchTrainer.fit {t['ray_fit_seconds']:.1f} s)")
+    result = {"teacher": teacher, "backend_steps": steps, "runners": runners, "workers": workers, "train": train,
               "env_runner_ratio": runners[1]["env_steps_per_s"] / runners[0]["env_steps_per_s"],
-              "backend_worker_ratio": workers[1]["evaluations_per_s"] / workers[0]["evaluations_per_s"]}
+              "backend_worker_ratio": workers[1]["evaluations_per_s"] / workers[0]["evaluations_per_s"],
+              "train_worker_ratio": train[1]["steps_per_s"] / train[0]["steps_per_s"]}
     print(f"2 vs 1 env runners: ×{result['env_runner_ratio']:.2f} env steps/s; "
-          f"2 vs 1 backend workers: ×{result['backend_worker_ratio']:.2f} evaluations/s")
+          f"2 vs 1 backend workers: ×{result['backend_worker_ratio']:.2f} evaluations/s; "
+          f"2 vs 1 Ray Train workers: ×{result['train_worker_ratio']:.2f} fine-tune steps/s")
     if args.json:
         print(json.dumps(result, default=float))
     return result
