@@ -70,6 +70,12 @@ class TapRecorder:
         return feats if ok else None
 
 
+def local_input(batch, trainer) -> torch.Tensor:
+    """This rank's slice of the batch's input, as ``gan.train.pix2pix.split_batch`` reads it (not
+    imported: gan.train imports gan.losses, and a loss importing the trainer back would make a cycle)."""
+    return trainer._local(batch["A"] if isinstance(batch, dict) else batch[0])
+
+
 def student_taps(student, recorder, fake, x):
     """The taps of the forward that made ``fake``; a fresh ``features`` pass when none was recorded."""
     feats = student.pop_taps(fake) if hasattr(student, "pop_taps") else recorder.pop(fake)
@@ -100,8 +106,7 @@ def feature_distill(teacher: nn.Module, student: nn.Module, lambda_distill: floa
         recorder = TapRecorder(student, list(t_ch))
 
     def extra_g(batch, fake, trainer):
-        a = batch["A"] if isinstance(batch, dict) else batch[0]
-        x = trainer._local(a)
+        x = local_input(batch, trainer)
         if next(teacher.parameters()).device != x.device:
             teacher.to(x.device)
         with torch.no_grad():

@@ -37,12 +37,6 @@ def kernel_alignment(x: torch.Tensor, y: torch.Tensor, center: bool = False) -> 
     return (kx * ky).sum() / (kx.norm() * ky.norm()).clamp_min(1e-12)
 
 
-def _input(batch) -> torch.Tensor:
-    """The batch's input, as ``gan.train.pix2pix.split_batch`` reads it (not imported: gan.train
-    imports gan.losses, and a loss importing the trainer back would make a cycle)."""
-    return batch["A"] if isinstance(batch, dict) else batch[0]
-
-
 def _taps(model, x: torch.Tensor) -> dict[str, torch.Tensor]:
     if not hasattr(model, "features"):
         raise TypeError(f"{type(model).__name__} has no features(x): GKA needs a ResidualTrunk generator "
@@ -60,14 +54,14 @@ def gka_hook(teacher, lambda_distill: float = 1.0, center: bool = False,
     ``features()`` ("res_in", "block{i}"); None = all four.  Stats log each KA ∈ [0, 1] as
     ``ka_<tap>`` plus ``ka_mean`` — not only the summed loss, which is hard to read (CAT issue #27).
     """
-    from gan.losses.feature_distill import TapRecorder, student_taps
+    from gan.losses.feature_distill import TapRecorder, local_input, student_taps
 
     teacher.eval().requires_grad_(False)
     lam = float(lambda_distill)
     recorders: dict = {}  # id(student) → its TapRecorder (one student per trainer)
 
     def extra_g(batch, fake, trainer):
-        x = trainer._local(_input(batch))
+        x = local_input(batch, trainer)
         dev = next(teacher.parameters()).device
         if dev != x.device:
             teacher.to(x.device)
