@@ -116,9 +116,14 @@ class FeatureTaps:
         self.handles = [m.register_forward_hook(self._hook(k))
                         for k, m in (modules or tap_modules(model)).items()]
 
+    def _keep(self) -> bool:
+        """Whether this forward's outputs are recorded (every forward here)."""
+        return True
+
     def _hook(self, name):
         def fn(_m, _inp, out):
-            self.store[name] = out.view(out.shape[0], -1, 4, 4) if out.dim() == 2 else out
+            if self._keep():
+                self.store[name] = out.view(out.shape[0], -1, 4, 4) if out.dim() == 2 else out
         return fn
 
     def pop(self) -> dict[str, torch.Tensor]:

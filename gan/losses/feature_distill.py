@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.losses.attention import FeatureTaps, tap_modules
+
 
 def forward_with_taps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(output, taps) of a ``ResidualTrunk`` model in one pass: ``features`` then up1 → up2 → head."""
@@ -43,30 +45,29 @@ def tap_channels(model: nn.Module, size: int = 64) -> dict[str, int]:
     return {k: int(v.shape[1]) for k, v in feats.items()}
 
 
-class TapRecorder:
-    """Forward hooks on a plain student: keeps the taps of its last forward, matched to its output."""
+class TapRecorder(FeatureTaps):
+    """Taps of a plain student's last training forward (grad enabled), matched to its output: the
+    trainer's own G forward serves the distillation, no second ``features`` pass."""
 
     def __init__(self, model: nn.Module, taps: list[str]):
-        self.model, self.taps, self.out = model, taps, None
-        names = {t: ("down2" if t == "res_in" else f"blocks.{int(t[5:]) - 1}") for t in taps}
+        known = tap_modules(model)
+        unknown = sorted(set(taps) - set(known))
+        if unknown:
+            raise ValueError(f"{type(model).__name__} has no taps {unknown}; it has {', '.join(known)}")
+        super().__init__(model, {t: known[t] for t in taps})
+        self.taps, self.out = list(taps), None
+        self.handles.append(model.get_submodule("head").register_forward_hook(self._done))
 
-        def keep(tap):
-            def hook(_m, _inp, y):
-                if torch.is_grad_enabled():
-                    self.feats[tap] = y
-            return hook
-
-        self.feats: dict[str, torch.Tensor] = {}
-        for tap, name in names.items():
-            model.get_submodule(name).register_forward_hook(keep(tap))
-        model.get_submodule("head").register_forward_hook(self._done)
+    def _keep(self) -> bool:
+        return torch.is_grad_enabled()
 
     def _done(self, _m, _inp, y):
         self.out = y if torch.is_grad_enabled() else None
 
     def pop(self, fake: torch.Tensor) -> dict[str, torch.Tensor] | None:
-        feats, ok = self.feats, self.out is fake and set(self.feats) == set(self.taps)
-        self.feats, self.out = {}, None
+        """The taps of the forward that returned ``fake``; None when another forward ran since."""
+        feats, ok = self.store, self.out is fake and set(self.store) == set(self.taps)
+        self.store, self.out = {}, None
         return feats if ok else None
 
 
