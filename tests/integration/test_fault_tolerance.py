@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -25,16 +26,18 @@ def _runner_pids(search) -> list[int]:
 def test_a_killed_env_runner_is_restarted_and_the_search_goes_on(tmp_path):
     import ray
 
-    cfg = MarlConfig(iterations=12, episodes_per_iteration=2, num_env_runners=2, minibatch_size=8, num_epochs=1)
-    problem = {"macs_target": 0.3, "backend_config": {"finetune_steps": 0, "train_items": 4, "eval_items": 4}}
+    cfg = MarlConfig(iterations=12, episodes_per_iteration=4, num_env_runners=2, minibatch_size=8, num_epochs=1)
+    problem = {"macs_target": 0.3, "backend_config": {"finetune_steps": 2, "train_items": 4, "eval_items": 4}}
     search = MarlSearch(problem, cfg, tmp_path / "search", quiet=True)
     try:
         search.setup()
-        search.step()
+        search.step()  # ≈1 s per iteration here
         before = _runner_pids(search)
         assert len(before) == 2
-        os.kill(before[0], signal.SIGKILL)  # one runner's process dies between two iterations
+        killer = threading.Timer(0.3, os.kill, (before[0], signal.SIGKILL))  # dies while the runners sample
+        killer.start()
         history = [search.step()]
+        killer.join()
         while search.iteration < cfg.iterations and history[-1]["healthy_env_runners"] < 2:
             time.sleep(0.5)
             history.append(search.step())
