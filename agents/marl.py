@@ -217,6 +217,10 @@ class MarlSearch:
             s[k] = mean(x[k] for x in m if k in x)
         # G/D balance: the pruned D's loss on pruned-G samples over the teacher D's on teacher samples
         s["gd_balance_ratio"] = s["d_loss"] / s["d_loss_teacher"] if s["d_loss_teacher"] else float("nan")
+        p = self.driver_env.problem
+        decisions = len(records) * (len(p.generator.names) + len(p.discriminator.names))
+        s["env_steps_per_s"] = decisions / train_s if train_s > 0 else float("nan")  # the search's throughput
+        s["evaluations_per_s"] = (len(records) - s["backend_cached"]) / train_s if train_s > 0 else float("nan")
         if self.cfg.num_env_runners:  # a killed runner shows as a dip until RLlib has restarted it
             s["healthy_env_runners"] = self.algo.env_runner_group.num_healthy_remote_workers()
         learners = result.get("learners", {})

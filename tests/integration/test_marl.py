@@ -53,6 +53,7 @@ def test_mlflow_has_the_parent_run_both_agents_and_the_keep_ratio_plot(pruned):
     assert {"generator_return", "discriminator_return", "best_generator_own", "final_psnr_vs_teacher"} <= set(
         parent.data.metrics)
     assert len(client.get_metric_history(ids["parent"], "generator_return")) == 2
+    assert parent.data.metrics["env_steps_per_s"] > 0 and parent.data.metrics["evaluations_per_s"] >= 0
     arts = {a.path for a in client.list_artifacts(ids["parent"])}
     assert {"keep_ratios.png", "gd_balance.png", "prune.json", "generator", "policies"} <= arts
     for agent in ("generator", "discriminator"):
