@@ -43,7 +43,8 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     """Run ``methods`` on one teacher and tabulate them; returns {"rows": [...], ...}.  ``cluster``:
     ``prune``'s Ray placement arguments (address, env runners, backend workers, fine-tune workers);
     the search ones serve marl only, the fine-tune workers every method but ppcd."""
-    from orchestration.commands import _fresh_out_dir
+    from gan.teacher_run import load_teacher_run
+    from orchestration.rundir import clear_run_dir
     from orchestration.config import load_preset
     from orchestration.prune import METHODS, prune
     from orchestration.teacher_cache import ensure_teacher
@@ -61,8 +62,6 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     if not resume and not overwrite and out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; pass --resume to keep its finished methods, --overwrite to "
                          "start again, or choose another --out")
-    out = out if resume else _fresh_out_dir(out, overwrite)
-    out.mkdir(parents=True, exist_ok=True)
     command = "ganprune benchmark " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "benchmark" else None
 
@@ -72,6 +71,10 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
 
     tdir = Path(teacher).resolve() if teacher else ensure_teacher(preset, steps=teacher_steps, quiet=quiet,
                                                                   tracking_uri=tracking_uri)
+    load_teacher_run(tdir)  # a bad --teacher is refused before --overwrite empties --out
+    if not resume:  # --overwrite: the old results go only now that the teacher is good
+        clear_run_dir(out, overwrite, None, inputs=(tdir,))
+    out.mkdir(parents=True, exist_ok=True)
     tracker = Tracker(EXPERIMENT, run_name=f"{Path(preset).stem}-{macs_target:g}", tracking_uri=tracking_uri,
                       enabled=track, tags={"ganprune.command": "benchmark", "ganprune.out_dir": str(out.resolve())})
     tracker.start()

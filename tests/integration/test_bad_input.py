@@ -274,4 +274,8 @@ def test_row11_overwrite_with_bad_input_keeps_the_old_run(env, capsys):
     msg = fails(capsys, "prune", "--method", "uniform", "--teacher", old, "--out", old, "--overwrite",
                 "--finetune-backend", "torch", "--tracking-uri", env.uri, "--quiet")
     assert "lies inside --out" in msg and "--overwrite would delete" in msg
+    msg = fails(capsys, "benchmark", "--preset", env.preset, "--teacher", env.tmp / "no_such_teacher",
+                "--methods", "uniform", "--out", old, "--overwrite", "--finetune-backend", "torch",
+                "--tracking-uri", env.uri, "--quiet")
+    assert "no_such_teacher" in msg
     assert snapshot(old) == before
