@@ -141,9 +141,9 @@ class MarlSearch:
         self._init_ray()
         self.log_actor = episode_log.start(self.log_name)
         if self.cfg.backend_workers:
-            from envs.backends.remote import local_config, start_pool
+            from envs.backends.remote import start_pool
 
-            self.backend_actors = start_pool(local_config(self.problem_config), self.problem_config["backend_pool"],
+            self.backend_actors = start_pool(self.problem_config, self.problem_config["backend_pool"],
                                              self.cfg.backend_workers, self.cfg.num_cpus_per_backend_worker,
                                              self.cfg.num_gpus_per_backend_worker)
         self.driver_env = MultiAgentPruningEnv({**self.env_config(), "episode_log": None})

@@ -26,6 +26,7 @@ from orchestration.errors import UsageError
 from orchestration.specs import generator_spec, load_json
 
 DEFAULT_STEPS = 200
+DEFAULT_BATCH = 4
 EVAL_ITEMS = 32
 
 
@@ -109,13 +110,12 @@ def check_inputs(teacher_dir, spec_path, out, objective: str = "density", add=()
     from orchestration.rundir import claim_run_dir
 
     _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
-    if not overwrite:  # raises on a non-empty out without a checkpoint to resume; never deletes
-        claim_run_dir(out, resume, False, ckpt.latest, "fine-tune", resume_empty=True)
+    claim_run_dir(out, resume, overwrite, ckpt.latest, "fine-tune", resume_empty=True)  # deletes nothing
 
 
 def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
              backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
-             batch_size: int = 4, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
+             batch_size: int = DEFAULT_BATCH, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
              export_onnx: bool = True, density: dict | None = None, distill: dict | None = None,
              init_generator=None, init_discriminator=None, resume: bool = False, ckpt_every: int = 0) -> dict:
     """``resume``: continue from the newest checkpoint in ``out`` (``ckpt_every`` > 0 writes one every
@@ -145,7 +145,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
 
     gate = main_first()  # --num-procs: rank 0 checks and cleans --out and prepares the data first
     last = claim_run_dir(out, resume, overwrite, ckpt.latest, "fine-tune", expected=f"{out}/checkpoints/step_N/",
-                         resume_empty=True, defer_overwrite=True)
+                         resume_empty=True)
     out = Path(out)
 
     root = gdata.resolve_dataset(data or t["data"], size=size)

@@ -44,9 +44,10 @@ def is_main() -> bool:
     return env_world()[0] == 0
 
 
-def per_world(batch: int) -> int:
-    """A default global batch rounded up to a multiple of the launch's world size (1 item per rank at least)."""
-    world = env_world()[1]
+def per_world(batch: int, world: int | None = None) -> int:
+    """A default global batch rounded up to a multiple of the world size (1 item per rank at least);
+    ``world`` None: this launch's."""
+    world = env_world()[1] if world is None else int(world)
     return -(-int(batch) // world) * world
 
 

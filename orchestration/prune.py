@@ -107,7 +107,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
 
         check_ray_address(address)
     out = Path(out)
-    last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search", defer_overwrite=True)
+    last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search")
     if last is not None:
         teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
@@ -346,7 +346,7 @@ def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: i
     → generator/ export → profile → MLflow.  ``resume``: a resumed run continues an unfinished
     fine-tune from its newest checkpoint (the best pair is the same: it comes from the search's)."""
     from gan.train import checkpoint as ckpt
-    from orchestration.finetune import finetune
+    from orchestration.finetune import DEFAULT_BATCH, finetune
 
     spec = found["spec"]
     write_json(out / "best_spec.json", {**spec, "best": found.get("best")})
@@ -360,10 +360,11 @@ def _finish(found: dict, run, teacher: str, out: Path, parent, finetune_steps: i
               init_discriminator=found.get("init_discriminator"), resume=resume,
               ckpt_every=max(1, finetune_steps // FINETUNE_CHECKPOINTS))
     if workers > 0:
+        from orchestration.launch import per_world
         from orchestration.ray_finetune import finetune_on_ray
 
         ft = finetune_on_ray(workers, address=address, teacher_dir=teacher, spec_path=out / "best_spec.json",
-                             out=ft_dir, batch_size=-(-4 // workers) * workers, **kw)  # 4: finetune's default
+                             out=ft_dir, batch_size=per_world(DEFAULT_BATCH, workers), **kw)
     else:
         ft = finetune(teacher, out / "best_spec.json", ft_dir, **kw)
     for member in ("generator", "discriminator"):

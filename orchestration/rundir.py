@@ -11,15 +11,13 @@ from orchestration.errors import UsageError
 
 
 def claim_run_dir(out, resume: bool, overwrite: bool, latest: Callable[[Path], Path | None],
-                  what: str = "run", expected: str | None = None, resume_empty: bool = False,
-                  defer_overwrite: bool = False) -> Path | None:
-    """The checkpoint to resume from, or None for a fresh run in ``out``.
+                  what: str = "run", expected: str | None = None, resume_empty: bool = False) -> Path | None:
+    """The checkpoint to resume from, or None for a fresh run in ``out``; deletes nothing.
 
     A non-empty ``out`` is refused unless ``--resume`` (then it must hold a checkpoint; ``expected``
-    names where) or ``--overwrite`` (then it is emptied; with ``defer_overwrite`` the caller empties
-    it with ``clear_run_dir`` once its other inputs are checked, so bad input loses nothing).
-    ``--resume`` of an empty or missing ``out`` starts fresh when ``resume_empty`` (train-teacher),
-    else it is refused (prune)."""
+    names where) or ``--overwrite`` (then the caller empties it with ``clear_run_dir`` once its
+    other inputs are checked, so bad input loses nothing).  ``--resume`` of an empty or missing
+    ``out`` starts fresh when ``resume_empty`` (train-teacher), else it is refused (prune)."""
     out = Path(out)
     if resume and overwrite:
         raise UsageError("--resume and --overwrite exclude each other; pass one of them")
@@ -34,15 +32,13 @@ def claim_run_dir(out, resume: bool, overwrite: bool, latest: Callable[[Path], P
             raise UsageError(f"{out} has no checkpoint to resume{where}; pass --overwrite to start again")
         return last
     if overwrite:
-        if not defer_overwrite:
-            shutil.rmtree(out)
         return None
     raise UsageError(f"{out} is not empty; pass --resume to continue its {what}, --overwrite to start "
                      "again, or choose another --out")
 
 
 def clear_run_dir(out, overwrite: bool, last: Path | None, inputs=()) -> None:
-    """The deferred half of ``claim_run_dir(..., defer_overwrite=True)``: empty ``out`` for a fresh
+    """The second half of ``claim_run_dir``: empty ``out`` for a fresh
     ``--overwrite`` run, after every input was checked; refused when one of ``inputs`` (paths the
     run reads on) lies inside ``out``."""
     out = Path(out)

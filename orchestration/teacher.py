@@ -334,7 +334,7 @@ def train_teacher(preset: str | None = "tiny", data: str | None = None, out="run
         check_reachable(resolve_tracking_uri(tracking_uri))
     gate = main_first()  # --num-procs: rank 0 checks, cleans --out and prepares the data first
     last = claim_run_dir(out, resume, overwrite, ckpt.latest, "training",
-                         expected=f"{out}/checkpoints/step_N/", resume_empty=True, defer_overwrite=True)
+                         expected=f"{out}/checkpoints/step_N/", resume_empty=True)
     saved = ckpt.read_json(last / ckpt.STATE) if last else None
     saved_extra = (saved or {}).get("config", {}).get("extra", {})
     if cfg is None:  # a resume continues with the run's own preset: another one's widths cannot load
