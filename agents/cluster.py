@@ -89,15 +89,20 @@ def use_cluster_token() -> None:
         logging.getLogger(auth.__name__).setLevel(level)
 
 
-def check_cpus(needed: float, address: str | None) -> None:
-    """Refuse, before any actor is created, a local Ray instance too small for the env runners and
-    backend workers asked for (Ray would leave them pending forever); a cluster (``address``) may
-    autoscale, so there it is left to Ray.  Call after ``ray.init``."""
+def check_resources(needed: float, address: str | None, asked: str, fix: str, kind: str = "CPU") -> None:
+    """Refuse, before any actor is created, a local Ray instance with fewer ``kind`` than ``asked``
+    needs (Ray would leave the actors pending forever); a cluster (``address``) may autoscale, so
+    there it is left to Ray.  Call after ``ray.init``."""
     import ray
 
-    have = ray.cluster_resources().get("CPU", 0.0)
+    have = ray.cluster_resources().get(kind, 0.0)
     if address or needed <= have:
         return
-    raise RayClusterError(f"--num-env-runners × --cpus-per-env-runner + --backend-workers × --cpus-per-backend-worker "
-                          f"need {needed:g} CPUs but the local Ray instance has {have:g}; lower them (fractions "
-                          "such as --cpus-per-env-runner 0.5 are fine) or pass --address of a bigger cluster")
+    raise RayClusterError(f"{asked} need {needed:g} {kind}s but the local Ray instance has {have:g}; {fix} or pass "
+                          "--address of a bigger cluster")
+
+
+def check_cpus(needed: float, address: str | None) -> None:
+    """``check_resources`` for the env runners and backend workers of a search."""
+    check_resources(needed, address, "--num-env-runners × --cpus-per-env-runner + --backend-workers × "
+                    "--cpus-per-backend-worker", "lower them (fractions such as --cpus-per-env-runner 0.5 are fine)")

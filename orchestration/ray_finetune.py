@@ -110,16 +110,10 @@ def _check_train_v2() -> None:
 def _check_resources(workers: int, use_gpu: bool, address: str | None) -> None:
     """Refuse what a local Ray instance can never place (Ray Train would wait for it forever); a
     cluster (``address``) may autoscale, so there it is left to Ray."""
-    import ray
-
-    from agents.cluster import RayClusterError
+    from agents.cluster import check_resources
 
     kind = "GPU" if use_gpu else "CPU"  # ScalingConfig's default per worker: 1 GPU, or else 1 CPU
-    have = ray.cluster_resources().get(kind, 0.0)
-    if address or have >= workers:
-        return
-    raise RayClusterError(f"{workers} Ray workers need {workers} {kind}s (1 each) but the local Ray instance has "
-                          f"{have:g}; use fewer workers or pass --address of a bigger cluster")
+    check_resources(workers, address, f"{workers} Ray workers (1 {kind} each)", "use fewer workers", kind)
 
 
 def _fit(workers: int, use_gpu: bool, kw: dict) -> None:

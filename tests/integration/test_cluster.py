@@ -80,6 +80,10 @@ def test_more_cpus_than_the_local_ray_has_are_refused(local_ray, tmp_path):
     with pytest.raises(RayClusterError, match="need 3 CPUs but the local Ray instance has 2"):
         search.setup()
     search.close()
+    from orchestration.ray_finetune import _check_resources
+
+    with pytest.raises(RayClusterError, match="3 Ray workers .* need 3 CPUs but the local Ray instance has 2"):
+        _check_resources(3, False, None)  # the fine-tune's Ray Train workers, by the same check
 
 
 # ----------------------------------------------------------------------- loopback load test
