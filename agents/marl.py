@@ -21,6 +21,7 @@ from typing import Callable
 import numpy as np
 
 from agents.cluster import check_cpus, init_ray
+from gan.determinism import ProcessSettings
 from envs.multi_agent import AGENTS, MultiAgentPruningEnv
 
 CKPT_PREFIX = "iter_"
@@ -120,7 +121,8 @@ class MarlSearch:
                              num_gpus_per_env_runner=c.num_gpus_per_env_runner,
                              batch_mode="complete_episodes", rollout_fragment_length="auto")
                 .learners(num_learners=0, num_gpus_per_learner=c.num_gpus_per_learner)
-                .multi_agent(policies=set(AGENTS), policy_mapping_fn=_map_agent)
+                .multi_agent(policies=list(AGENTS), policy_mapping_fn=_map_agent)  # a set: module order (and each
+                # policy's initial weights) followed the per-process string hash seed (issue #18)
                 .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={a: RLModuleSpec() for a in AGENTS}),
                            model_config={"fcnet_hiddens": list(c.hidden), "vf_share_layers": False})
                 .training(train_batch_size_per_learner=batch, minibatch_size=min(c.minibatch_size, batch),
@@ -148,6 +150,7 @@ class MarlSearch:
                                              self.cfg.num_gpus_per_backend_worker)
         self.driver_env = MultiAgentPruningEnv({**self.env_config(), "episode_log": None})
         last = checkpoints(self.out)[-1] if resume and checkpoints(self.out) else None
+        settings = ProcessSettings.current()  # RLlib's seeding turns deterministic algorithms on for good
         if last is not None:
             from ray.rllib.algorithms.algorithm import Algorithm
 
@@ -156,6 +159,7 @@ class MarlSearch:
             self.iteration, self.best, self.history = state["iteration"], state["best"], state["history"]
         else:
             self.algo = self.algorithm_config().build_algo()
+        settings.apply()  # ... the command's settings hold for the whole search (gan.determinism)
         self.resumed_from = last
 
     # ------------------------------------------------------------------ the loop

@@ -26,6 +26,12 @@ def _num_procs(sp) -> None:
                     help="train in N local processes (torchrun; DeepSpeed backend; default 1: in-process)")
 
 
+def _threads(sp) -> None:
+    sp.add_argument("--threads", type=int, metavar="N",
+                    help="torch threads for this run (default $OMP_NUM_THREADS, else torch's own count); recorded "
+                    "with the run, as are the other process settings (gan/determinism.py)")
+
+
 def _cluster_flags(sp) -> None:
     """Where a search and its fine-tune run on Ray (prune, benchmark; docs/cluster.md)."""
     sp.add_argument("--finetune-workers", type=int, default=0, metavar="N",
@@ -120,6 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, default=4, help="global batch, split over --num-procs or "
                     "--ray-workers (default 4)")
     _num_procs(sp)
+    _threads(sp)
     sp.add_argument("--ray-workers", type=int, default=0, metavar="N",
                     help="train in N Ray Train workers (TorchTrainer; one GPU each when the cluster has GPUs; "
                     "DeepSpeed backend; default 0: no Ray)")
@@ -165,6 +172,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--batch-size", type=int, help="global batch, split over --num-procs (default: the kind's "
                     "— pix2pix/CycleGAN 1, conditional 16 — rounded up to a multiple of --num-procs)")
     _num_procs(sp)
+    _threads(sp)
+    sp.add_argument("--seed", type=int, default=0)
 
     sp = add("prune", "search a pruned (G, D) pair with two cooperating RL agents (MGGC), fine-tune it with "
              "the density objective, export and evaluate; everything logged to MLflow",
@@ -196,6 +205,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
     _cluster_flags(sp)
     sp.add_argument("--seed", type=int, default=0)
+    _threads(sp)
     sp.add_argument("--resume", action="store_true", help="continue from the last checkpoint in --out")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     sp.add_argument("--tracking-uri", default=None,

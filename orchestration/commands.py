@@ -128,7 +128,7 @@ def finetune(args):
     add = [a.strip() for item in args.add for a in item.split(",") if a.strip()]
     kw = dict(teacher_dir=args.teacher, spec_path=args.spec, out=args.out, objective=args.objective, add=add,
               steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
-              batch_size=args.batch_size, resume=args.resume, ckpt_every=args.ckpt_every)
+              batch_size=args.batch_size, resume=args.resume, ckpt_every=args.ckpt_every, threads=args.threads)
     if args.ckpt_every < 0:
         raise UsageError(f"--ckpt-every must be ≥ 0, got {args.ckpt_every}")
     if args.ray_workers:
@@ -146,7 +146,7 @@ def train_teacher(args):
     return run_train_teacher(args.preset, data=args.data, out=args.out, steps=args.steps, resume=args.resume,
                              overwrite=args.overwrite, tracking_uri=args.tracking_uri, backend=args.backend,
                              ckpt_every=args.ckpt_every, quiet=args.quiet,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size, seed=args.seed, threads=args.threads)
 
 
 def demo(args):
@@ -197,7 +197,7 @@ def prune(args):
                        macs_target=args.macs_target, out=args.out, iterations=args.iterations, beta=args.peer_beta,
                        resume=args.resume, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
                        episodes=args.episodes, backend_steps=args.backend_steps, finetune_steps=args.finetune_steps,
-                       finetune_backend=args.finetune_backend, seed=args.seed,
+                       finetune_backend=args.finetune_backend, seed=args.seed, threads=args.threads,
                        peer_observation=not args.no_peer_observation,
                        prior=args.action_prior, objective=args.objective, vem=args.vem,
                        options=_key_values(args.method_option, "--method-option"), quiet=args.quiet,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import torch
 
+from gan.determinism import controlled_run
 from orchestration.errors import UsageError
 from orchestration.specs import generator_spec, load_json
 
@@ -113,18 +114,21 @@ def check_inputs(teacher_dir, spec_path, out, objective: str = "density", add=()
     claim_run_dir(out, resume, overwrite, ckpt.latest, "fine-tune", resume_empty=True)  # deletes nothing
 
 
+@controlled_run
 def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
              backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
              batch_size: int = DEFAULT_BATCH, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
              export_onnx: bool = True, density: dict | None = None, distill: dict | None = None,
-             init_generator=None, init_discriminator=None, resume: bool = False, ckpt_every: int = 0) -> dict:
+             init_generator=None, init_discriminator=None, resume: bool = False, ckpt_every: int = 0,
+             threads: int | None = None, process: dict | None = None) -> dict:
     """``resume``: continue from the newest checkpoint in ``out`` (``ckpt_every`` > 0 writes one every
     that many steps and at the end, pickle-free, newest two kept);
     ``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants);
     ``add``: add-on terms summed onto the objective (``gan.train.distill.ADD_ONS``);
     ``init_generator``: an export with the teacher's architecture whose weights the pruned generator
     starts from instead of the teacher's (GAN Compression's trained supernet); the teacher stays the
-    distillation target; ``init_discriminator`` likewise for D."""
+    distillation target; ``init_discriminator`` likewise for D.
+    ``threads``/``process``: see ``gan.determinism.controlled_run`` (the settings are recorded)."""
     from gan import data as gdata
     from gan import export as gexport
     from gan.pruning.targets import spec_macs
@@ -207,7 +211,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
         "discriminator_spec": {k: len(v) for k, v in dspec.items()}, **d_how,
         "distill": cfg.extra["distill"], "density": cfg.extra["density"] if objective == "density" else None,
         "before": before, "after": after, "train_seconds": train_s,
-        "steps_per_sec": trainer.steps_per_sec, "eval_items": EVAL_ITEMS,
+        "steps_per_sec": trainer.steps_per_sec, "eval_items": EVAL_ITEMS, "process": process,
         "history": trainer.history,
     }
     (out / "finetune.json").write_text(json.dumps(result, indent=1, default=float))

@@ -22,6 +22,7 @@ import shutil
 import time
 from pathlib import Path
 
+from gan.determinism import controlled_run
 from orchestration.errors import UsageError
 from orchestration.rundir import write_json
 
@@ -47,6 +48,7 @@ def _latest_search_checkpoint(out: Path):
     return found[-1] if found else None
 
 
+@controlled_run
 def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny", data: str | None = None,
           macs_target: float = 0.25, out="runs/marl", iterations: int | None = None,
           beta: float = 0.5, resume: bool = False, overwrite: bool = False,
@@ -57,12 +59,17 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
           cpus_per_backend_worker: float = 1, gpus_per_env_runner: float = 0.0, gpus_per_backend_worker: float = 0.0,
           peer_observation: bool = True, prior: str = "l1", quiet: bool = False, track: bool = True,
           export_onnx: bool = True, objective: str | None = None, vem: bool = False,
-          options: dict | None = None) -> dict:
+          options: dict | None = None, threads: int | None = None, process: dict | None = None) -> dict:
     """Find a (G spec, D spec) pair with ``method``, fine-tune it with the method's objective (``OBJECTIVE``,
     or ``objective``; ``vem`` adds VEM's term), export, profile and log it.  ``marl`` searches with the
     two agents; ``uniform`` and ``l1`` are the simple baselines (one keep ratio everywhere; one global
     filter-L1 threshold), D pruned to G's keep ratio; ``cat`` is CAT's one-step |γ| threshold + GKA.
-    ``options``: method-specific keyword arguments (e.g. GAN Compression's supernet steps)."""
+    ``options``: method-specific keyword arguments (e.g. GAN Compression's supernet steps).
+    ``threads``: torch threads for this run (default ``gan.determinism.default_threads``); the run
+    works under ``gan.determinism.controlled(seed)``: the same seed gives the same result whatever
+    ran before in the process, and the process's settings are restored afterwards (``process`` is
+    filled in with them)."""
+    from gan.determinism import seed_all
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
     from orchestration.rundir import claim_run_dir, clear_run_dir
@@ -112,6 +119,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
         preset, data, quiet=quiet, tracking_uri=tracking_uri))
+    seed_all(seed)  # training a teacher just now moved the global generators: the search starts afresh
     run = load_teacher_run(teacher, kinds=("pix2pix", "conditional") if method == "ppcd" else ("pix2pix",))
     if run.meta.get("kind", "pix2pix") == "pix2pix":  # an unreachable target fails before out/ is made
         from gan.pruning.targets import resolve_macs_target
@@ -139,7 +147,8 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         write_json(run_file, {"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
                               "tracking_uri": parent.tracking_uri if track else None})
         common = {"method": method, "teacher": teacher, "preset": preset, "macs_target": macs_target,
-                  "finetune_steps": finetune_steps, "seed": seed, "objective": objective, "vem": vem}
+                  "finetune_steps": finetune_steps, "seed": seed, "objective": objective, "vem": vem,
+                  "process": process}
         if method == "marl":
             found = _search_marl(run, teacher, out, last, parent, children, common, iterations=iterations,
                                  episodes=episodes, backend_steps=backend_steps, beta=beta,

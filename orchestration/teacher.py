@@ -34,6 +34,7 @@ import torch
 
 from gan import data as gdata
 from gan import export as gexport
+from gan.determinism import controlled_run
 from gan.train import checkpoint as ckpt
 from gan.train.conditional import ConditionalConfig, ConditionalGANTrainer
 from gan.train.cyclegan import CycleGANConfig, CycleGANTrainer
@@ -312,13 +313,16 @@ KIND_CLASSES = {k.name: k for k in (_Pix2Pix, _CycleGAN, _Conditional)}
 
 # ------------------------------------------------------------------------------------------ command
 
+@controlled_run
 def train_teacher(preset: str | None = "tiny", data: str | None = None, out="runs/teacher", steps: int | None = None,
                   resume: bool = False, overwrite: bool = False, tracking_uri: str | None = None,
                   backend: str = "deepspeed", ckpt_every: int | None = None, batch_size: int | None = None,
-                  seed: int = 0, quiet: bool = False, track: bool = True) -> dict:
+                  seed: int = 0, quiet: bool = False, track: bool = True, threads: int | None = None,
+                  process: dict | None = None) -> dict:
     """Train (or continue) a teacher; returns the summary also written to ``out/teacher.json``.
 
-    ``preset=None``: the run's own preset on ``resume`` (its checkpoint's widths), else tiny."""
+    ``preset=None``: the run's own preset on ``resume`` (its checkpoint's widths), else tiny.
+    ``threads``/``process``: see ``gan.determinism.controlled_run`` (the settings are recorded)."""
     def say(msg):
         if not quiet:
             print(msg, flush=True)
@@ -401,7 +405,7 @@ def train_teacher(preset: str | None = "tiny", data: str | None = None, out="run
         tracker.log_params({"preset": preset, "data": data, "dataset_root": str(root), "size": size,
                             "kind": kind_name, "generator": vars(g), "discriminator": vars(d_cfg),
                             "train": {k: v for k, v in trainer.cfg.to_json().items()
-                                      if k not in ("extra", "out_dir")}})
+                                      if k not in ("extra", "out_dir")}, "process": process})
         say(f"training {kind.describe} on {data} at {size}² for {steps} steps, batch {batch_size}, "
             f"backend {backend}"
             + (f"; MLflow run {tracker.run_id} at {tracker.tracking_uri}" if tracker.active else ""))
@@ -431,6 +435,7 @@ def train_teacher(preset: str | None = "tiny", data: str | None = None, out="run
                   "mlflow_run_id": tracker.run_id, "steps": trainer.step, "batch_size": batch_size,
                   "backend": backend, "num_procs": trainer.world_size, "checkpoint": str(trainer.last_checkpoint),
                   "val_metrics": metrics, "steps_per_sec": trainer.steps_per_sec, "train_s": round(fit_s, 1),
+                  "process": process,
                   "total_s": round(time.perf_counter() - t_start, 1),
                   "final_losses": {k: history[-1][k] for k in kind.final_keys} if history else {}}
         (out / "teacher.json").write_text(json.dumps(result, indent=1))
