@@ -65,6 +65,21 @@ def checkpoints(out: Path) -> list[Path]:
     return sorted(found, key=lambda p: int(p.name[len(CKPT_PREFIX):]))
 
 
+def better(rec: dict, best: dict | None) -> bool:
+    """The best pair = highest generator own score (fidelity to the teacher); D's decides ties.  Every
+    search (MARL, random) picks by this one rule."""
+    if best is None:
+        return True
+    return (rec["own"]["generator"], rec["own"]["discriminator"]) > (best["own"]["generator"],
+                                                                      best["own"]["discriminator"])
+
+
+def candidate_key(rec: dict) -> str:
+    """One candidate pair = its per-group counts (saliency picks the channels): the unit that a search's
+    evaluation budget counts (a repeat is served from the backend's cache)."""
+    return json.dumps([sorted(rec["generator_counts"].items()), sorted(rec["discriminator_counts"].items())])
+
+
 def greedy_action(module, obs: np.ndarray, space) -> np.ndarray:
     """A policy's deterministic action for one observation, in the env's action bounds (RLlib
     normalises Box actions to [-1, 1]; unsquash as its module-to-env connector does)."""
@@ -95,6 +110,7 @@ class MarlSearch:
         self.problem_config, self.cfg, self.out = dict(problem_config), cfg, Path(out)
         self.on_iteration, self.quiet = on_iteration, quiet
         self.iteration, self.best, self.history = 0, None, []
+        self.greedy, self.scored, self.cpu_s = None, set(), 0.0  # final policies' pick; candidates scored
         run_hash = hashlib.sha1(str(self.out.resolve()).encode()).hexdigest()[:10]
         self.log_name = "ganprune-episodes-" + run_hash
         if cfg.backend_workers:
@@ -157,6 +173,8 @@ class MarlSearch:
             self.algo = Algorithm.from_checkpoint(str(last.resolve()))
             state = json.loads((last / STATE).read_text())
             self.iteration, self.best, self.history = state["iteration"], state["best"], state["history"]
+            self.greedy, self.cpu_s = state.get("greedy"), state.get("cpu_s", 0.0)
+            self.scored = set(state.get("scored", []))
         else:
             self.algo = self.algorithm_config().build_algo()
         settings.apply()  # ... the command's settings hold for the whole search (gan.determinism)
@@ -167,27 +185,22 @@ class MarlSearch:
     def modules(self) -> dict:
         return {a: self.algo.get_module(a) for a in AGENTS}
 
-    @staticmethod
-    def _better(rec: dict, best: dict | None) -> bool:
-        """The best pair = highest generator own score (fidelity to the teacher); D's decides ties."""
-        if best is None:
-            return True
-        key = (rec["own"]["generator"], rec["own"]["discriminator"])
-        return key > (best["own"]["generator"], best["own"]["discriminator"])
-
     def step(self) -> dict:
         import ray
 
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), time.process_time()
         result = self.algo.train()
         train_s = time.perf_counter() - t0
         records = ray.get(self.log_actor.drain.remote())
         greedy = greedy_episode(self.driver_env, self.modules())
         greedy["source"] = "greedy"
+        self.cpu_s += time.process_time() - cpu0
         for rec in records + [greedy]:
-            if self._better(rec, self.best):
+            self.scored.add(candidate_key(rec))
+            if better(rec, self.best):
                 self.best = {**rec, "iteration": self.iteration + 1}
         self.iteration += 1
+        self.greedy = {**greedy, "iteration": self.iteration}
         summary = self._summarize(records, greedy, result, train_s)
         self.history.append(summary)
         if self.cfg.ckpt_every and (self.iteration % self.cfg.ckpt_every == 0
@@ -203,7 +216,8 @@ class MarlSearch:
             return float(np.mean(xs)) if xs else float("nan")
 
         recs = records or [greedy]
-        s = {"iteration": self.iteration, "episodes": len(records), "train_s": round(train_s, 3),
+        s = {"iteration": self.iteration, "episodes": len(records), "evaluations": len(self.scored),
+             "train_s": round(train_s, 3),
              "backend_s": round(sum(r["scores"]["cost_s"] for r in records), 3),
              "backend_cached": sum(bool(r["scores"]["cached"]) for r in records),
              "best_generator_own": self.best["own"]["generator"],
@@ -248,7 +262,8 @@ class MarlSearch:
                 bar.update(1)
         finally:
             bar.close()
-        return {"iterations": self.iteration, "best": self.best, "history": self.history}
+        return {"iterations": self.iteration, "best": self.best, "greedy": self.greedy, "history": self.history,
+                "evaluations": len(self.scored), "cpu_s": self.cpu_s}
 
     # ------------------------------------------------------------------ checkpoints
 
@@ -262,8 +277,10 @@ class MarlSearch:
         tmp.mkdir(parents=True)
         self.algo.save_to_path(str(tmp.resolve()))
         (tmp / STATE).write_text(json.dumps({"iteration": self.iteration, "best": self.best,
-                                             "history": self.history, "config": self.cfg.to_dict(),
-                                             "problem": self.problem_config}, default=float))
+                                             "greedy": self.greedy, "scored": sorted(self.scored),
+                                             "cpu_s": self.cpu_s, "history": self.history,
+                                             "config": self.cfg.to_dict(), "problem": self.problem_config},
+                                            default=float))
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -71,6 +72,17 @@ class ProcessSettings:
         return asdict(self)
 
 
+def pin_hash_seed(value: str = "0") -> None:
+    """Re-run this process with ``PYTHONHASHSEED`` fixed when it is not set (the ``ganprune`` entry point
+    and the benchmark scripts call it first thing).  RLlib iterates sets of agent and module ids, whose
+    order follows Python's per-process string-hash seed: without a fixed one the same ``--seed`` gives
+    one of two different searches, depending on the process.  Ray's local workers inherit the variable."""
+    if os.environ.get("PYTHONHASHSEED") is None:
+        os.environ["PYTHONHASHSEED"] = value
+        sys.stdout.flush(), sys.stderr.flush()
+        os.execv(sys.executable, [sys.executable, *sys.orig_argv[1:]])
+
+
 def seed_all(seed: int) -> None:
     """Seed every global generator a library may draw from (torch incl. CUDA, numpy, ``random``)."""
     random.seed(seed)
@@ -90,7 +102,7 @@ def controlled(seed: int, settings: ProcessSettings | None = None):
     settings.apply()
     seed_all(seed)
     try:
-        yield {"seed": int(seed), **settings.to_dict()}
+        yield {"seed": int(seed), **settings.to_dict(), "python_hash_seed": os.environ.get("PYTHONHASHSEED")}
     finally:
         before.apply()
         random.setstate(states[0])

@@ -1,21 +1,27 @@
-"""``ganprune benchmark``: every method on one teacher, at one MACs target and one fine-tune budget.
+"""``ganprune benchmark``: every method × seed on one teacher, at one MACs target and one fine-tune budget.
 
-Each method runs through ``ganprune prune`` (orchestration.prune.prune) into ``out/<method>/``; every
-export is then evaluated by the same protocol (``gan.metrics.evaluate.evaluate_generator`` on the
-teacher's test split, the same items for everyone) and profiled the same way.  Outputs:
+Each method × seed runs through ``ganprune prune`` (orchestration.prune.prune, under its own seeded,
+controlled process state) into ``out/<method>/seed<k>/``; every export is then evaluated by the same
+protocol (``gan.metrics.evaluate.evaluate_generator`` on the teacher's test split, the same items for
+everyone) and profiled the same way.  The searches score on train items only (``gan.data.splits``).
+``random`` spends, per seed, as many candidate evaluations as that seed's ``marl`` row; ``marl-greedy``
+fine-tunes the final policies' deterministic pick of that marl search.  Outputs:
 
-    out/benchmark.md       the table (markdown) and the command that made it
-    out/benchmark.json     the same rows as JSON
-    out/pareto.png         generator MACs vs fidelity (PSNR vs teacher), one point per method
-    out/<method>/          each method's prune run (prune.json, generator/, ...)
+    out/benchmark.md       per-method mean ± std, paired Δ vs l1 / random (mean ± SE), the budget, every row
+    out/benchmark.json     the same as JSON: "rows" (one per method × seed) and "summary" (per method)
+    out/pareto.png         generator MACs vs fidelity, mean ± std per method
+    out/<method>/seed<k>/  each prune run (prune.json, generator/, ...) and row.json (the row + the settings
+                           that made it: ``--resume`` keeps a row only when they, and the code, are the same)
 
-MLflow: one run in experiment "benchmark" with the table, the plot and one metric set per method;
-each method's own prune run stays in experiment "prune" (its run id is in the table's JSON).
+MLflow: one run in experiment "benchmark" with the table, the plot and one metric set per method (step =
+seed); each method's own prune run stays in experiment "prune" (its run id is in the table's JSON).
 """
 from __future__ import annotations
 
 import json
+import math
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,43 +30,105 @@ from orchestration.errors import UsageError
 
 EXPERIMENT = "benchmark"
 DEFAULT_METHODS = ("marl", "cat", "gan-compression", "ppcd", "uniform", "l1")
+#: benchmark-only names: a prune method with one setting changed (the ablations)
+VARIANTS = {"marl-beta0": ("marl", {"beta": 0.0})}
+#: run first within a seed: random and marl-greedy take their budget and search from these rows
+FIRST = ("marl", "marl-beta0", "marl-greedy")
+#: the paired differences the summary reports (method − baseline, per seed)
+BASELINES = ("l1", "random")
 EVAL_ITEMS = 64
 METRICS = ("psnr_vs_teacher", "ssim_vs_teacher", "psnr", "ssim", "fid_proxy", "miou")
+COST = ("search_evaluations", "search_finetune_steps", "search_cpu_s", "finetune_steps", "cpu_s")
+#: summarized too (the plot's x axis)
+SIZE = ("macs", "params")
 
 
 def _placement(method: str, cluster: dict) -> dict:
     """The part of ``cluster`` that ``prune --method method`` takes."""
+    from orchestration.prune import MARL_METHODS
+
     keep = {"address"} | ({"finetune_workers"} if method != "ppcd" else set())
-    return {k: v for k, v in cluster.items() if method == "marl" or k in keep}
+    return {k: v for k, v in cluster.items() if method in MARL_METHODS or k in keep}
+
+
+def base_method(name: str) -> tuple[str, dict]:
+    """(prune method, its extra arguments) of a benchmark method name."""
+    return VARIANTS.get(name, (name, {}))
+
+
+def code_version() -> str:
+    """The git commit of this checkout (+ a hash of uncommitted changes), else the package version:
+    a resumed benchmark keeps only rows the same code made."""
+    import hashlib
+
+    root = Path(__file__).resolve().parents[1]
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        diff = subprocess.run(["git", "diff", "HEAD", "--", "*.py", "*.yaml", "*.toml"], cwd=root,
+                              capture_output=True, text=True, check=True, timeout=10).stdout
+    except (OSError, subprocess.SubprocessError):
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            return "ganprune-" + version("ganprune")
+        except PackageNotFoundError:
+            return "unknown"
+    return head + ("+" + hashlib.sha1(diff.encode()).hexdigest()[:8] if diff else "")
+
+
+def parse_seeds(seeds) -> list[int]:
+    items = seeds.split(",") if isinstance(seeds, str) else list(seeds)
+    try:
+        out = [int(str(x).strip()) for x in items if str(x).strip()]
+    except ValueError:
+        raise UsageError(f"--seeds {seeds!r}: give whole numbers separated by commas, e.g. --seeds 0,1,2") from None
+    if not out or len(set(out)) != len(out):
+        raise UsageError(f"--seeds {seeds!r}: give distinct whole numbers, e.g. --seeds 0,1,2")
+    return out
 
 
 def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float = 0.25, out="runs/bench",
               teacher: str | None = None, teacher_steps: int | None = None, vem: bool = False,
               finetune_steps: int | None = None, iterations: int | None = None, episodes: int | None = None,
-              overwrite: bool = False, resume: bool = False, tracking_uri: str | None = None, seed: int = 0, quiet: bool = False,
-              track: bool = True, method_options: dict | None = None, finetune_backend: str = "deepspeed",
-              cluster: dict | None = None) -> dict:
-    """Run ``methods`` on one teacher and tabulate them; returns {"rows": [...], ...}.  ``cluster``:
-    ``prune``'s Ray placement arguments (address, env runners, backend workers, fine-tune workers);
-    the search ones serve marl only, the fine-tune workers every method but ppcd."""
+              backend_steps: int | None = None, overwrite: bool = False, resume: bool = False,
+              tracking_uri: str | None = None, seeds=(0,), quiet: bool = False, track: bool = True,
+              method_options: dict | None = None, finetune_backend: str = "deepspeed", cluster: dict | None = None,
+              threads: int | None = None) -> dict:
+    """Run ``methods`` × ``seeds`` on one teacher and tabulate them; returns {"rows": [...], "summary":
+    {...}, ...}.  Every method × seed runs through ``prune`` (its own seeded, controlled process state:
+    the order of the methods does not change a row).  ``random`` gets, per seed, the number of
+    candidates the ``marl`` row scored; ``marl-greedy`` fine-tunes that marl search's final greedy pick.
+    ``cluster``: ``prune``'s Ray placement arguments (the search ones serve the marl rows only)."""
     from gan.teacher_run import load_teacher_run
-    from orchestration.rundir import clear_run_dir
     from orchestration.config import load_preset
-    from orchestration.prune import METHODS, prune
+    from orchestration.prune import check_method, prune
+    from orchestration.rundir import clear_run_dir, write_json
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
     methods = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
-    unknown = [m for m in methods if m not in METHODS]
-    if unknown or not methods:
-        raise UsageError(f"unknown --methods {','.join(unknown) or '(none)'}; available: {', '.join(METHODS)}")
+    seeds = parse_seeds(seeds)
+    options = method_options or {}
+    if not methods or len(set(methods)) != len(methods):
+        raise UsageError(f"--methods {','.join(methods) or '(none)'}: name each method once")
+    objectives = {}
+    for m in methods:  # every method × option combination is checked before any work
+        base, _ = base_method(m)
+        try:
+            objectives[m] = check_method(base, None, vem, options.get(m))
+        except UsageError as e:
+            raise UsageError(f"--methods {m}: {e}") from None
     pre = load_preset(preset)
     finetune_steps = pre.marl.finetune_steps if finetune_steps is None else int(finetune_steps)
+    search = {"iterations": pre.marl.iterations if iterations is None else int(iterations),
+              "episodes": pre.marl.episodes_per_iteration if episodes is None else int(episodes),
+              "backend_steps": pre.marl.backend_steps if backend_steps is None else int(backend_steps)}
     if track:
         check_reachable(resolve_tracking_uri(tracking_uri))
     out = Path(out)
     if not resume and not overwrite and out.is_dir() and any(out.iterdir()):
-        raise UsageError(f"{out} is not empty; pass --resume to keep its finished methods, --overwrite to "
+        raise UsageError(f"{out} is not empty; pass --resume to keep its finished rows, --overwrite to "
                          "start again, or choose another --out")
     command = "ganprune benchmark " + " ".join(shlex.quote(a) for a in sys.argv[2:]) \
         if len(sys.argv) > 1 and sys.argv[1] == "benchmark" else None
@@ -75,45 +143,70 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     if not resume:  # --overwrite: the old results go only now that the teacher is good
         clear_run_dir(out, overwrite, None, inputs=(tdir,))
     out.mkdir(parents=True, exist_ok=True)
+    version = code_version()
     tracker = Tracker(EXPERIMENT, run_name=f"{Path(preset).stem}-{macs_target:g}", tracking_uri=tracking_uri,
                       enabled=track, tags={"ganprune.command": "benchmark", "ganprune.out_dir": str(out.resolve())})
     tracker.start()
     status = "FAILED"
     try:
         tracker.log_params({"preset": preset, "methods": ",".join(methods), "macs_target": macs_target,
-                            "finetune_steps": finetune_steps, "vem": vem, "teacher": str(tdir), "seed": seed})
-        rows = []
-        for i, m in enumerate(methods, 1):
-            t0 = time.perf_counter()
-            done = out / m / "prune.json"
-            same = {"teacher": str(tdir), "macs_target": macs_target, "finetune_steps": finetune_steps,
-                    "seed": seed, "vem": vem}
-            if resume and done.is_file():  # a resumed benchmark keeps the methods that finished alike
-                prev = json.loads(done.read_text())
-                differ = [k for k, v in same.items() if prev.get(k, False if k == "vem" else None) != v]
-                if not differ:
-                    say(f"[{i}/{len(methods)}] {m}: finished before with the same settings, kept")
-                    rows.append(_row(m, prev, tdir, 0.0))
-                    continue
-                say(f"[{i}/{len(methods)}] {m}: earlier run differs in {', '.join(differ)}; running again")
-            say(f"[{i}/{len(methods)}] {m}")
-            s = prune(m, teacher=str(tdir), preset=preset, macs_target=macs_target, out=out / m,
-                      finetune_steps=finetune_steps, iterations=iterations, episodes=episodes, seed=seed,
-                      vem=vem, quiet=True, overwrite=True, finetune_backend=finetune_backend, tracking_uri=tracking_uri, track=track,
-                      options=(method_options or {}).get(m), **_placement(m, cluster or {}))
-            row = _row(m, s, tdir, time.perf_counter() - t0)
-            rows.append(row)
-            tracker.log_metrics({f"{m}.{k}": v for k, v in row.items() if isinstance(v, (int, float))
-                                 and not isinstance(v, bool)})
-            say(f"    {row['macs'] / 1e6:.2f} M MACs ({row['macs_ratio']:.1%}), PSNR vs teacher "
-                f"{row['psnr_vs_teacher']:.2f} dB, search {row['search_s']:.0f} s, fine-tune {row['finetune_s']:.0f} s")
+                            "finetune_steps": finetune_steps, "vem": vem, "teacher": str(tdir),
+                            "seeds": ",".join(map(str, seeds)), "code_version": version, **search})
+        order = [m for m in FIRST if m in methods] + [m for m in methods if m not in FIRST]
+        done: dict[tuple[str, int], dict] = {}
+        total, i = len(methods) * len(seeds), 0
+        for seed in seeds:
+            for m in order:
+                i += 1
+                base, extra = base_method(m)
+                run_dir = out / m / f"seed{seed}"
+                kw = {**extra}
+                marl_row = done.get(("marl", seed))
+                if m == "random":
+                    kw["evaluations"] = marl_row["search_evaluations"] if marl_row else \
+                        search["iterations"] * (search["episodes"] + 1)
+                if m == "marl-greedy" and marl_row:
+                    kw["search_from"] = marl_row["out"]
+                settings = {"method": m, "seed": seed, "teacher": str(tdir), "macs_target": macs_target,
+                            "finetune_steps": finetune_steps, "finetune_backend": finetune_backend, "vem": vem,
+                            "objective": objectives[m], "options": options.get(m) or {},
+                            "evaluations": kw.get("evaluations"), "code_version": version,
+                            **(search if base in ("marl", "marl-greedy", "random") else {}),
+                            **{k: v for k, v in extra.items()}}
+                saved = run_dir / "row.json"
+                if resume and saved.is_file():  # a resumed benchmark keeps rows made alike
+                    prev = json.loads(saved.read_text())
+                    differ = sorted(k for k in set(settings) | set(prev.get("settings", {}))
+                                    if prev.get("settings", {}).get(k) != settings.get(k))
+                    if not differ:
+                        say(f"[{i}/{total}] {m} seed {seed}: finished before with the same settings, kept")
+                        done[(m, seed)] = prev["row"]
+                        continue
+                    say(f"[{i}/{total}] {m} seed {seed}: earlier run differs in {', '.join(differ)}; running again")
+                say(f"[{i}/{total}] {m} seed {seed}")
+                t0 = time.perf_counter()
+                s = prune(base, teacher=str(tdir), preset=preset, macs_target=macs_target, out=run_dir,
+                          finetune_steps=finetune_steps, iterations=search["iterations"], episodes=search["episodes"],
+                          backend_steps=search["backend_steps"], seed=seed, vem=vem, quiet=True, overwrite=True,
+                          finetune_backend=finetune_backend, tracking_uri=tracking_uri, track=track,
+                          options=options.get(m), threads=threads, **kw, **_placement(base, cluster or {}))
+                row = _row(m, s, tdir, time.perf_counter() - t0)
+                done[(m, seed)] = row
+                write_json(saved, {"settings": settings, "row": row})
+                tracker.log_metrics({f"{m}.{k}": v for k, v in row.items() if isinstance(v, (int, float))
+                                     and not isinstance(v, bool)}, step=seed)
+                say(f"    {row['macs'] / 1e6:.2f} M MACs ({row['macs_ratio']:.1%}), PSNR vs teacher "
+                    f"{row['psnr_vs_teacher']:.2f} dB ({row['split']}), {row['search_evaluations']} evaluations, "
+                    f"search {row['search_s']:.0f} s, fine-tune {row['finetune_s']:.0f} s")
+        rows = [done[(m, seed)] for m in methods for seed in seeds]
         _measure_latency(rows, tdir)
-        result = {"preset": preset, "teacher": str(tdir), "macs_target": macs_target,
-                  "finetune_steps": finetune_steps, "vem": vem, "eval_items": EVAL_ITEMS, "command": command,
-                  "rows": rows, "mlflow_run_id": tracker.run_id, "out": str(out)}
-        (out / "benchmark.json").write_text(json.dumps(result, indent=1, default=float))
+        result = {"preset": preset, "teacher": str(tdir), "macs_target": macs_target, "seeds": seeds,
+                  "finetune_steps": finetune_steps, "vem": vem, "eval_items": EVAL_ITEMS, **search,
+                  "code_version": version, "command": command, "rows": rows, "summary": summarize(rows),
+                  "mlflow_run_id": tracker.run_id, "out": str(out)}
+        write_json(out / "benchmark.json", result)
         (out / "benchmark.md").write_text(markdown(result))
-        pareto_plot(rows, out / "pareto.png")
+        pareto_plot(result["summary"], out / "pareto.png")
         for f in ("benchmark.json", "benchmark.md", "pareto.png"):
             tracker.log_artifact(out / f)
         status = "FINISHED"
@@ -123,21 +216,55 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
         tracker.end(status)
 
 
+def _mean_std_se(xs: list[float]) -> dict:
+    n = len(xs)
+    mean = sum(xs) / n
+    std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else float("nan")
+    return {"n": n, "mean": mean, "std": std, "se": std / math.sqrt(n) if n > 1 else float("nan")}
+
+
+def summarize(rows: list[dict]) -> dict:
+    """Per method: mean ± std over seeds of each metric and cost; and the paired difference to each of
+    ``BASELINES`` (method − baseline, same seed) as mean ± standard error over the seeds both have."""
+    by = {}
+    for r in rows:
+        by.setdefault(r["method"], {})[r["seed"]] = r
+    out = {}
+    for m, per_seed in by.items():
+        stats = {k: _mean_std_se([r[k] for r in per_seed.values()])
+                 for k in (*METRICS, *COST, *SIZE) if all(k in r and r[k] is not None for r in per_seed.values())}
+        diffs = {}
+        for b in BASELINES:
+            if b == m or b not in by:
+                continue
+            common = sorted(set(per_seed) & set(by[b]))
+            if common:
+                diffs[b] = _mean_std_se([per_seed[s]["psnr_vs_teacher"] - by[b][s]["psnr_vs_teacher"] for s in common])
+        out[m] = {"seeds": sorted(per_seed), **stats, "psnr_vs_teacher_minus": diffs}
+    return out
+
+
 def _row(method: str, s: dict, tdir: Path, wall_s: float) -> dict:
-    """One table row: the export evaluated on the test split (same items for every method)."""
+    """One table row: the export evaluated on the report split (test; the same items for every method,
+    under the row's seed and the default process settings), with the search's cost."""
     from gan import data as gdata
     from gan import export as gexport
+    from gan.data.splits import report_split
+    from gan.determinism import controlled
     from gan.metrics.evaluate import evaluate_generator
     from gan.teacher_run import load_teacher_run
 
     run = load_teacher_run(tdir)
     root = gdata.resolve_dataset(run.data, size=run.size)
-    test = gdata.open_dataset(root, size=run.size, split="test")
+    split = report_split(root)
+    test = gdata.open_dataset(root, size=run.size, split=split)
     model = gexport.load(Path(s["out"]) / "generator").eval()
-    fid = evaluate_generator(model, test, teacher=run.generator.eval(), dataset_root=root, max_items=EVAL_ITEMS)
-    return {"method": method, "macs": s["macs"], "macs_ratio": s["macs_ratio"], "target_macs": s["target_macs"],
+    with controlled(s["seed"]):
+        fid = evaluate_generator(model, test, teacher=run.generator.eval(), dataset_root=root, max_items=EVAL_ITEMS)
+    return {"method": method, "seed": s["seed"], "split": split, "macs": s["macs"], "macs_ratio": s["macs_ratio"], "target_macs": s["target_macs"],
             "params": s["params"], "latency_ms": s["latency_ms"], "teacher_latency_ms": s["teacher_latency_ms"],
             **{k: float(fid[k]) for k in METRICS if k in fid},
+            **{k: s[k] for k in COST}, "backend_steps": s.get("backend_steps"),
             "search_s": float(s["search_s"]), "finetune_s": float(s["finetune_s"]), "wall_s": round(wall_s, 1),
             "objective": s.get("objective"), "prune_run_id": s.get("mlflow_run_id"), "out": s["out"]}
 
@@ -158,42 +285,75 @@ def _measure_latency(rows: list[dict], tdir: Path, runs: int = 50) -> None:
         r["speedup"] = r["teacher_latency_ms"] / r["latency_ms"]
 
 
+def _pm(st: dict | None, digits: int = 2, key: str = "std") -> str:
+    if not st:
+        return "—"
+    if st["n"] < 2:
+        return f"{st['mean']:.{digits}f}"
+    return f"{st['mean']:.{digits}f} ± {st[key]:.{digits}f}"
+
+
 def markdown(result: dict) -> str:
-    """The benchmark table as markdown, with the command that made it."""
-    rows = result["rows"]
+    """The benchmark as markdown: per method mean ± std over seeds with the paired differences to l1 and
+    random (mean ± standard error), the search budget, then one row per method × seed, and the command."""
+    rows, summary = result["rows"], result.get("summary") or summarize(result["rows"])
+    split = rows[0].get("split", "test")
+    seeds = result.get("seeds", sorted({r["seed"] for r in rows}))
     metrics = [k for k in METRICS if any(k in r for r in rows)]
-    head = ["method", "G MACs", "params", "CPU ms (speed-up)", *metrics, "search s", "fine-tune s", "objective"]
     lines = [f"Preset {result['preset']}, MACs target {result['macs_target']:g}, fine-tune "
-             f"{result['finetune_steps']} steps per method{' + VEM' if result.get('vem') else ''}; "
-             f"metrics on the first {result['eval_items']} test items; CPU latency at batch 1, "
-             f"teacher {rows[0].get('teacher_latency_ms', float('nan')):.2f} ms.", "",
-             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+             f"{result['finetune_steps']} steps per method{' + VEM' if result.get('vem') else ''}; seeds "
+             f"{', '.join(map(str, seeds))}; metrics on the first {result['eval_items']} {split} items; searches "
+             f"score on train items only; MARL/random: {result.get('iterations')} iterations × "
+             f"{result.get('episodes')} episodes, {result.get('backend_steps')} backend fine-tune steps per "
+             f"candidate; CPU latency at batch 1, teacher {rows[0].get('teacher_latency_ms', float('nan')):.2f} ms.",
+             "", "Per method (mean ± std over seeds; Δ = paired difference per seed, mean ± standard error):", ""]
+    head = ["method", "seeds", "PSNR vs teacher (dB)", "Δ vs l1", "Δ vs random", "SSIM vs teacher",
+            *(["mIoU"] if "miou" in metrics else []), "search evaluations", "search fine-tune steps",
+            "search CPU s", "total CPU s"]
+    lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for m, st in summary.items():
+        d = st.get("psnr_vs_teacher_minus", {})
+        cells = [m, str(len(st["seeds"])), _pm(st.get("psnr_vs_teacher")),
+                 _pm(d.get("l1"), key="se") if "l1" in d else "—", _pm(d.get("random"), key="se") if "random" in d else "—",
+                 _pm(st.get("ssim_vs_teacher"), 3), *([_pm(st.get("miou"), 1)] if "miou" in metrics else []),
+                 _pm(st.get("search_evaluations"), 0), _pm(st.get("search_finetune_steps"), 0),
+                 _pm(st.get("search_cpu_s"), 0), _pm(st.get("cpu_s"), 0)]
+        lines.append("| " + " | ".join(cells) + " |")
+    head = ["method", "seed", "G MACs", "params", "CPU ms (speed-up)", *metrics, "evaluations", "search s",
+            "fine-tune s", "objective"]
+    lines += ["", "Every row:", "", "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
-        cells = [r["method"], f"{r['macs'] / 1e6:.2f} M ({r['macs_ratio']:.1%})", f"{r['params'] / 1e3:.1f} k",
-                 f"{r['latency_ms']:.2f} (×{r.get('speedup', float('nan')):.2f})",
-                 *(f"{r[k]:.3f}" if k in r else "—" for k in metrics),
+        cells = [r["method"], str(r.get("seed", "")), f"{r['macs'] / 1e6:.2f} M ({r['macs_ratio']:.1%})",
+                 f"{r['params'] / 1e3:.1f} k", f"{r['latency_ms']:.2f} (×{r.get('speedup', float('nan')):.2f})",
+                 *(f"{r[k]:.3f}" if k in r else "—" for k in metrics), str(r.get("search_evaluations", "—")),
                  f"{r['search_s']:.0f}", f"{r['finetune_s']:.0f}", str(r.get("objective") or "—")]
         lines.append("| " + " | ".join(cells) + " |")
     if result.get("command"):
         lines += ["", f"Command: `{result['command']}`"]
+    if result.get("code_version"):
+        lines += ["", f"Code: `{result['code_version']}`"]
     return "\n".join(lines) + "\n"
 
 
-def pareto_plot(rows: list[dict], path: Path) -> Path:
-    """Generator MACs (x) vs PSNR to the teacher (y), one labelled point per method."""
+def pareto_plot(summary: dict, path: Path) -> Path:
+    """Generator MACs (x) vs PSNR to the teacher (y): one point per method at its mean over seeds, with
+    the standard deviation as error bars."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(5.5, 4))
-    for r in rows:
-        ax.scatter(r["macs"] / 1e6, r["psnr_vs_teacher"], s=40)
-        ax.annotate(r["method"], (r["macs"] / 1e6, r["psnr_vs_teacher"]), textcoords="offset points",
-                    xytext=(4, 4), fontsize=8)
+    fig, ax = plt.subplots(figsize=(6, 4.2))
+    for m, st in summary.items():
+        if "psnr_vs_teacher" not in st or "macs" not in st:
+            continue
+        x, y = st["macs"]["mean"] / 1e6, st["psnr_vs_teacher"]["mean"]
+        err = st["psnr_vs_teacher"]["std"] if st["psnr_vs_teacher"]["n"] > 1 else None
+        ax.errorbar(x, y, yerr=err, fmt="o", capsize=3)
+        ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel("generator MACs (M)")
     ax.set_ylabel("PSNR vs teacher (dB, test split)")
-    ax.set_title("fidelity vs cost (higher-left is better)")
+    ax.set_title("fidelity vs cost, mean ± std over seeds (higher-left is better)")
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

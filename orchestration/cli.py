@@ -180,7 +180,15 @@ def _parser() -> argparse.ArgumentParser:
              "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl",
              commands.prune)
     sp.add_argument("--method", default="marl",
-                    help="marl (default, two RL agents), cat, gan-compression, ppcd, uniform or l1")
+                    help="marl (default, two RL agents: the best pair seen), marl-greedy (the trained policies' "
+                    "deterministic pick), random (random search, the control), cat, gan-compression, ppcd, uniform "
+                    "or l1")
+    sp.add_argument("--evaluations", type=int, metavar="N",
+                    help="random: candidate pairs to score (default: what marl scores at most at the same "
+                    "settings, iterations × (episodes + 1))")
+    sp.add_argument("--search-from", metavar="RUN",
+                    help="marl/marl-greedy: reuse the finished search of this marl run directory when it searched "
+                    "the same problem with the same settings")
     sp.add_argument("--objective", help="fine-tune objective (default per method: marl/uniform/l1 density, "
                     "cat gka, gan-compression distill)")
     sp.add_argument("--vem", action="store_true", help="add VEM's mutual-information term to the fine-tune")
@@ -213,11 +221,14 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add("benchmark", "every method on one teacher at the same MACs target and fine-tune budget: one "
              "markdown + JSON table and a Pareto plot (MACs vs fidelity), in --out and MLflow",
-             "ganprune benchmark --preset small --methods marl,cat,gan-compression,ppcd,uniform,l1 --vem "
-             "--macs-target 0.1 --out runs/bench --json", commands.benchmark)
+             "ganprune benchmark --preset tiny --methods marl,marl-greedy,random,l1,uniform --seeds 0,1,2 "
+             "--macs-target 0.25 --out runs/bench --json", commands.benchmark)
     sp.add_argument("--preset", default="small", help="small (default), tiny, paper or a YAML path")
     sp.add_argument("--methods", default="marl,cat,gan-compression,ppcd,uniform,l1",
-                    help="comma-separated methods (default: all)")
+                    help="comma-separated: marl, marl-greedy, marl-beta0 (β = 0), random (as many evaluations as "
+                    "marl), cat, gan-compression, ppcd, uniform, l1 (default: marl,cat,gan-compression,ppcd,uniform,l1)")
+    sp.add_argument("--seeds", default=None, help="comma-separated seeds, one row per method × seed (default: "
+                    "--seed)")
     sp.add_argument("--macs-target", type=float, default=0.25,
                     help="generator MACs: fraction of the teacher's (0.1) or absolute count (3e9)")
     sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
@@ -226,13 +237,15 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of every method (default per preset)")
     sp.add_argument("--iterations", type=int, help="MARL iterations (default per preset)")
     sp.add_argument("--episodes", type=int, help="MARL episodes per iteration (default per preset)")
+    sp.add_argument("--backend-steps", type=int, help="MARL/random: fine-tune steps per candidate (default per preset)")
     sp.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
     _cluster_flags(sp)
     sp.add_argument("--resume", action="store_true",
-                    help="keep the methods that finished in --out with the same settings, run the rest")
+                    help="keep the rows in --out that finished with the same settings and code, run the rest")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
-    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--seed", type=int, default=0, help="one seed (see --seeds)")
+    _threads(sp)
     sp.add_argument("--tracking-uri", default=None,
                     help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")
 
@@ -279,7 +292,16 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
-__all__ = ["main", "UsageError"]
+def entry() -> int:
+    """The ``ganprune`` console script: a fixed string-hash seed first (``gan.determinism.pin_hash_seed``),
+    then ``main``."""
+    from gan.determinism import pin_hash_seed
+
+    pin_hash_seed()
+    return main()
+
+
+__all__ = ["main", "entry", "UsageError"]
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(entry())

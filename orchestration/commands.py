@@ -200,6 +200,7 @@ def prune(args):
                        finetune_backend=args.finetune_backend, seed=args.seed, threads=args.threads,
                        peer_observation=not args.no_peer_observation,
                        prior=args.action_prior, objective=args.objective, vem=args.vem,
+                       evaluations=args.evaluations, search_from=args.search_from,
                        options=_key_values(args.method_option, "--method-option"), quiet=args.quiet,
                        **_cluster(args, [args.method]))
     if not args.quiet:
@@ -214,8 +215,9 @@ def benchmark(args):
     result = run_benchmark(preset=args.preset, methods=args.methods, macs_target=args.macs_target, out=args.out,
                            teacher=args.teacher, teacher_steps=args.teacher_steps, vem=args.vem,
                            finetune_steps=args.finetune_steps, iterations=args.iterations, episodes=args.episodes,
-                           overwrite=args.overwrite, resume=args.resume, tracking_uri=args.tracking_uri,
-                           seed=args.seed, quiet=args.quiet, finetune_backend=args.finetune_backend,
+                           backend_steps=args.backend_steps, overwrite=args.overwrite, resume=args.resume,
+                           tracking_uri=args.tracking_uri, seeds=args.seeds or [args.seed], quiet=args.quiet,
+                           finetune_backend=args.finetune_backend, threads=args.threads,
                            cluster=_cluster(args, [m.strip() for m in args.methods.split(",")]))
     return result
 

@@ -11,7 +11,8 @@ export directories, its ``data`` and ``size``) and a spec JSON in one of three f
 
 Pruned G and D inherit the teacher's weights (``gan.pruning.physical.prune``) and are trained by
 ``gan.train.distill`` (objective "density" or the "l1" baseline). PSNR/SSIM vs the teacher on the
-val split are measured before and after; results go to ``out/finetune.json``.
+test split (``gan.data.splits.report_split``) are measured before and after; results go to
+``out/finetune.json``.
 """
 from __future__ import annotations
 
@@ -131,6 +132,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     ``threads``/``process``: see ``gan.determinism.controlled_run`` (the settings are recorded)."""
     from gan import data as gdata
     from gan import export as gexport
+    from gan.data.splits import report_split
     from gan.pruning.targets import spec_macs
     from gan.losses.density import DensityConfig
     from gan.train.distill import DistillConfig, TeacherTargets, distill_hooks
@@ -154,7 +156,8 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
 
     root = gdata.resolve_dataset(data or t["data"], size=size)
     train_set = gdata.open_dataset(root, size=size, split="train")
-    val_set = gdata.open_dataset(root, size=size, split="val")
+    report = report_split(root)  # before/after figures on the report split, never on search items
+    val_set = gdata.open_dataset(root, size=size, split=report)
     clear_run_dir(out, overwrite, last, inputs=(root, teacher_dir, spec_path, init_generator, init_discriminator))
     gate.release()
     full_macs = spec_macs(teacher, {}, size)
@@ -211,7 +214,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
         "discriminator_spec": {k: len(v) for k, v in dspec.items()}, **d_how,
         "distill": cfg.extra["distill"], "density": cfg.extra["density"] if objective == "density" else None,
         "before": before, "after": after, "train_seconds": train_s,
-        "steps_per_sec": trainer.steps_per_sec, "eval_items": EVAL_ITEMS, "process": process,
+        "steps_per_sec": trainer.steps_per_sec, "eval_split": report, "eval_items": EVAL_ITEMS, "process": process,
         "history": trainer.history,
     }
     (out / "finetune.json").write_text(json.dumps(result, indent=1, default=float))

@@ -27,10 +27,13 @@ from orchestration.errors import UsageError
 from orchestration.rundir import write_json
 
 EXPERIMENT = "prune"
-METHODS = ("marl", "uniform", "l1", "cat", "gan-compression", "ppcd")
+METHODS = ("marl", "marl-greedy", "random", "uniform", "l1", "cat", "gan-compression", "ppcd")
+#: methods whose search is the two agents' (marl-greedy fine-tunes the final policies' deterministic pick
+#: instead of the best pair seen: learning told apart from best-of-N selection)
+MARL_METHODS = ("marl", "marl-greedy")
 #: each method's own fine-tune objective (gan.train.distill.OBJECTIVES); --objective overrides it.
 #: PPCD trains its masked student with its own objective (attention distillation) instead.
-OBJECTIVE = {"marl": "density", "uniform": "density", "l1": "density", "cat": "gka", "gan-compression": "distill",
+OBJECTIVE = {"marl": "density", "marl-greedy": "density", "random": "density", "uniform": "density", "l1": "density", "cat": "gka", "gan-compression": "distill",
              "ppcd": None}
 REGISTERED_MODEL = "ganprune-generator"
 #: the best pair's fine-tune checkpoints this many times (a kill then loses at most a tenth of it)
@@ -59,12 +62,16 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
           cpus_per_backend_worker: float = 1, gpus_per_env_runner: float = 0.0, gpus_per_backend_worker: float = 0.0,
           peer_observation: bool = True, prior: str = "l1", quiet: bool = False, track: bool = True,
           export_onnx: bool = True, objective: str | None = None, vem: bool = False,
-          options: dict | None = None, threads: int | None = None, process: dict | None = None) -> dict:
+          options: dict | None = None, evaluations: int | None = None, search_from: str | None = None,
+          threads: int | None = None, process: dict | None = None) -> dict:
     """Find a (G spec, D spec) pair with ``method``, fine-tune it with the method's objective (``OBJECTIVE``,
     or ``objective``; ``vem`` adds VEM's term), export, profile and log it.  ``marl`` searches with the
     two agents; ``uniform`` and ``l1`` are the simple baselines (one keep ratio everywhere; one global
     filter-L1 threshold), D pruned to G's keep ratio; ``cat`` is CAT's one-step |γ| threshold + GKA.
     ``options``: method-specific keyword arguments (e.g. GAN Compression's supernet steps).
+    ``random``: random search over the marl action space with ``evaluations`` distinct candidates (default
+    what marl scores at most at the same settings: iterations × (episodes + 1)).  ``search_from``: a marl
+    run directory whose finished search (same problem and settings) marl/marl-greedy reuse.
     ``threads``: torch threads for this run (default ``gan.determinism.default_threads``); the run
     works under ``gan.determinism.controlled(seed)``: the same seed gives the same result whatever
     ran before in the process, and the process's settings are restored afterwards (``process`` is
@@ -76,20 +83,9 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
-    if method not in METHODS:
-        raise UsageError(f"unknown --method {method!r}; available: {', '.join(METHODS)}")
-    from gan.train.distill import OBJECTIVES
-
-    objective = objective or OBJECTIVE[method]
-    if method == "ppcd":
-        if objective is not None or vem:
-            raise UsageError("--method ppcd trains with its own attention-distillation objective; drop "
-                             "--objective/--vem")
-    elif objective not in OBJECTIVES:
-        raise UsageError(f"unknown --objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    objective = check_method(method, objective, vem, options)
     options = dict(options or {})
-    _check_options(method, options)
-    t_start = time.perf_counter()
+    t_start, cpu_start = time.perf_counter(), time.process_time()
     pre = load_preset(preset)
     iterations = pre.marl.iterations if iterations is None else int(iterations)
     episodes = pre.marl.episodes_per_iteration if episodes is None else int(episodes)
@@ -100,7 +96,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
             raise UsageError(f"{name} must be ≥ 1, got {v}")
     if backend_workers < 0 or num_env_runners < 0:
         raise UsageError("--backend-workers and --num-env-runners must be ≥ 0")
-    if method != "marl" and (backend_workers or num_env_runners):
+    if method not in MARL_METHODS and (backend_workers or num_env_runners):
         raise UsageError(f"--backend-workers and --num-env-runners serve the marl search; drop them for "
                          f"--method {method}")
     if finetune_steps < 0 or backend_steps < 0:
@@ -109,7 +105,9 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         raise UsageError(f"--peer-beta must be in [0, 10], got {beta}")
     if track:
         check_reachable(resolve_tracking_uri(tracking_uri))
-    if method == "marl" and address:  # a dead --address fails now: Ray would retry it forever
+    if evaluations is not None and (method != "random" or evaluations < 1):
+        raise UsageError("--evaluations sets random search's budget (≥ 1); use it with --method random")
+    if method in MARL_METHODS and address:  # a dead --address fails now: Ray would retry it forever
         from agents.cluster import check_ray_address
 
         check_ray_address(address)
@@ -138,7 +136,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
     children = {}
     status = "FAILED"
     try:
-        if method == "marl":
+        if method in MARL_METHODS:
             from agents.marl import AGENTS
 
             children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=tracking_uri, parent_run_id=parent.run_id,
@@ -149,7 +147,8 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         common = {"method": method, "teacher": teacher, "preset": preset, "macs_target": macs_target,
                   "finetune_steps": finetune_steps, "seed": seed, "objective": objective, "vem": vem,
                   "process": process}
-        if method == "marl":
+        cpu0 = time.process_time()
+        if method in MARL_METHODS:
             found = _search_marl(run, teacher, out, last, parent, children, common, iterations=iterations,
                                  episodes=episodes, backend_steps=backend_steps, beta=beta,
                                  num_env_runners=num_env_runners, address=address, seed=seed,
@@ -157,7 +156,12 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
                                  backend_workers=backend_workers, cpus_per_backend_worker=cpus_per_backend_worker,
                                  gpus_per_env_runner=gpus_per_env_runner, gpus_per_backend_worker=gpus_per_backend_worker,
                                  peer_observation=peer_observation, prior=prior, quiet=quiet,
-                                 eval_items=pre.marl.eval_items)
+                                 eval_items=pre.marl.eval_items, pick="greedy" if method == "marl-greedy" else "best",
+                                 search_from=search_from)
+        elif method == "random":
+            found = _search_random(teacher, parent, common, seed=seed, prior=prior, beta=beta, quiet=quiet,
+                                   backend_steps=backend_steps, eval_items=pre.marl.eval_items,
+                                   evaluations=evaluations or iterations * (episodes + 1))
         elif method == "ppcd":
             found = None
         elif method == "gan-compression":
@@ -169,6 +173,8 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
             parent.log_params({**common, "target_macs": found["target_macs"], "teacher_macs": found["teacher_macs"]})
         else:
             found = _search_simple(method, run, macs_target, parent, common, quiet)
+        cost = {"search_evaluations": 0, "search_finetune_steps": 0, **(found or {}).get("cost", {})}
+        cost.setdefault("search_cpu_s", round(time.process_time() - cpu0, 2))
         if method == "ppcd":
             summary = _train_ppcd(run, out, parent, common, finetune_steps, finetune_backend, seed, quiet,
                                   export_onnx, options)
@@ -176,7 +182,9 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
             summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
                               export_onnx, objective=objective, add=("vem",) if vem else (),
                               workers=finetune_workers, address=address, resume=last is not None)
-        summary.update(common, total_s=round(time.perf_counter() - t_start, 1), mlflow_run_id=parent.run_id)
+        summary.update(common, **cost, total_s=round(time.perf_counter() - t_start, 1),
+                       cpu_s=round(time.process_time() - cpu_start, 2), mlflow_run_id=parent.run_id)
+        parent.log_metrics({k: v for k, v in cost.items()} | {"cpu_s": summary["cpu_s"]})
         write_json(out / "prune.json", summary)
         parent.log_artifact(out / "prune.json")
         status = "FINISHED"
@@ -188,6 +196,24 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         for c in children.values():
             c.end(status)
         parent.end(status)
+
+
+def check_method(method: str, objective: str | None = None, vem: bool = False, options: dict | None = None) -> str | None:
+    """A method with its options, checked before any work (``benchmark`` checks every one first);
+    returns the fine-tune objective it will use."""
+    from gan.train.distill import OBJECTIVES
+
+    if method not in METHODS:
+        raise UsageError(f"unknown --method {method!r}; available: {', '.join(METHODS)}")
+    objective = objective or OBJECTIVE[method]
+    if method == "ppcd":
+        if objective is not None or vem:
+            raise UsageError("--method ppcd trains with its own attention-distillation objective; drop "
+                             "--objective/--vem (or drop ppcd from --methods)")
+    elif objective not in OBJECTIVES:
+        raise UsageError(f"unknown --objective {objective!r}; choose one of {', '.join(OBJECTIVES)}")
+    _check_options(method, dict(options or {}))
+    return objective
 
 
 def _check_options(method: str, options: dict) -> None:
@@ -250,6 +276,8 @@ def _search_gan_compression(run, out: Path, parent, common: dict, pre, backend: 
     found = gan_compression(run, common["macs_target"], out, seed=seed, backend=backend, quiet=quiet, **kw)
     found["spec"] = {"generator": found["spec"]["generator"], "discriminator": {}}
     found["search_s"] = found["search_s"] + found["supernet_s"]  # the supernet is part of the search cost
+    found["cost"] = {"search_evaluations": found["extra"]["evaluated"],
+                     "search_finetune_steps": found["extra"]["supernet_steps"]}
     parent.log_params({**common, "target_macs": found["target_macs"], "teacher_macs": found["teacher_macs"],
                        "gan_compression": kw})
     for i, h in enumerate(found.get("history", [])):
@@ -261,7 +289,9 @@ def _search_gan_compression(run, out: Path, parent, common: dict, pre, backend: 
 def _search_marl(run, teacher, out, last, parent, children, common, *, iterations, episodes, backend_steps,
                  beta, num_env_runners, address, seed, peer_observation, prior, quiet, eval_items,
                  cpus_per_env_runner=1, gpus_per_learner=0.0, backend_workers=0, cpus_per_backend_worker=1,
-                 gpus_per_env_runner=0.0, gpus_per_backend_worker=0.0) -> dict:
+                 gpus_per_env_runner=0.0, gpus_per_backend_worker=0.0, pick="best", search_from=None) -> dict:
+    """The two agents' search (or, with ``search_from``, the finished one of that marl run when its
+    problem and settings are these); ``pick``: "best" pair seen or the final policies' "greedy" pick."""
     from agents.marl import MarlConfig, MarlSearch
     from envs.problem import ProblemConfig
     from orchestration import plots
@@ -274,6 +304,11 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
                      backend_workers=backend_workers, num_cpus_per_backend_worker=cpus_per_backend_worker,
                      num_gpus_per_env_runner=gpus_per_env_runner, num_gpus_per_backend_worker=gpus_per_backend_worker,
                      peer_observation=peer_observation)
+    if search_from and last is None:
+        reused = _reuse_search(Path(search_from), problem, cfg, parent, common, pick)
+        if reused is not None:
+            _say(quiet, f"reusing the finished marl search of {search_from} (same problem and settings)")
+            return reused
     search = MarlSearch(problem.to_dict(), cfg, out, quiet=quiet)
 
     def log_iteration(s: dict) -> None:
@@ -324,18 +359,88 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
         last_ckpt = _latest_search_checkpoint(out)
         if last_ckpt is not None:
             parent.log_artifacts(last_ckpt, f"policies/{last_ckpt.name}")
-        return {"spec": {"generator": g_task.spec(best["generator_counts"]),
-                         "discriminator": d_task.spec(best["discriminator_counts"])},
-                "best": best, "search_s": search_s, "target_macs": g_task.target_macs,
-                "teacher_macs": g_task.full_macs,
-                "backend": {"name": problem_obj.backend.name,
+        found = _marl_found(result, problem_obj, pick, search_s, beta)
+        found["backend"] = {"name": problem_obj.backend.name,
                             "episodes": sum(h["episodes"] for h in result["history"]),
                             "episode_seconds": round(sum(h["backend_s"] for h in result["history"]), 2),
                             "episode_cache_hits": sum(h["backend_cached"] for h in result["history"]),
-                            "greedy_replays": problem_obj.backend.stats()},
-                "extra": {"iterations": result["iterations"], "beta": beta, "best_iteration": best["iteration"]}}
+                            "greedy_replays": problem_obj.backend.stats()}
+        return found
     finally:
         search.close()
+
+
+def _marl_found(result: dict, problem, pick: str, search_s: float, beta: float) -> dict:
+    """A finished marl search's pick as ``prune``'s ``found`` (spec, scores, cost)."""
+    chosen = result[pick]
+    g_task, d_task = problem.generator, problem.discriminator
+    steps = int(problem.config.backend_config.get("finetune_steps", 0))
+    return {"spec": {"generator": g_task.spec(chosen["generator_counts"]),
+                     "discriminator": d_task.spec(chosen["discriminator_counts"])},
+            "best": chosen, "search_s": search_s, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
+            "cost": {"search_evaluations": result["evaluations"], "search_finetune_steps": steps * result["evaluations"],
+                     "search_cpu_s": round(result["cpu_s"], 2)},
+            "extra": {"iterations": result["iterations"], "beta": beta, "pick": pick,
+                      "best_iteration": chosen["iteration"]}}
+
+
+#: MarlConfig fields that place the search on a cluster without changing what it finds
+PLACEMENT = ("num_env_runners", "num_cpus_per_env_runner", "num_gpus_per_env_runner", "backend_workers",
+             "num_cpus_per_backend_worker", "num_gpus_per_backend_worker", "num_gpus_per_learner", "address")
+
+
+def _reuse_search(src: Path, problem, cfg, parent, common: dict, pick: str) -> dict | None:
+    """The finished search state of the marl run ``src`` when it searched this problem with these
+    settings (placement aside), as ``found``; None otherwise (the caller searches itself)."""
+    from agents.marl import checkpoints
+    from envs.problem import build_problem
+
+    found = checkpoints(src)
+    if not found:
+        return None
+    state = json.loads((found[-1] / "search_state.json").read_text())
+    mine, theirs = cfg.to_dict(), state["config"]
+    same_cfg = all(mine.get(k) == theirs.get(k) for k in set(mine) | set(theirs) if k not in PLACEMENT)
+    problem_d = {k: v for k, v in problem.to_dict().items() if k not in ("backend_workers", "backend_pool")}
+    same_problem = problem_d == {k: v for k, v in state["problem"].items() if k in problem_d}
+    if not (same_cfg and same_problem and state["iteration"] >= cfg.iterations and state.get("greedy")):
+        return None
+    result = {**state, "iterations": state["iteration"], "evaluations": len(state.get("scored", []))}
+    out = _marl_found(result, build_problem(problem), pick, sum(h["train_s"] for h in state["history"]), cfg.beta)
+    out["extra"]["search_from"] = str(src)
+    parent.log_params({**common, "target_macs": out["target_macs"], "teacher_macs": out["teacher_macs"],
+                       "marl": cfg.to_dict(), "problem": problem.to_dict(), "search_from": str(src)})
+    return out
+
+
+def _search_random(teacher: str, parent, common: dict, *, seed: int, prior: str, beta: float, quiet: bool,
+                   backend_steps: int, eval_items: int, evaluations: int) -> dict:
+    """Random search (``agents.baselines.random_search``) on marl's problem: same env, backend, items,
+    pick rule; ``evaluations`` distinct candidates.  MLflow: the best own score after each."""
+    from agents.baselines.random_search import random_search
+    from envs.problem import ProblemConfig
+
+    problem = ProblemConfig(teacher=teacher, macs_target=common["macs_target"], seed=seed, prior=prior,
+                            backend_config={"finetune_steps": backend_steps, "eval_items": eval_items})
+
+    def log(i: int, rec: dict, best: dict) -> None:
+        parent.log_metrics({"generator_own": rec["own"]["generator"], "best_generator_own": best["own"]["generator"],
+                            "psnr_vs_teacher": rec["scores"]["metrics"].get("psnr_vs_teacher", float("nan"))}, step=i)
+
+    res = random_search(problem.to_dict(), evaluations, seed=seed, beta=beta, on_evaluation=log, quiet=quiet)
+    g_task, d_task = res["env"].problem.generator, res["env"].problem.discriminator
+    parent.log_params({**common, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
+                       "problem": problem.to_dict(), "evaluations": evaluations, "beta": beta})
+    best = res["best"]
+    _say(quiet, f"random search: {res['evaluations']} candidates, best at evaluation {best['evaluation']}: backend "
+         f"score PSNR vs teacher {best['scores']['metrics'].get('psnr_vs_teacher', float('nan')):.2f} dB")
+    return {"spec": {"generator": g_task.spec(best["generator_counts"]),
+                     "discriminator": d_task.spec(best["discriminator_counts"])},
+            "best": best, "search_s": res["search_s"], "target_macs": g_task.target_macs,
+            "teacher_macs": g_task.full_macs,
+            "cost": {"search_evaluations": res["evaluations"],
+                     "search_finetune_steps": backend_steps * res["evaluations"], "search_cpu_s": round(res["cpu_s"], 2)},
+            "extra": {"evaluations_requested": evaluations, "best_evaluation": best["evaluation"]}}
 
 
 def _relog(history: list[dict], written: Path, log_iteration) -> int:
@@ -441,7 +546,7 @@ def _train_ppcd(run, out: Path, parent, common: dict, finetune_steps: int, finet
 
 
 def _fidelity_vs_teacher(run, export: Path) -> dict:
-    """PSNR/SSIM vs the teacher on the val split (pix2pix), or on fixed (z, y) draws (conditional)."""
+    """PSNR/SSIM vs the teacher on the report split (pix2pix), or on fixed (z, y) draws (conditional)."""
     import torch
 
     from gan import export as gexport
@@ -453,7 +558,9 @@ def _fidelity_vs_teacher(run, export: Path) -> dict:
         from gan import data as gdata
 
         root = gdata.resolve_dataset(run.data, size=run.size)
-        return _eval(model, teacher, gdata.open_dataset(root, size=run.size, split="val"))
+        from gan.data.splits import report_split
+
+        return _eval(model, teacher, gdata.open_dataset(root, size=run.size, split=report_split(root)))
     z, y = teacher.example_inputs(batch=EVAL_ITEMS, size=run.size)
     with torch.no_grad():
         t, s = teacher(z, y), model(z, y)

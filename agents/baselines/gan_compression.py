@@ -6,9 +6,9 @@
    the target, ``feature_distill`` adds the taps); one config sampled per step; D = a copy of the
    teacher's D, trained along.
 2. Search (``agents.baselines.evolution``): every config scored by slicing the trained supernet (no
-   training) — L1 (or −PSNR) to the teacher on ``eval_items`` held-out val items; configs over the
+   training) — L1 (or −PSNR) to the teacher on ``eval_items`` search items (gan.data.splits); configs over the
    MACs budget are never scored.  GAN Compression searches on a held-out part of the *train* set
-   (train2); ours holds out the val split, as the other methods' scores do.
+   (train2); ours scores on the same seeded train items as every other method's search.
 3. Export: the supernet (full width, teacher channel order) to ``out/supernet/generator`` (+ its D
    and ``supernet.json``), so a fine-tune can start from the supernet's weights: ``prune`` that
    export with the returned spec to get exactly the searched sub-net.
@@ -31,13 +31,12 @@ METRICS = ("l1", "psnr")
 
 
 def _held_out(run, n: int, seed: int) -> torch.Tensor:
-    """``n`` seeded val inputs (the local backend's choice of held-out items)."""
+    """``n`` seeded search inputs: the items every search scores on (``gan.data.splits``)."""
     from gan import data as gdata
+    from gan.data.splits import search_batches
 
     root = gdata.resolve_dataset(run.data, size=run.size)
-    ds = gdata.open_dataset(root, size=run.size, split="val")
-    idx = torch.randperm(len(ds), generator=torch.Generator().manual_seed(seed))[: min(n, len(ds))].tolist()
-    return torch.stack([ds[i]["A"] for i in idx])
+    return search_batches(root, run.size, n, 0, seed)[0][0]
 
 
 def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000, population: int = 100,

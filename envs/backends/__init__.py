@@ -2,7 +2,8 @@
 from envs.backends.base import Backend, Scores, spec_key
 from envs.backends.local import LocalBackend, LocalConfig
 from envs.backends.supernet import SupernetBackend
+from envs.backends.synthetic import SyntheticBackend
 
-BACKENDS = {"local": LocalBackend, "supernet": SupernetBackend}
+BACKENDS = {"local": LocalBackend, "supernet": SupernetBackend, "synthetic": SyntheticBackend}
 
 __all__ = ["Backend", "Scores", "spec_key", "LocalBackend", "LocalConfig", "BACKENDS"]

@@ -24,8 +24,8 @@ class LocalConfig:
     finetune_steps: int = 0      # K fine-tune steps per candidate (0: weight inheritance only)
     objective: str = "density"   # fine-tune objective of those steps (gan.train.distill)
     batch_size: int = 4
-    train_items: int = 16        # fixed training items for the K steps
-    eval_items: int = 8          # fixed held-out items the scores are computed on
+    train_items: int = 16        # fixed train-split items for the K steps
+    eval_items: int = 8          # fixed search items (train split, disjoint from those) the scores use
     lr: float = 2e-4
     lambda_rec: float = 10.0     # λ_rec: L1 to the teacher's output
     lambda_dens: float = 1.0     # λ_dens: density-structure term
@@ -66,22 +66,18 @@ class LocalBackend(CachedBackend):
 
     @classmethod
     def from_teacher_run(cls, run, cfg: LocalConfig | None = None, density: DensityConfig | None = None):
-        """Fixed seeded batches from the teacher's dataset: train split for the K steps, val for scores."""
+        """Fixed seeded batches of the teacher's train split (``gan.data.splits``): ``eval_items`` search
+        items to score on, ``train_items`` others for the K steps. No reported number uses either."""
         from gan import data as gdata
+        from gan.data.splits import search_batches
 
         cfg = cfg or LocalConfig()
         root = gdata.resolve_dataset(run.data, size=run.size)
         if gdata.detect_layout(root) not in ("aligned", "labels"):
             raise ValueError(f"the local backend scores paired (pix2pix) teachers; {run.data} is "
                              f"{gdata.detect_layout(root)} data")
-        batches = []
-        for split, n in (("train", cfg.train_items), ("val", cfg.eval_items)):
-            ds = gdata.open_dataset(root, size=run.size, split=split)
-            g = torch.Generator().manual_seed(cfg.seed)
-            idx = torch.randperm(len(ds), generator=g)[: min(n, len(ds))].tolist()
-            items = [ds[i] for i in idx]
-            batches.append((torch.stack([b["A"] for b in items]), torch.stack([b["B"] for b in items])))
-        return cls(run.generator, run.discriminator, batches[0], batches[1], cfg, density)
+        score, fit = search_batches(root, run.size, cfg.eval_items, cfg.train_items, cfg.seed)
+        return cls(run.generator, run.discriminator, fit, score, cfg, density)
 
     # ------------------------------------------------------------------ one candidate
 

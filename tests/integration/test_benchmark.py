@@ -1,6 +1,8 @@
 """`ganprune benchmark` end to end on a tiny teacher: one table (markdown + JSON), a Pareto plot,
-an MLflow run; --resume keeps the methods that finished with the same settings."""
+an MLflow run; --resume keeps the rows that finished with the same settings; seeds, random search at
+marl's budget, marl-greedy, and the same row for a method whatever ran before it (issues #13, #18)."""
 import json
+import time
 
 import mlflow
 import pytest
@@ -27,6 +29,7 @@ def test_table_plot_and_mlflow(bench):
     assert [r["method"] for r in res["rows"]] == ["uniform", "cat"]
     for r in res["rows"]:
         assert r["macs"] <= r["target_macs"] and r["latency_ms"] > 0 and "psnr_vs_teacher" in r
+        assert r["split"] == "test" and r["seed"] == 0 and r["search_evaluations"] == 0
     assert res["rows"][1]["objective"] == "gka"
     md = (out / "benchmark.md").read_text()
     assert "| uniform |" in md and "| cat |" in md and (out / "pareto.png").stat().st_size > 1000
@@ -38,9 +41,9 @@ def test_table_plot_and_mlflow(bench):
 
 def test_resume_keeps_finished_methods_with_the_same_settings(bench, capsys):
     out, _, args = bench
-    before = (out / "cat" / "prune.json").stat().st_mtime
+    before = (out / "cat" / "seed0" / "prune.json").stat().st_mtime
     assert main(args + ["--resume", "--methods", "uniform,cat,l1"]) == 0
-    assert (out / "cat" / "prune.json").stat().st_mtime == before  # kept, not re-run
+    assert (out / "cat" / "seed0" / "prune.json").stat().st_mtime == before  # kept, not re-run
     res = json.loads((out / "benchmark.json").read_text())
     assert [r["method"] for r in res["rows"]] == ["uniform", "cat", "l1"]
     assert main(args) == 2 and "--overwrite" in capsys.readouterr().err  # an occupied --out is refused
@@ -54,6 +57,60 @@ def test_the_marl_search_of_a_benchmark_runs_on_ray_workers(bench, tmp_path):
     assert main(args + ["--iterations", "1", "--episodes", "2", "--num-env-runners", "1",
                         "--cpus-per-env-runner", "0.5", "--backend-workers", "1", "--cpus-per-backend-worker",
                         "0.5"]) == 0
-    marl = json.loads((tmp_path / "bench" / "marl" / "prune.json").read_text())
+    marl = json.loads((tmp_path / "bench" / "marl" / "seed0" / "prune.json").read_text())
     assert marl["backend"]["name"] == "local@1-workers" and marl["backend"]["episodes"] >= 2
-    assert json.loads((tmp_path / "bench" / "uniform" / "prune.json").read_text())["method"] == "uniform"
+    assert json.loads((tmp_path / "bench" / "uniform" / "seed0" / "prune.json").read_text())["method"] == "uniform"
+
+
+SEARCH = ["--iterations", "1", "--episodes", "2", "--backend-steps", "1"]
+
+
+def _args(bench, out, methods, seeds):
+    _, _, args = bench
+    args = list(args)
+    args[args.index("--methods") + 1] = methods
+    args[args.index("--out") + 1] = str(out)
+    return args + SEARCH + ["--seeds", seeds]
+
+
+def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, capsys):
+    capsys.readouterr()
+    assert main(_args(bench, tmp_path / "b", "marl,marl-greedy,random,l1", "0,1") + ["--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {(r["method"], r["seed"]): r for r in res["rows"]}
+    assert len(res["rows"]) == 8 and set(rows) == {(m, s) for m in ("marl", "marl-greedy", "random", "l1")
+                                                   for s in (0, 1)}
+    for s in (0, 1):
+        marl = rows[("marl", s)]
+        assert marl["split"] == "test" and marl["search_evaluations"] >= 2
+        assert rows[("random", s)]["search_evaluations"] == marl["search_evaluations"]
+        assert rows[("marl-greedy", s)]["search_evaluations"] == marl["search_evaluations"]  # the same search
+        assert marl["search_finetune_steps"] == marl["search_evaluations"]  # 1 backend step per candidate
+    greedy = json.loads((tmp_path / "b" / "marl-greedy" / "seed0" / "prune.json").read_text())
+    assert greedy["pick"] == "greedy" and greedy["search_from"].endswith("marl/seed0")
+    summary = res["summary"]
+    assert summary["marl"]["psnr_vs_teacher"]["n"] == 2 and "std" in summary["marl"]["psnr_vs_teacher"]
+    diff = summary["marl"]["psnr_vs_teacher_minus"]
+    expected = [rows[("marl", s)]["psnr_vs_teacher"] - rows[("l1", s)]["psnr_vs_teacher"] for s in (0, 1)]
+    assert abs(diff["l1"]["mean"] - sum(expected) / 2) < 1e-9 and diff["l1"]["n"] == 2 and "random" in diff
+    md = (tmp_path / "b" / "benchmark.md").read_text()
+    assert "Δ vs random" in md and "| marl-greedy | 1 |" in md
+
+    # issue #18: marl alone gives marl the same row as after the other methods ran in this process
+    assert main(_args(bench, tmp_path / "alone", "marl", "0")) == 0
+    alone = json.loads((tmp_path / "alone" / "benchmark.json").read_text())["rows"][0]
+    for k in ("psnr_vs_teacher", "ssim_vs_teacher", "macs", "params", "search_evaluations"):
+        assert alone[k] == rows[("marl", 0)][k], k
+    assert json.loads((tmp_path / "alone" / "marl" / "seed0" / "best_spec.json").read_text())["generator"] == \
+        json.loads((tmp_path / "b" / "marl" / "seed0" / "best_spec.json").read_text())["generator"]
+
+
+def test_every_method_and_option_is_checked_before_any_work(tmp_path, capsys):
+    t0 = time.perf_counter()
+    rc = main(["benchmark", "--preset", "tiny", "--methods", "marl,cat,ppcd,uniform", "--vem", "--out",
+               str(tmp_path / "b"), "--quiet"])
+    err = capsys.readouterr().err
+    assert rc == 2 and "ppcd" in err and "--vem" in err and len(err.strip().splitlines()) == 1
+    assert time.perf_counter() - t0 < 10 and not (tmp_path / "b").exists()  # no teacher trained, nothing made
+    assert main(["benchmark", "--preset", "tiny", "--methods", "marl", "--seeds", "0,x", "--out",
+                 str(tmp_path / "b")]) == 2
