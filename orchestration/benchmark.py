@@ -102,7 +102,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     ``cluster``: ``prune``'s Ray placement arguments (the search ones serve the marl rows only)."""
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
-    from orchestration.prune import check_method, prune
+    from orchestration.prune import METHODS, check_method, prune
     from orchestration.rundir import clear_run_dir, write_json
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
@@ -112,6 +112,9 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     options = method_options or {}
     if not methods or len(set(methods)) != len(methods):
         raise UsageError(f"--methods {','.join(methods) or '(none)'}: name each method once")
+    unknown = [m for m in methods if base_method(m)[0] not in METHODS]
+    if unknown:
+        raise UsageError(f"unknown --methods {','.join(unknown)}; available: {', '.join([*METHODS, *VARIANTS])}")
     objectives = {}
     for m in methods:  # every method × option combination is checked before any work
         base, _ = base_method(m)
