@@ -337,7 +337,7 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
         if last is not None and _relog(search.history, out / "history.json", log_iteration):
             write_history()
         problem_obj = search.driver_env.problem
-        g_task, d_task = problem_obj.generator, problem_obj.discriminator
+        g_task = problem_obj.generator
         parent.log_params({**common, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
                            "marl": cfg.to_dict(), "problem": problem.to_dict()})
         for a, c in children.items():

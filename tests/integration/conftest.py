@@ -23,3 +23,16 @@ def teacher_and_uniform_spec(tmp, size: int = SIZE):
 @pytest.fixture(scope="module")
 def teacher_and_spec(tmp_path_factory):
     return teacher_and_uniform_spec(tmp_path_factory.mktemp("teacher"))
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    """A local Ray instance for the module's tests."""
+    import ray
+
+    from agents.cluster import init_ray
+
+    started = init_ray("local", num_cpus=2)  # "local": never a `ray start` cluster another test left running
+    yield
+    if started:
+        ray.shutdown()

@@ -37,18 +37,6 @@ BETA = 0.5
 TEAM_MARGIN = 0.2
 
 
-@pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from agents.cluster import init_ray
-
-    started = init_ray("local", num_cpus=2)  # "local": never a `ray start` cluster another test left running
-    yield
-    if started:
-        ray.shutdown()
-
-
 def _problem(backend_config: dict) -> dict:
     return {"teacher": None, "backend": "synthetic", "backend_config": backend_config, "macs_target": MACS,
             "prior": "l1", "seed": SEED}

@@ -21,18 +21,6 @@ STEPS = 4
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    from agents.cluster import init_ray
-
-    started = init_ray("local", num_cpus=2)  # "local": never a `ray start` cluster another test left running
-    yield
-    if started:
-        ray.shutdown()
-
-
-@pytest.fixture(scope="module")
 def teacher(teacher_and_spec):
     return teacher_and_spec
 
