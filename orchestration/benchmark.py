@@ -209,7 +209,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                   "mlflow_run_id": tracker.run_id, "out": str(out)}
         write_json(out / "benchmark.json", result)
         (out / "benchmark.md").write_text(markdown(result))
-        pareto_plot(result["summary"], out / "pareto.png")
+        pareto_plot(result["summary"], out / "pareto.png", rows)
         for f in ("benchmark.json", "benchmark.md", "pareto.png"):
             tracker.log_artifact(out / f)
         status = "FINISHED"
@@ -338,26 +338,42 @@ def markdown(result: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def pareto_plot(summary: dict, path: Path) -> Path:
-    """Generator MACs (x) vs PSNR to the teacher (y): one point per method at its mean over seeds, with
-    the standard deviation as error bars."""
+def pareto_plot(summary: dict, path: Path, rows: list[dict] | None = None) -> Path:
+    """Left: PSNR to the teacher per method, one dot per seed (same seed, same colour: the comparison
+    is paired) and the mean ± std.  Right: generator MACs (x) vs PSNR (y), mean ± std per method."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(6, 4.2))
-    for m, st in summary.items():
-        if "psnr_vs_teacher" not in st or "macs" not in st:
+    methods = [m for m, st in summary.items() if "psnr_vs_teacher" in st]
+    fig, (ax, bx) = plt.subplots(1, 2, figsize=(10, 4.2), gridspec_kw={"width_ratios": [1.3, 1]})
+    seeds = sorted({r["seed"] for r in rows or []})
+    for k, seed in enumerate(seeds):
+        ys = {r["method"]: r["psnr_vs_teacher"] for r in rows if r["seed"] == seed}
+        xs = [i + 0.08 * (k - (len(seeds) - 1) / 2) for i, m in enumerate(methods) if m in ys]
+        ax.plot(xs, [ys[m] for m in methods if m in ys], "o", ms=4, alpha=0.8, label=f"seed {seed}")
+    for i, m in enumerate(methods):
+        st = summary[m]["psnr_vs_teacher"]
+        err = st["std"] if st["n"] > 1 else 0.0
+        ax.errorbar(i + 0.3, st["mean"], yerr=err, fmt="s", color="black", capsize=3, ms=5)
+    ax.set_xticks(range(len(methods)), methods, rotation=30, ha="right")
+    ax.set_ylabel("PSNR vs teacher (dB, test split)")
+    ax.set_title("per seed (dots) and mean ± std (black)")
+    ax.grid(alpha=0.3)
+    if seeds:
+        ax.legend(fontsize=7)
+    for m in methods:
+        st = summary[m]
+        if "macs" not in st:
             continue
         x, y = st["macs"]["mean"] / 1e6, st["psnr_vs_teacher"]["mean"]
         err = st["psnr_vs_teacher"]["std"] if st["psnr_vs_teacher"]["n"] > 1 else None
-        ax.errorbar(x, y, yerr=err, fmt="o", capsize=3)
-        ax.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
-    ax.set_xlabel("generator MACs (M)")
-    ax.set_ylabel("PSNR vs teacher (dB, test split)")
-    ax.set_title("fidelity vs cost, mean ± std over seeds (higher-left is better)")
-    ax.grid(alpha=0.3)
+        bx.errorbar(x, y, yerr=err, fmt="o", capsize=3)
+        bx.annotate(m, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+    bx.set_xlabel("generator MACs (M)")
+    bx.set_title("fidelity vs cost (higher-left is better)")
+    bx.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
