@@ -33,8 +33,8 @@ METHODS = ("marl", "marl-greedy", "random", "uniform", "l1", "cat", "gan-compres
 MARL_METHODS = ("marl", "marl-greedy")
 #: each method's own fine-tune objective (gan.train.distill.OBJECTIVES); --objective overrides it.
 #: PPCD trains its masked student with its own objective (attention distillation) instead.
-OBJECTIVE = {"marl": "density", "marl-greedy": "density", "random": "density", "uniform": "density", "l1": "density", "cat": "gka", "gan-compression": "distill",
-             "ppcd": None}
+OBJECTIVE = {"marl": "density", "marl-greedy": "density", "random": "density", "uniform": "density", "l1": "density",
+             "cat": "gka", "gan-compression": "distill", "ppcd": None}
 REGISTERED_MODEL = "ganprune-generator"
 #: the best pair's fine-tune checkpoints this many times (a kill then loses at most a tenth of it)
 FINETUNE_CHECKPOINTS = 10
@@ -107,6 +107,9 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         check_reachable(resolve_tracking_uri(tracking_uri))
     if evaluations is not None and (method != "random" or evaluations < 1):
         raise UsageError("--evaluations sets random search's budget (≥ 1); use it with --method random")
+    if search_from and (method not in MARL_METHODS or not (Path(search_from) / "checkpoints").is_dir()):
+        raise UsageError(f"--search-from {search_from}: give a marl run directory (with checkpoints/) to "
+                         f"--method marl or marl-greedy")
     if method in MARL_METHODS and address:  # a dead --address fails now: Ray would retry it forever
         from agents.cluster import check_ray_address
 

@@ -94,3 +94,15 @@ def test_argument_syntax_errors_are_one_line_exit_2(argv, says, capsys):
         main(argv)
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and says in err[0] and err[0].endswith("--help")
+
+
+def test_prune_refuses_search_budget_flags_of_other_methods(tmp_path, capsys):
+    """--evaluations is random search's budget; --search-from a finished marl run's search: refused
+    for other methods (and a folder without a search) before any teacher is loaded."""
+    base = ["prune", "--out", str(tmp_path / "p"), "--tracking-uri", "sqlite:///" + str(tmp_path / "m.db")]
+    assert main(base + ["--method", "marl", "--evaluations", "10"]) == 2
+    assert "--evaluations" in capsys.readouterr().err
+    assert main(base + ["--method", "marl-greedy", "--search-from", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "--search-from" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "p").exists()
