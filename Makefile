@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/ganprune demo
 
 test: $(STAMP)
-	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q tests  # RLlib's results follow the string-hash seed
+	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q --durations=15 tests  # RLlib's results follow the string-hash seed
 
 clean:
 	rm -rf $(VENV) build *.egg-info
