@@ -56,25 +56,34 @@ def base_method(name: str) -> tuple[str, dict]:
     return VARIANTS.get(name, (name, {}))
 
 
+#: what a row's numbers depend on: the packages' code, the presets and the pinned dependencies
+SOURCES = ("gan", "envs", "agents", "orchestration", "configs", "pyproject.toml")
+
+
 def code_version() -> str:
-    """The git commit of this checkout (+ a hash of uncommitted changes), else the package version:
-    a resumed benchmark keeps only rows the same code made."""
+    """A hash of the code that makes a row (``SOURCES``: every .py/.yaml file and pyproject.toml), with
+    the git commit it was taken at when there is one: a resumed benchmark keeps only rows the same
+    code made, while a commit that changes docs only keeps them."""
     import hashlib
 
     root = Path(__file__).resolve().parents[1]
+    h = hashlib.sha1()
+    for src in SOURCES:
+        path = root / src
+        files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.suffix in (".py", ".yaml"))
+        for f in files:
+            h.update(str(f.relative_to(root)).encode() + b"\0" + f.read_bytes() + b"\0")
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True,
-                              check=True, timeout=10).stdout.strip()
-        diff = subprocess.run(["git", "diff", "HEAD", "--", "*.py", "*.yaml", "*.toml"], cwd=root,
-                              capture_output=True, text=True, check=True, timeout=10).stdout
+        head = subprocess.run(["git", "rev-parse", "--short=10", "HEAD"], cwd=root, capture_output=True,
+                              text=True, check=True, timeout=10).stdout.strip()
     except (OSError, subprocess.SubprocessError):
-        from importlib.metadata import PackageNotFoundError, version
+        head = ""
+    return f"src-{h.hexdigest()[:12]}" + (f" (git {head})" if head else "")
 
-        try:
-            return "ganprune-" + version("ganprune")
-        except PackageNotFoundError:
-            return "unknown"
-    return head + ("+" + hashlib.sha1(diff.encode()).hexdigest()[:8] if diff else "")
+
+def _same_code(a: str | None, b: str | None) -> bool:
+    """Two ``code_version`` strings name the same code (the source hash; the commit is informative)."""
+    return bool(a) and bool(b) and a.split(" ")[0] == b.split(" ")[0]
 
 
 def parse_seeds(seeds) -> list[int]:
@@ -179,8 +188,11 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                 saved = run_dir / "row.json"
                 if resume and saved.is_file():  # a resumed benchmark keeps rows made alike
                     prev = json.loads(saved.read_text())
-                    differ = sorted(k for k in set(settings) | set(prev.get("settings", {}))
-                                    if prev.get("settings", {}).get(k) != settings.get(k))
+                    then = prev.get("settings", {})
+                    differ = sorted(k for k in set(settings) | set(then) if k != "code_version"
+                                    and then.get(k) != settings.get(k))
+                    if not _same_code(then.get("code_version"), version):
+                        differ.append("code_version")
                     if not differ:
                         say(f"[{i}/{total}] {m} seed {seed}: finished before with the same settings, kept")
                         done[(m, seed)] = prev["row"]
