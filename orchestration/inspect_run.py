@@ -52,7 +52,13 @@ def inspect_run(run: str, tracking_uri: str | None = None, quiet: bool = False, 
 
     d = resolve_run_dir(run, tracking_uri)
     ckpts = checkpoints(d)
+    summary = json.loads((d / "prune.json").read_text()) if (d / "prune.json").is_file() else {}
+    if not ckpts and summary.get("search_from"):  # marl-greedy that reused a finished marl search
+        ckpts = checkpoints(Path(summary["search_from"]))
     if not ckpts:
+        if summary.get("method"):
+            raise UsageError(f"{d} is a '{summary['method']}' run: it has no agents to inspect; its pick is in "
+                             f"{d / 'best_spec.json'} and its numbers in {d / 'prune.json'}")
         raise UsageError(f"{d} has no search checkpoint (checkpoints/iter_N/); is it a 'ganprune prune' run?")
     state = json.loads((ckpts[-1] / "search_state.json").read_text())
     best, history = state["best"], state["history"]
@@ -66,10 +72,9 @@ def inspect_run(run: str, tracking_uri: str | None = None, quiet: bool = False, 
         policy = greedy_episode(env, load_policies(ckpts[-1]))
         result["policy"] = {a: policy[f"{a}_counts"] for a in AGENTS}
         result["policy_scores"] = policy["own"]
-    if (d / "prune.json").is_file():
-        s = json.loads((d / "prune.json").read_text())
-        result["summary"] = {k: s.get(k) for k in ("macs", "macs_ratio", "params", "latency_ms",
-                                                   "teacher_latency_ms", "fidelity")}
+    if summary:
+        result["summary"] = {k: summary.get(k) for k in ("macs", "macs_ratio", "params", "latency_ms",
+                                                         "teacher_latency_ms", "fidelity", "search_from")}
     result["plots"] = [str(p) for p in (d / "keep_ratios.png", d / "gd_balance.png") if p.is_file()]
     if quiet:
         return result

@@ -95,6 +95,11 @@ def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, ca
     assert abs(diff["l1"]["mean"] - sum(expected) / 2) < 1e-9 and diff["l1"]["n"] == 2 and "random" in diff
     md = (tmp_path / "b" / "benchmark.md").read_text()
     assert "Δ vs random" in md and "| marl-greedy | 1 |" in md
+    # inspect: a marl-greedy row shows the marl search it reused; a random row says it has no agents
+    assert main(["inspect", str(tmp_path / "b" / "marl-greedy" / "seed0"), "--quiet"]) == 0
+    capsys.readouterr()
+    assert main(["inspect", str(tmp_path / "b" / "random" / "seed0")]) == 2
+    assert "'random' run" in capsys.readouterr().err
 
     # issue #18: marl alone gives marl the same row as after the other methods ran in this process
     assert main(_args(bench, tmp_path / "alone", "marl", "0")) == 0
