@@ -20,6 +20,7 @@ demo: $(STAMP)
 	$(BIN)/ganprune demo
 
 test: $(STAMP)
+	$(BIN)/lint-imports  # the layer and no-cycle contracts in pyproject.toml
 	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q --durations=15 tests  # RLlib's results follow the string-hash seed
 
 clean:

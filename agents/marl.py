@@ -160,10 +160,11 @@ class MarlSearch:
         self.log_actor = episode_log.start(self.log_name)
         if self.cfg.backend_workers:
             from envs.backends.remote import start_pool
+            from envs.problem import problem_backend
 
             self.backend_actors = start_pool(self.problem_config, self.problem_config["backend_pool"],
                                              self.cfg.backend_workers, self.cfg.num_cpus_per_backend_worker,
-                                             self.cfg.num_gpus_per_backend_worker)
+                                             self.cfg.num_gpus_per_backend_worker, build=problem_backend)
         self.driver_env = MultiAgentPruningEnv({**self.env_config(), "episode_log": None})
         last = checkpoints(self.out)[-1] if resume and checkpoints(self.out) else None
         settings = ProcessSettings.current()  # RLlib's seeding turns deterministic algorithms on for good

@@ -33,7 +33,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from agents.marl import MarlConfig, MarlSearch  # noqa: E402
 from envs.backends.remote import start_pool  # noqa: E402
-from envs.problem import ProblemConfig, build_problem, random_spec_pairs  # noqa: E402
+from envs.problem import ProblemConfig, build_problem, problem_backend, random_spec_pairs  # noqa: E402
 from orchestration.config import load_preset  # noqa: E402
 from orchestration.teacher_cache import ensure_teacher  # noqa: E402
 
@@ -61,7 +61,7 @@ def evaluations_per_s(problem: dict, workers: int, pairs: list) -> dict:
     import ray
 
     name = f"ganprune-scaling-{os.getpid()}-{workers}"
-    actors = start_pool(problem, name, workers)
+    actors = start_pool(problem, name, workers, build=problem_backend)
     try:
         backend = build_problem({**problem, "backend_workers": workers, "backend_pool": name}).backend
         t0 = time.perf_counter()

@@ -97,6 +97,11 @@ def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
     return Problem(gt, dt, backend, size, cfg)
 
 
+def problem_backend(config: dict):
+    """The in-process backend of a problem config (what each remote backend worker builds)."""
+    return build_problem(config).backend
+
+
 def random_spec_pairs(problem: Problem, n: int, seed: int = 0) -> list[tuple[dict, dict]]:
     """``n`` (G spec, D spec) pairs from uniformly random actions, each within budget (what a fresh
     policy proposes): test and benchmark load for a backend."""

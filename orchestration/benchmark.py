@@ -276,7 +276,8 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float) -> dict:
     model = gexport.load(Path(s["out"]) / "generator").eval()
     with controlled(s["seed"]):
         fid = evaluate_generator(model, test, teacher=run.generator.eval(), dataset_root=root, max_items=EVAL_ITEMS)
-    return {"method": method, "seed": s["seed"], "split": split, "macs": s["macs"], "macs_ratio": s["macs_ratio"], "target_macs": s["target_macs"],
+    return {"method": method, "seed": s["seed"], "split": split, "macs": s["macs"], "macs_ratio": s["macs_ratio"],
+            "target_macs": s["target_macs"],
             "params": s["params"], "latency_ms": s["latency_ms"], "teacher_latency_ms": s["teacher_latency_ms"],
             **{k: float(fid[k]) for k in METRICS if k in fid},
             **{k: s[k] for k in COST}, "backend_steps": s.get("backend_steps"),
@@ -329,7 +330,8 @@ def markdown(result: dict) -> str:
     for m, st in summary.items():
         d = st.get("psnr_vs_teacher_minus", {})
         cells = [m, str(len(st["seeds"])), _pm(st.get("psnr_vs_teacher")),
-                 _pm(d.get("l1"), key="se") if "l1" in d else "—", _pm(d.get("random"), key="se") if "random" in d else "—",
+                 _pm(d.get("l1"), key="se") if "l1" in d else "—",
+                 _pm(d.get("random"), key="se") if "random" in d else "—",
                  _pm(st.get("ssim_vs_teacher"), 3), *([_pm(st.get("miou"), 1)] if "miou" in metrics else []),
                  _pm(st.get("search_evaluations"), 0), _pm(st.get("search_finetune_steps"), 0),
                  _pm(st.get("search_cpu_s"), 0), _pm(st.get("cpu_s"), 0)]

@@ -5,10 +5,10 @@ from ``torchrun``/``deepspeed`` on a GPU box (rank/world from the launcher's env
 device), so the 1-process and the N-process runs share one code path.
 
 Parent (``relaunch``): checks what it can without training (backend, batch divisibility), then runs
-``python -m torch.distributed.run --standalone --nproc_per_node N -m orchestration.launch <argv minus
+``python -m torch.distributed.run --standalone --nproc_per_node N -m orchestration.torchrun_child <argv minus
 --num-procs>`` with stdout/stderr inherited, and returns rank 0's exit code.
 
-Children (``python -m orchestration.launch``): run ``cli.main``; ranks ≠ 0 print nothing to stdout,
+Children (``python -m orchestration.torchrun_child``): run ``cli.main``; ranks ≠ 0 print nothing to stdout,
 drop the one-line usage errors rank 0 already prints, and ignore Python warnings.  Each child records
 its exit code in ``$GANPRUNE_LAUNCH_DIR``; a bad-input exit (2) leaves torchrun with status 0 so it
 does not add its own failure report to the one-line message.  ``main_first`` lets rank 0 do the
@@ -97,7 +97,7 @@ def relaunch(args, argv: list[str]) -> int:
         env["PYTHONPATH"] = os.pathsep.join([root, *filter(None, [env.get("PYTHONPATH")])])
         env.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // n)))  # torchrun's warning otherwise
         cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={n}",
-               "-m", "orchestration.launch", *child_argv]
+               "-m", "orchestration.torchrun_child", *child_argv]
         if not getattr(args, "quiet", False):
             print(f"ganprune {args.command}: {n} local processes (torchrun --standalone)", file=sys.stderr,
                   flush=True)
@@ -238,10 +238,10 @@ def _teardown() -> None:
             pass
 
 
-def child_main(argv: list[str]) -> int:
-    """Entry point of each torchrun worker: ``cli.main`` plus the rank-0-only output rules."""
-    from orchestration import cli
-
+def child_main(argv: list[str], main) -> int:
+    """Each torchrun worker (``orchestration.torchrun_child``): the CLI's ``main`` plus the rank-0-only
+    output rules.  ``main`` is handed in so that this module, which the commands import, does not
+    import the CLI."""
     rank, _ = env_world()
     if rank != 0:
         sys.stdout = open(os.devnull, "w")
@@ -250,7 +250,7 @@ def child_main(argv: list[str]) -> int:
     rc = 1
     try:
         try:
-            rc = cli.main(argv)
+            rc = main(argv)
         except PeerFailed as e:
             rc = e.code
         except SystemExit as e:
@@ -263,8 +263,3 @@ def child_main(argv: list[str]) -> int:
         _teardown()
     return 0 if rc == USAGE_EXIT else rc  # torchrun would add a failure report to the one-line error
 
-
-if __name__ == "__main__":  # run the importable module's copy: the commands' gates live there
-    from orchestration.launch import child_main as _child_main
-
-    sys.exit(_child_main(sys.argv[1:]))

@@ -201,7 +201,8 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         parent.end(status)
 
 
-def check_method(method: str, objective: str | None = None, vem: bool = False, options: dict | None = None) -> str | None:
+def check_method(method: str, objective: str | None = None, vem: bool = False,
+                 options: dict | None = None) -> str | None:
     """A method with its options, checked before any work (``benchmark`` checks every one first);
     returns the fine-tune objective it will use."""
     from gan.train.distill import OBJECTIVES
@@ -381,7 +382,8 @@ def _marl_found(result: dict, problem, pick: str, search_s: float, beta: float) 
     return {"spec": {"generator": g_task.spec(chosen["generator_counts"]),
                      "discriminator": d_task.spec(chosen["discriminator_counts"])},
             "best": chosen, "search_s": search_s, "target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
-            "cost": {"search_evaluations": result["evaluations"], "search_finetune_steps": steps * result["evaluations"],
+            "cost": {"search_evaluations": result["evaluations"],
+                     "search_finetune_steps": steps * result["evaluations"],
                      "search_cpu_s": round(result["cpu_s"], 2)},
             "extra": {"iterations": result["iterations"], "beta": beta, "pick": pick,
                       "best_iteration": chosen["iteration"]}}
@@ -442,7 +444,8 @@ def _search_random(teacher: str, parent, common: dict, *, seed: int, prior: str,
             "best": best, "search_s": res["search_s"], "target_macs": g_task.target_macs,
             "teacher_macs": g_task.full_macs,
             "cost": {"search_evaluations": res["evaluations"],
-                     "search_finetune_steps": backend_steps * res["evaluations"], "search_cpu_s": round(res["cpu_s"], 2)},
+                     "search_finetune_steps": backend_steps * res["evaluations"],
+                     "search_cpu_s": round(res["cpu_s"], 2)},
             "extra": {"evaluations_requested": evaluations, "best_evaluation": best["evaluation"]}}
 
 

@@ -380,7 +380,8 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
     ``out/ppcd.json``; returns that summary.  ``data`` overrides the run's dataset."""
     from gan import data as gdata
     from gan import export as gexport
-    from gan.models.ppcd import export_plain, from_teacher
+    from gan.models.ppcd import from_teacher
+    from gan.pruning.masked import export_plain
     from gan.profile import count_params, model_macs
     from gan.train.distill import TeacherTargets
     from gan.train.pix2pix import Pix2PixTrainer, TrainConfig

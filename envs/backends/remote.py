@@ -37,10 +37,8 @@ class ScoreCache:
 class BackendWorker:
     """One copy of the problem's backend in its own process."""
 
-    def __init__(self, problem_config: dict, cache_name: str):
-        from envs.problem import build_problem
-
-        self.backend = build_problem(local_config(problem_config)).backend
+    def __init__(self, build, problem_config: dict, cache_name: str):
+        self.backend = build(local_config(problem_config))
         self.cache = ray.get_actor(cache_name)
         self.calls = self.hits = 0
 
@@ -69,12 +67,14 @@ def local_config(problem_config: dict) -> dict:
 
 
 def start_pool(problem_config: dict, name: str, workers: int, num_cpus: float = 1.0,
-               num_gpus: float = 0.0) -> list:
+               num_gpus: float = 0.0, *, build) -> list:
     """Create (or find) the pool's cache and ``workers`` named actors and wait until each has built
-    its backend; returns every actor (the cache last) so the caller keeps them alive and can kill them."""
+    its backend with ``build(problem config) -> backend`` (``envs.problem.problem_backend``: handed in,
+    so this module does not import the problem that imports it); returns every actor (the cache last)
+    so the caller keeps them alive and can kill them."""
     cache = ScoreCache.options(name=f"{name}-cache", get_if_exists=True).remote()
     actors = [BackendWorker.options(name=f"{name}-{i}", get_if_exists=True, num_cpus=num_cpus,
-                                    num_gpus=num_gpus).remote(problem_config, f"{name}-cache")
+                                    num_gpus=num_gpus).remote(build, problem_config, f"{name}-cache")
               for i in range(workers)]
     ray.get([a.ready.remote() for a in actors])
     return actors + [cache]

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gan.losses.hooks import combine
+
 Energy = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 _EPS = 1e-12
 
@@ -329,13 +331,8 @@ class VEMTerm:
 # --------------------------------------------------------------------------------- composing hooks
 
 
-def combine_hooks(*hooks):
-    """Sum several ``extra_g_loss`` hooks (losses added, stats merged, a clashing stat name suffixed with
-    the hook's index; ``None`` skipped) — ``gan.train.distill.combine``, the one implementation, imported
-    lazily so that ``gan.train.distill`` can itself import this module for a "vem" add-on."""
-    from gan.train.distill import combine
-
-    return combine(*hooks)
+#: several ``extra_g_loss`` hooks summed into one (``gan.losses.hooks.combine``)
+combine_hooks = combine
 
 
 __all__ = ["EnergyNet", "EBMBlock", "SNConv2d", "SNLinear", "VEMConfig", "VEMTerm", "combine_hooks",

@@ -11,7 +11,7 @@ import inspect
 import torch
 from torch import nn
 
-from gan.pruning.groups import ChannelGroup
+from gan.models.groups import ChannelGroup
 
 
 class ZooModel(nn.Module):

@@ -23,7 +23,7 @@ from torch import nn
 from gan.models.base import ZooModel
 from gan.models.layers import init_weights
 from gan.models.registry import register, register_tiny
-from gan.pruning.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, norm_refs, out_refs
+from gan.models.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, norm_refs, out_refs
 
 
 def _n_levels(img_size: int) -> int:

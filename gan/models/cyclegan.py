@@ -10,7 +10,7 @@ from dataclasses import replace
 
 from gan.models.base import ZooModel
 from gan.models.registry import register, register_tiny
-from gan.pruning.groups import ChannelGroup
+from gan.models.groups import ChannelGroup
 
 MEMBERS = ("G_A", "G_B", "D_A", "D_B")
 

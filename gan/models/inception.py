@@ -22,7 +22,7 @@ from gan.models.base import ZooModel
 from gan.models.layers import conv_bias, make_norm
 from gan.models.registry import register, register_tiny
 from gan.models.resnet import ResidualTrunk
-from gan.pruning.groups import ChannelGroup, depthwise_refs, gamma_name, in_refs, norm_refs, out_refs
+from gan.models.groups import ChannelGroup, depthwise_refs, gamma_name, in_refs, norm_refs, out_refs
 
 
 def _kernel(branch: str) -> int:

@@ -2,16 +2,16 @@
 generator and of the PatchGAN-like discriminator is followed by a learnable ``ChannelMask``.
 
 The mask params are "out" refs of their channel group, so ``prune`` slices them like any other
-channel-local tensor.  ``export_dense()`` removes the masks: channels whose masks are all exactly 0 are
-physically dropped, surviving mask values are folded into the preceding conv (weight·m, bias·m) and the
-model is rebuilt with ``use_masks=False`` (no mask modules, no mask params).
+channel-local tensor.  ``gan.pruning.masked.export_dense`` removes the masks: channels whose masks
+are all exactly 0 are physically dropped, surviving mask values are folded into the preceding conv
+(weight·m, bias·m) and the model is rebuilt with ``use_masks=False`` (no mask modules, no mask params).
 
 Placement (``mask_after``): "conv" (default, §5.2: conv → mask → norm) or "norm" (conv → norm → mask →
 act; folded into the norm's γ, β).  Caveat of "conv": a norm right after the mask is scale-invariant, so
 the mask's magnitude barely changes the output (only 0 vs non-0 matters) and a zeroed channel emits
 act(Norm(0)) — 0 for affine-free IN (the default here) but β-like constants for affine norms/BN, so
-``export_dense`` drops a zero-mask channel only where Norm(0) is exactly 0 there (eval mode) and keeps
-the others (their folded weights are 0): the export stays exact either way.  "norm" has neither issue
+the export drops a zero-mask channel only where Norm(0) is exactly 0 there (eval mode) and keeps the
+others (their folded weights are 0): it stays exact either way.  "norm" has neither issue
 but needs an affine norm (or none) to fold into.
 
 Naming convention used by the fold: a mask ``P.mask{s}`` follows conv ``P.conv{s}`` / norm ``P.norm{s}``.
@@ -19,7 +19,7 @@ Naming convention used by the fold: a mask ``P.mask{s}`` follows conv ``P.conv{s
 ``PPCDConditionalGenerator``: the class-conditional generator (§5's own setting) with masks after its
 conditional BNs and after the convs feeding each residual sum; it exports to a plain
 ``ConditionalGenerator``.  ``from_teacher`` turns a ResNet / conditional teacher into its masked copy
-(all masks 1, same forward); ``export_plain`` exports back to the teacher's class.
+(all masks 1, same forward); ``gan.pruning.masked.export_plain`` exports back to the teacher's class.
 """
 from __future__ import annotations
 
@@ -32,10 +32,10 @@ from torch import nn
 from gan.models.base import ZooModel
 from gan.models.conditional import ConditionalGenerator, GBlock
 from gan.models.layers import conv_bias, init_weights, make_norm
-from gan.models.registry import build, register, register_tiny
+from gan.models.registry import register, register_tiny
 from gan.models.patchgan import patchgan_groups
 from gan.models.resnet import ConvNormAct, ResidualTrunk, ResnetGenerator
-from gan.pruning.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, out_refs
+from gan.models.groups import ChannelGroup, ChannelRef, gamma_name, in_refs, out_refs
 
 MASK_AFTER = ("conv", "norm")
 
@@ -132,32 +132,6 @@ class _Masked(ZooModel):
             spec[g.name] = keep if len(keep) >= g.min_keep else list(range(g.min_keep))
         return spec
 
-    def export_dense(self) -> ZooModel:
-        """Mask-free dense model (``use_masks=False``), equal to this model's eval forward."""
-        from gan.pruning.physical import prune  # lazy: gan.pruning.physical imports the registry
-
-        if not self.use_masks:
-            return copy.deepcopy(self)
-        pruned = prune(self, self.dead_channel_spec())
-        with torch.no_grad():
-            for name, m in pruned.mask_parameters().items():
-                conv, norm = pruned._neighbours(name)
-                if self.mask_after == "norm" and getattr(norm, "weight", None) is not None:
-                    targets = [(norm.weight, 0), (norm.bias, 0)]
-                else:
-                    dim = 1 if isinstance(conv, nn.ConvTranspose2d) else 0
-                    targets = [(conv.weight, dim), (conv.bias, 0)]
-                for t, dim in targets:
-                    if t is not None:
-                        shape = [1] * t.dim()
-                        shape[dim] = -1
-                        t.mul_(m.view(shape))
-        arch = pruned.architecture()
-        arch["kwargs"]["use_masks"] = False
-        dense = build(arch)
-        dense.load_state_dict({k: v for k, v in pruned.state_dict().items()
-                               if k not in pruned.mask_parameters()})
-        return dense.train(self.training)
 
 
 @register
@@ -278,8 +252,8 @@ class PPGBlock(GBlock):
 class PPCDConditionalGenerator(ConditionalGenerator, _Masked):
     """``ConditionalGenerator`` with learnable channel masks (``PPGBlock`` + ``fc_mask`` after the z
     projection + ``mask_out`` after the final BN); every mask is an "out" ref of its group, all masks
-    of a group zero at channel c ⇒ channel c is exactly dead.  ``export_dense()`` returns a plain
-    ``ConditionalGenerator`` (the teacher's class), masks dropped or folded."""
+    of a group zero at channel c ⇒ channel c is exactly dead.  ``gan.pruning.masked.export_dense``
+    returns a plain ``ConditionalGenerator`` (the teacher's class), masks dropped or folded."""
 
     block_cls = PPGBlock
     use_masks = True
@@ -322,28 +296,6 @@ class PPCDConditionalGenerator(ConditionalGenerator, _Masked):
             spec[g.name] = keep if len(keep) >= g.min_keep else list(range(g.min_keep))
         return spec
 
-    def export_dense(self) -> ConditionalGenerator:
-        """The plain ``ConditionalGenerator`` equal to this model's forward (train and eval mode)."""
-        from gan.pruning.physical import prune  # lazy: gan.pruning.physical imports the registry
-
-        p = prune(self, self.dead_channel_spec())
-        with torch.no_grad():
-            m = p.fc_mask.mask
-            p.fc.weight.mul_(m.repeat_interleave(16)[:, None])
-            p.fc.bias.mul_(m.repeat_interleave(16))
-            for blk in p.blocks:
-                for mask, cbn in ((blk.mask_in, blk.cbn1), (blk.mask1, blk.cbn2)):
-                    cbn.gamma.weight.mul_(mask.mask[None])
-                    cbn.beta.weight.mul_(mask.mask[None])
-                for mask, conv in ((blk.mask2, blk.conv2), (blk.mask_skip, blk.skip)):
-                    conv.weight.mul_(mask.mask[:, None, None, None])
-                    conv.bias.mul_(mask.mask)
-            p.bn.weight.mul_(p.mask_out.mask)
-            p.bn.bias.mul_(p.mask_out.mask)
-        arch = p.architecture()
-        dense = ConditionalGenerator(**arch["kwargs"])
-        dense.load_state_dict({k: v for k, v in p.state_dict().items() if k not in p.mask_parameters()})
-        return dense.train(self.training)
 
 
 # ------------------------------------------------------------------------------ teacher → student
@@ -390,19 +342,6 @@ def from_teacher(teacher: ZooModel, convert_norm: bool = True) -> ZooModel:
                          "its layout is not one PPCD knows")
     student.load_state_dict({**state, **{k: v.clone() for k, v in source.items()}})
     return student.train(teacher.training)
-
-
-def export_plain(model: ZooModel) -> ZooModel:
-    """The dense export in the teacher's class: ``PPCDGenerator`` → ``ResnetGenerator`` (same state
-    names once the masks are gone), ``PPCDConditionalGenerator`` → ``ConditionalGenerator``."""
-    dense = model.export_dense()
-    if isinstance(dense, PPCDGenerator):
-        kw = dense.architecture()["kwargs"]
-        plain = ResnetGenerator(input_nc=kw["input_nc"], output_nc=kw["output_nc"], ngf=kw["ngf"],
-                                n_blocks=kw["n_blocks"], norm=kw["norm"], widths=kw["widths"])
-        plain.load_state_dict(dense.state_dict())
-        return plain.train(dense.training)
-    return dense
 
 
 register_tiny("ppcd_conditional_generator",

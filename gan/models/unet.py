@@ -14,7 +14,7 @@ from torch import nn
 from gan.models.base import ZooModel
 from gan.models.layers import conv_bias, init_weights, make_norm
 from gan.models.registry import register, register_tiny
-from gan.pruning.groups import ChannelGroup, gamma_name, in_refs, out_refs
+from gan.models.groups import ChannelGroup, gamma_name, in_refs, out_refs
 
 
 class _Level(nn.Module):

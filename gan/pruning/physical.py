@@ -13,7 +13,7 @@ import torch
 
 from gan.models.base import ZooModel
 from gan.models.registry import build
-from gan.pruning.groups import ChannelGroup, ChannelRef
+from gan.models.groups import ChannelGroup, ChannelRef
 
 Spec = Mapping[str, Sequence[int]]
 

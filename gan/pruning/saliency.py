@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import torch
 
 from gan.models.base import ZooModel
-from gan.pruning.groups import ChannelGroup
+from gan.models.groups import ChannelGroup
 
 CRITERIA = ("gamma", "l1")
 

@@ -36,6 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from gan.losses.density import DensityConfig, DensityObjective
+from gan.losses.hooks import combine
 from gan.train.pix2pix import split_batch
 
 OBJECTIVES = ("density", "l1", "gka", "distill")
@@ -85,23 +86,6 @@ class DistillHooks(NamedTuple):
     d: Callable | None
     aux: tuple = ()
     stateful: dict = {}  # name → hook state with state_dict()/load_state_dict() (checkpointed)
-
-
-def combine(*hooks: Callable | None) -> Callable | None:
-    """Sum ``extra_g_loss`` hooks: losses added, stats merged (a clashing name gets the hook's index)."""
-    hooks = [h for h in hooks if h is not None]
-    if len(hooks) <= 1:
-        return hooks[0] if hooks else None
-
-    def extra(batch, fake, trainer):
-        total, stats = None, {}
-        for i, h in enumerate(hooks):
-            loss, st = h(batch, fake, trainer)
-            total = loss if total is None else total + loss
-            stats.update({(f"{k}_{i}" if k in stats else k): v for k, v in st.items()})
-        return total, stats
-
-    return extra
 
 
 def distill_hooks(cfg: DistillConfig, teacher, teacher_disc, density_cfg: DensityConfig | None = None,

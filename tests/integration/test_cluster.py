@@ -16,7 +16,7 @@ import ray
 from agents.cluster import RayClusterError
 from agents.marl import MarlConfig, MarlSearch
 from envs.backends.remote import start_pool
-from envs.problem import build_problem, random_spec_pairs
+from envs.problem import build_problem, problem_backend, random_spec_pairs
 from orchestration.finetune import tiny_teacher
 
 BIN = Path(sys.executable).parent
@@ -38,7 +38,7 @@ def _own(scores):
 def test_remote_backend_scores_equal_the_local_ones_and_survive_a_killed_worker(local_ray):
     local = build_problem(PROBLEM)
     pairs = random_spec_pairs(local, 4)
-    actors = start_pool(PROBLEM, "ganprune-test-pool", 2, num_cpus=0.5)
+    actors = start_pool(PROBLEM, "ganprune-test-pool", 2, num_cpus=0.5, build=problem_backend)
     try:
         remote = build_problem({**PROBLEM, "backend_workers": 2, "backend_pool": "ganprune-test-pool"}).backend
         want = _own(local.backend.evaluate(g, d) for g, d in pairs)

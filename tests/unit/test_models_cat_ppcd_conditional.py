@@ -8,6 +8,7 @@ from gan.models import build
 from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gan.models.inception import InceptionGenerator
 from gan.models.ppcd import ChannelMask, PPCDDiscriminator, PPCDGenerator
+from gan.pruning.masked import export_dense
 from gan.profile import count_params, model_macs
 from gan.pruning.physical import masked, prune
 
@@ -97,7 +98,7 @@ def _res_all_zero(model, c):
 def test_ppcd_generator_export_equals_masked_and_drops_channels(seed):
     model = _random_masks(PPCDGenerator(ngf=8, n_blocks=3), seed)
     _res_all_zero(model, 5)
-    dense = model.export_dense()
+    dense = export_dense(model)
     assert not dense.use_masks and not any(isinstance(m, ChannelMask) for m in dense.modules())
     assert not any(k.endswith(".mask") for k in dense.state_dict())
     for g in model.channel_groups():
@@ -115,7 +116,7 @@ def test_ppcd_generator_export_equals_masked_and_drops_channels(seed):
 
 def test_ppcd_discriminator_export_and_batchnorm_rules():
     d = _random_masks(PPCDDiscriminator(input_nc=3, ndf=8, n_layers=2), 3)
-    dense_d = d.export_dense()
+    dense_d = export_dense(d)
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         assert torch.allclose(d.eval()(x), dense_d.eval()(x), atol=1e-5)
@@ -127,11 +128,11 @@ def test_ppcd_discriminator_export_and_batchnorm_rules():
         for name, t in g.state_dict().items():
             if name.endswith("running_mean"):
                 t.normal_(0, 0.5)
-    dense_g = g.export_dense()
+    dense_g = export_dense(g)
     assert dense_g.widths()["stem"] == 8
     # mask after BN: a zero mask silences the channel, so it is dropped
     post = _random_masks(PPCDGenerator(ngf=8, n_blocks=2, norm="batch", mask_after="norm"), 4)
-    dense_post = post.export_dense()
+    dense_post = export_dense(post)
     assert dense_post.widths()["stem"] == 8 - int((post.stem.mask.mask == 0).sum())
     xg = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

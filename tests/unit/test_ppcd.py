@@ -14,7 +14,8 @@ from gan.losses.attention import (FeatureTaps, attention_map, cad_loss, class_we
                                   conditional_tap_weights, output_l1)
 from gan.models import ResnetGenerator
 from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
-from gan.models.ppcd import (PPCDConditionalGenerator, PPCDGenerator, export_plain, from_teacher)
+from gan.models.ppcd import PPCDConditionalGenerator, PPCDGenerator, from_teacher
+from gan.pruning.masked import export_plain
 from gan.profile import count_params, model_macs
 
 SIZE = 32
