@@ -92,14 +92,19 @@ def greedy_action(module, obs: np.ndarray, space) -> np.ndarray:
     return space.low + (a + 1.0) * (space.high - space.low) / 2.0
 
 
-def greedy_episode(env: MultiAgentPruningEnv, modules: dict) -> dict:
-    """Run one episode with every agent's deterministic action; returns the env's record."""
+def run_episode(env: MultiAgentPruningEnv, act: Callable[[str, np.ndarray], np.ndarray]) -> dict:
+    """One episode outside RLlib, ``act(agent, observation) -> action`` at every step; returns the env's
+    record (the greedy replay here, random search in ``agents.baselines.random_search``)."""
     obs, _ = env.reset()
     while True:
-        actions = {a: greedy_action(modules[a], o, env.action_spaces[a]) for a, o in obs.items()}
-        obs, _, term, _, _ = env.step(actions)
+        obs, _, term, _, _ = env.step({a: act(a, o) for a, o in obs.items()})
         if term["__all__"]:
             return env.records[-1]
+
+
+def greedy_episode(env: MultiAgentPruningEnv, modules: dict) -> dict:
+    """Run one episode with every agent's deterministic action; returns the env's record."""
+    return run_episode(env, lambda a, o: greedy_action(modules[a], o, env.action_spaces[a]))
 
 
 class MarlSearch:

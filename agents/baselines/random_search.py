@@ -13,7 +13,7 @@ from typing import Callable
 
 import numpy as np
 
-from agents.marl import better, candidate_key
+from agents.marl import better, candidate_key, run_episode
 from envs.multi_agent import MultiAgentPruningEnv
 
 #: give up after this many episodes per requested evaluation (a tiny problem may have few distinct pairs)
@@ -22,12 +22,7 @@ MAX_TRIES_PER_EVALUATION = 20
 
 def random_episode(env: MultiAgentPruningEnv, rng: np.random.Generator) -> dict:
     """One episode with uniformly random actions; returns the env's record."""
-    obs, _ = env.reset()
-    while True:
-        actions = {a: rng.uniform(0.0, 1.0, (1,)).astype(np.float32) for a in obs}
-        obs, _, term, _, _ = env.step(actions)
-        if term["__all__"]:
-            return env.records[-1]
+    return run_episode(env, lambda agent, obs: rng.uniform(0.0, 1.0, (1,)).astype(np.float32))
 
 
 def random_search(problem_config: dict, evaluations: int, seed: int = 0, beta: float = 0.5,
