@@ -105,8 +105,10 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         raise UsageError(f"--peer-beta must be in [0, 10], got {beta}")
     if track:
         check_reachable(resolve_tracking_uri(tracking_uri))
-    if evaluations is not None and (method != "random" or evaluations < 1):
-        raise UsageError("--evaluations sets random search's budget (≥ 1); use it with --method random")
+    if evaluations is not None and method != "random":
+        raise UsageError(f"--evaluations sets random search's budget; use it with --method random, not {method}")
+    if evaluations is not None and evaluations < 1:
+        raise UsageError(f"--evaluations must be ≥ 1 (candidate pairs to score), got {evaluations}")
     if search_from and (method not in MARL_METHODS or not (Path(search_from) / "checkpoints").is_dir()):
         raise UsageError(f"--search-from {search_from}: give a marl run directory (with checkpoints/) to "
                          f"--method marl or marl-greedy")
