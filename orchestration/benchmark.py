@@ -111,7 +111,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     ``cluster``: ``prune``'s Ray placement arguments (the search ones serve the marl rows only)."""
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
-    from orchestration.prune import METHODS, check_method, prune
+    from orchestration.prune import MARL_METHODS, METHODS, check_method, prune
     from orchestration.rundir import clear_run_dir, write_json
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
@@ -183,8 +183,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                             "finetune_steps": finetune_steps, "finetune_backend": finetune_backend, "vem": vem,
                             "objective": objectives[m], "options": options.get(m) or {},
                             "evaluations": kw.get("evaluations"), "code_version": version,
-                            **(search if base in ("marl", "marl-greedy", "random") else {}),
-                            **{k: v for k, v in extra.items()}}
+                            **(search if base in (*MARL_METHODS, "random") else {}), **extra}
                 saved = run_dir / "row.json"
                 if resume and saved.is_file():  # a resumed benchmark keeps rows made alike
                     prev = json.loads(saved.read_text())
@@ -205,7 +204,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                           backend_steps=search["backend_steps"], seed=seed, vem=vem, quiet=True, overwrite=True,
                           finetune_backend=finetune_backend, tracking_uri=tracking_uri, track=track,
                           options=options.get(m), threads=threads, **kw, **_placement(base, cluster or {}))
-                row = _row(m, s, tdir, time.perf_counter() - t0)
+                row = _row(m, s, tdir, time.perf_counter() - t0, threads)
                 done[(m, seed)] = row
                 write_json(saved, {"settings": settings, "row": row})
                 tracker.log_metrics({f"{m}.{k}": v for k, v in row.items() if isinstance(v, (int, float))
@@ -259,13 +258,13 @@ def summarize(rows: list[dict]) -> dict:
     return out
 
 
-def _row(method: str, s: dict, tdir: Path, wall_s: float) -> dict:
+def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = None) -> dict:
     """One table row: the export evaluated on the report split (test; the same items for every method,
-    under the row's seed and the default process settings), with the search's cost."""
+    under the row's seed and the run's process settings), with the search's cost."""
     from gan import data as gdata
     from gan import export as gexport
     from gan.data.splits import report_split
-    from gan.determinism import controlled
+    from gan.determinism import ProcessSettings, controlled
     from gan.metrics.evaluate import evaluate_generator
     from gan.teacher_run import load_teacher_run
 
@@ -274,7 +273,7 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float) -> dict:
     split = report_split(root)
     test = gdata.open_dataset(root, size=run.size, split=split)
     model = gexport.load(Path(s["out"]) / "generator").eval()
-    with controlled(s["seed"]):
+    with controlled(s["seed"], ProcessSettings.default(threads)):
         fid = evaluate_generator(model, test, teacher=run.generator.eval(), dataset_root=root, max_items=EVAL_ITEMS)
     return {"method": method, "seed": s["seed"], "split": split, "macs": s["macs"], "macs_ratio": s["macs_ratio"],
             "target_macs": s["target_macs"],
@@ -330,8 +329,7 @@ def markdown(result: dict) -> str:
     for m, st in summary.items():
         d = st.get("psnr_vs_teacher_minus", {})
         cells = [m, str(len(st["seeds"])), _pm(st.get("psnr_vs_teacher")),
-                 _pm(d.get("l1"), key="se") if "l1" in d else "—",
-                 _pm(d.get("random"), key="se") if "random" in d else "—",
+                 _pm(d.get("l1"), key="se"), _pm(d.get("random"), key="se"),
                  _pm(st.get("ssim_vs_teacher"), 3), *([_pm(st.get("miou"), 1)] if "miou" in metrics else []),
                  _pm(st.get("search_evaluations"), 0), _pm(st.get("search_finetune_steps"), 0),
                  _pm(st.get("search_cpu_s"), 0), _pm(st.get("cpu_s"), 0)]

@@ -122,7 +122,7 @@ def prune(method: str = "marl", teacher: str | None = None, preset: str = "tiny"
         teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
         preset, data, quiet=quiet, tracking_uri=tracking_uri))
-    seed_all(seed)  # training a teacher just now moved the global generators: the search starts afresh
+    seed_all(seed)  # the search starts from the seed, whatever the checks and teacher loading drew
     run = load_teacher_run(teacher, kinds=("pix2pix", "conditional") if method == "ppcd" else ("pix2pix",))
     if run.meta.get("kind", "pix2pix") == "pix2pix":  # an unreachable target fails before out/ is made
         from gan.pruning.targets import resolve_macs_target
@@ -292,6 +292,14 @@ def _search_gan_compression(run, out: Path, parent, common: dict, pre, backend: 
     return found
 
 
+def search_problem(teacher: str, macs_target: float, seed: int, prior: str, backend_steps: int, eval_items: int):
+    """The problem marl and random search share: same teacher, target, prior, backend and items."""
+    from envs.problem import ProblemConfig
+
+    return ProblemConfig(teacher=teacher, macs_target=macs_target, seed=seed, prior=prior,
+                         backend_config={"finetune_steps": backend_steps, "eval_items": eval_items})
+
+
 def _search_marl(run, teacher, out, last, parent, children, common, *, iterations, episodes, backend_steps,
                  beta, num_env_runners, address, seed, peer_observation, prior, quiet, eval_items,
                  cpus_per_env_runner=1, gpus_per_learner=0.0, backend_workers=0, cpus_per_backend_worker=1,
@@ -299,11 +307,9 @@ def _search_marl(run, teacher, out, last, parent, children, common, *, iteration
     """The two agents' search (or, with ``search_from``, the finished one of that marl run when its
     problem and settings are these); ``pick``: "best" pair seen or the final policies' "greedy" pick."""
     from agents.marl import MarlConfig, MarlSearch
-    from envs.problem import ProblemConfig
     from orchestration import plots
 
-    problem = ProblemConfig(teacher=teacher, macs_target=common["macs_target"], seed=seed, prior=prior,
-                            backend_config={"finetune_steps": backend_steps, "eval_items": eval_items})
+    problem = search_problem(teacher, common["macs_target"], seed, prior, backend_steps, eval_items)
     cfg = MarlConfig(iterations=iterations, beta=beta, episodes_per_iteration=episodes,
                      num_env_runners=num_env_runners, address=address, seed=seed,
                      num_cpus_per_env_runner=cpus_per_env_runner, num_gpus_per_learner=gpus_per_learner,
@@ -425,10 +431,8 @@ def _search_random(teacher: str, parent, common: dict, *, seed: int, prior: str,
     """Random search (``agents.baselines.random_search``) on marl's problem: same env, backend, items,
     pick rule; ``evaluations`` distinct candidates.  MLflow: the best own score after each."""
     from agents.baselines.random_search import random_search
-    from envs.problem import ProblemConfig
 
-    problem = ProblemConfig(teacher=teacher, macs_target=common["macs_target"], seed=seed, prior=prior,
-                            backend_config={"finetune_steps": backend_steps, "eval_items": eval_items})
+    problem = search_problem(teacher, common["macs_target"], seed, prior, backend_steps, eval_items)
 
     def log(i: int, rec: dict, best: dict) -> None:
         parent.log_metrics({"generator_own": rec["own"]["generator"], "best_generator_own": best["own"]["generator"],
