@@ -45,10 +45,11 @@ SIZE = ("macs", "params")
 
 def _placement(method: str, cluster: dict) -> dict:
     """The part of ``cluster`` that ``prune --method method`` takes."""
-    from orchestration.prune import MARL_METHODS
+    from orchestration.prune import method_of
 
-    keep = {"address"} | ({"finetune_workers"} if method != "ppcd" else set())
-    return {k: v for k, v in cluster.items() if method in MARL_METHODS or k in keep}
+    m = method_of(method)
+    keep = {"address"} | ({"finetune_workers"} if not m.trains_itself else set())
+    return {k: v for k, v in cluster.items() if m.uses_search_placement or k in keep}
 
 
 def base_method(name: str) -> tuple[str, dict]:
@@ -111,7 +112,8 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     ``cluster``: ``prune``'s Ray placement arguments (the search ones serve the marl rows only)."""
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
-    from orchestration.prune import MARL_METHODS, METHODS, check_method, prune
+    from agents.methods import names
+    from orchestration.prune import check_method, method_of, prune
     from orchestration.rundir import clear_run_dir, write_json
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
@@ -121,9 +123,9 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     options = method_options or {}
     if not methods or len(set(methods)) != len(methods):
         raise UsageError(f"--methods {','.join(methods) or '(none)'}: name each method once")
-    unknown = [m for m in methods if base_method(m)[0] not in METHODS]
+    unknown = [m for m in methods if base_method(m)[0] not in names()]
     if unknown:
-        raise UsageError(f"unknown --methods {','.join(unknown)}; available: {', '.join([*METHODS, *VARIANTS])}")
+        raise UsageError(f"unknown --methods {','.join(unknown)}; available: {', '.join([*names(), *VARIANTS])}")
     objectives = {}
     for m in methods:  # every method × option combination is checked before any work
         base, _ = base_method(m)
@@ -183,7 +185,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                             "finetune_steps": finetune_steps, "finetune_backend": finetune_backend, "vem": vem,
                             "objective": objectives[m], "options": options.get(m) or {},
                             "evaluations": kw.get("evaluations"), "code_version": version,
-                            **(search if base in (*MARL_METHODS, "random") else {}), **extra}
+                            **(search if method_of(base).uses_search_settings else {}), **extra}
                 saved = run_dir / "row.json"
                 if resume and saved.is_file():  # a resumed benchmark keeps rows made alike
                     prev = json.loads(saved.read_text())

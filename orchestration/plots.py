@@ -64,3 +64,9 @@ def gd_balance(history: list[dict], path) -> Path:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def search_history(history: list[dict], out) -> None:
+    """The search's plots in ``out``: keep ratios per group and the G/D balance over iterations."""
+    keep_ratios(history, Path(out) / "keep_ratios.png")
+    gd_balance(history, Path(out) / "gd_balance.png")

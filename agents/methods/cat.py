@@ -1,0 +1,18 @@
+"""CAT: one global |γ| threshold found by bisection, fine-tuned with GKA (docs/methods.md, "CAT")."""
+from __future__ import annotations
+
+from agents.methods.base import Found, Method, SearchContext, SearchRequest
+
+
+class Cat(Method):
+    name = "cat"
+    objective = "gka"
+
+    def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
+        from agents.baselines.cat import cat
+
+        f = cat(request.run, request.macs_target, quiet=request.quiet)
+        ctx.log_params({"target_macs": f["target_macs"], "teacher_macs": f["teacher_macs"]})
+        return Found(generator=f["spec"]["generator"], discriminator=f["spec"]["discriminator"],
+                     target_macs=f["target_macs"], teacher_macs=f["teacher_macs"], search_s=f["search_s"],
+                     extra=f["extra"])
