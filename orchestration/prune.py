@@ -127,6 +127,8 @@ def prune(method: str | None = None, teacher: str | None = None, preset: str = "
                   "finetune_steps": finetune_steps, "seed": seed, "objective": objective, "vem": vem,
                   "process": process}
         parent.log_params(common)
+        if parent.active:
+            _say(quiet, f"{m.name}: MLflow run {parent.run_id}")
         request = SearchRequest(run=run, teacher=teacher, out=out, macs_target=macs_target, seed=seed,
                                 search=settings, placement=placement, options=m.options(options),
                                 finetune_steps=finetune_steps, finetune_backend=finetune_backend,
