@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root: gan, orchestration, tests
 
 import torch  # noqa: E402
 
@@ -31,7 +31,8 @@ from gan import export as gexport  # noqa: E402
 from gan.losses.density import DensityConfig  # noqa: E402
 from gan.pruning.targets import resolve_macs_target, uniform_spec  # noqa: E402
 from gan.train.distill import DistillConfig  # noqa: E402
-from orchestration.finetune import finetune, read_teacher, tiny_teacher  # noqa: E402
+from orchestration.finetune import finetune, read_teacher  # noqa: E402
+from tests.teachers import tiny_teacher  # noqa: E402
 
 METRICS = ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy")
 

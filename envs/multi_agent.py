@@ -23,7 +23,7 @@ PEER = {"generator": "discriminator", "discriminator": "generator"}
 
 
 def exchange(own: dict[str, float], beta: float) -> dict[str, float]:
-    """r̃_a = r_a + β · r_peer(a) (METHODS §6.3)."""
+    """r̃_a = r_a + β · r_peer(a) (docs/methods.md, "MARL search")."""
     return {a: own[a] + beta * own[PEER[a]] for a in AGENTS}
 
 

@@ -15,10 +15,11 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     from gan.data import DatasetError
     from gan.export import ExportError
     from gan.metrics import MetricUnavailable
+    from gan.pruning.pair import SpecError
     from gan.pruning.targets import TargetError
     from gan.teacher_run import TeacherRunError
     from gan.train.checkpoint import CheckpointError
     from gan.train.pix2pix import NonFiniteLossError
 
-    return (UsageError, DatasetError, ExportError, TargetError, MetricUnavailable, TeacherRunError,
+    return (UsageError, DatasetError, ExportError, SpecError, TargetError, MetricUnavailable, TeacherRunError,
             CheckpointError, NonFiniteLossError, RayClusterError, FileNotFoundError)

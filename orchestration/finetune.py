@@ -7,7 +7,8 @@ export directories, its ``data`` and ``size``) and a spec JSON in one of three f
 * ``{"spec": {group: [kept]}, ...}`` (``ganprune demo``'s spec.json) or a plain ``{group: [kept]}``
   — a generator spec only. Then D is pruned to the *same overall keep ratio* (the spec's
   ``keep_ratio`` when present, else G's kept/total channels over all groups), uniform over D's
-  groups by filter-L1 saliency (METHODS §6.3: "D keep target defaults to G's").
+  groups by filter-L1 saliency (``gan.pruning.pair.split_spec``; docs/methods.md, "MARL search":
+  the D budget defaults to the generator's).
 
 Pruned G and D inherit the teacher's weights (``gan.pruning.physical.prune``) and are trained by
 ``gan.train.distill`` (objective "density" or the "l1" baseline). PSNR/SSIM vs the teacher on the
@@ -24,8 +25,9 @@ from pathlib import Path
 import torch
 
 from gan.determinism import controlled_run
+from gan.pruning.pair import SpecError, split_spec
 from orchestration.errors import UsageError
-from orchestration.specs import generator_spec, load_json
+from orchestration.specs import load_json
 
 DEFAULT_STEPS = 200
 DEFAULT_BATCH = 4
@@ -38,25 +40,6 @@ def read_teacher(teacher_dir) -> dict:
 
     run = load_teacher_run(teacher_dir)
     return {**run.meta, "G": run.generator, "D": run.discriminator, "dir": str(run.dir)}
-
-
-def split_spec(raw: dict, g, disc, criterion: str = "l1") -> tuple[dict, dict, dict]:
-    """(G spec, D spec, how D's spec was made) from any of the accepted spec forms."""
-    from gan.pruning.saliency import spec_from_ratios
-
-    gspec, dspec = generator_spec(raw)
-    if dspec is not None:
-        return gspec, dspec, {"discriminator_spec_source": "given"}
-    sizes = {grp.name: grp.size for grp in g.channel_groups()}
-    unknown = set(gspec) - set(sizes)
-    if unknown:
-        raise UsageError(f"spec names unknown generator groups {sorted(unknown)}; "
-                         f"{type(g).__name__} has {', '.join(sizes)}")
-    ratio = raw.get("keep_ratio") if "spec" in raw else None
-    if ratio is None:
-        ratio = sum(len(gspec.get(n, range(s))) for n, s in sizes.items()) / sum(sizes.values())
-    dspec = spec_from_ratios(disc, {grp.name: float(ratio) for grp in disc.channel_groups()}, criterion)
-    return gspec, dspec, {"discriminator_spec_source": "uniform", "discriminator_keep_ratio": float(ratio)}
 
 
 def _eval(model, teacher, dataset) -> dict:
@@ -88,7 +71,10 @@ def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generat
     t = read_teacher(teacher_dir)
     teacher, teacher_d = t["G"].eval(), t["D"].eval()
     raw = load_json(Path(spec_path), "spec")
-    specs = split_spec(raw, teacher, teacher_d)
+    try:
+        specs = split_spec(raw, teacher, teacher_d)
+    except SpecError as e:
+        raise UsageError(str(e)) from None
     sources = []
     for init, member in ((init_generator, teacher), (init_discriminator, teacher_d)):
         src = member if init is None else gexport.load(init)
@@ -220,29 +206,3 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     (out / "finetune.json").write_text(json.dumps(result, indent=1, default=float))
     say(f"wrote {out / 'generator'} and {out / 'finetune.json'}")
     return result
-
-
-def tiny_teacher(out, data_root=None, size: int = 32, steps: int = 40, seed: int = 0,
-                 norm: str = "instance") -> Path:
-    """A small, briefly trained teacher run directory (teacher.json + G/D exports) for tests and the
-    benchmark — the layout ``ganprune train-teacher`` writes. Not a real teacher."""
-    from gan import data as gdata
-    from gan import export as gexport
-    from gan.models import ResnetGenerator
-    from gan.models.patchgan import PatchGANDiscriminator
-    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
-
-    out = Path(out)
-    root = gdata.prepare("edges2photos", root=data_root, size=size)
-    torch.manual_seed(seed)
-    g = ResnetGenerator(ngf=8, n_blocks=2, norm=norm)
-    d = PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2, norm="instance")
-    trainer = Pix2PixTrainer(g, d, TrainConfig(steps=steps, batch_size=4, backend="torch", quiet=True,
-                                               seed=seed))
-    trainer.fit(gdata.make_loader(gdata.open_dataset(root, size=size, split="train"), 4, seed=seed))
-    gexport.save(trainer.generator, out / "generator", size=size, onnx=False, latency_runs=1)
-    gexport.save(trainer.discriminator, out / "discriminator", size=size, onnx=False, latency_runs=1)
-    (out / "teacher.json").write_text(json.dumps(
-        {"preset": "test-tiny", "data": str(root), "size": size, "generator": "generator",
-         "discriminator": "discriminator", "steps": steps}, indent=1))
-    return out

@@ -1,7 +1,8 @@
 """Reading pruning-spec and run JSON files: one parser for every command that takes ``--spec``.
 
 Accepted spec forms: ``{group: [kept]}``, ``{"spec": {group: [kept]}, "keep_ratio": r}`` (what the
-demo writes) and ``{"generator": {...}, "discriminator": {...}}``.
+demo writes) and ``{"generator": {...}, "discriminator": {...}}``; the parsing itself is
+``gan.pruning.pair`` (with ``split_spec``, the (G, D) split).
 """
 from __future__ import annotations
 
@@ -22,13 +23,12 @@ def load_json(path, what: str) -> dict:
 
 
 def generator_spec(raw) -> tuple[dict, dict | None]:
-    """(generator spec, discriminator spec or None) from any accepted spec form."""
-    if not isinstance(raw, dict):
-        raise UsageError("a spec must be a JSON object")
-    if "generator" in raw:
-        gspec, dspec = raw["generator"], raw.get("discriminator")
-    else:
-        gspec, dspec = raw.get("spec", raw), None
-    if not isinstance(gspec, dict) or not all(isinstance(v, list) for v in gspec.values()):
-        raise UsageError("the generator spec must map group name → list of kept channel indices")
-    return gspec, dspec
+    """(generator spec, discriminator spec or None) from any accepted spec form
+    (``gan.pruning.pair.generator_spec``; a malformed spec is a one-line UsageError)."""
+    from gan.pruning.pair import SpecError
+    from gan.pruning.pair import generator_spec as parse
+
+    try:
+        return parse(raw)
+    except SpecError as e:
+        raise UsageError(str(e)) from None

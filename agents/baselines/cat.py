@@ -1,4 +1,4 @@
-"""CAT — Compression And Teaching (Jin et al., CVPR 2021), METHODS.md §3.2: one-step pruning.
+"""CAT — Compression And Teaching (Jin et al., CVPR 2021), docs/methods.md, "CAT": one-step pruning.
 
 The teacher is trained normally (affine norms), pruned *once* by one global threshold τ on the |γ|
 of every norm that follows a prunable conv, and the student is then fine-tuned with Global Kernel

@@ -1,4 +1,4 @@
-"""Fast GAN Compression's evolutionary search over supernet configs (METHODS §2.5).
+"""Fast GAN Compression's evolutionary search over supernet configs (docs/methods.md, "GAN Compression").
 
 Generic: a config is a tuple of per-position values drawn from ``choices``; the caller gives
 ``score(cfg) -> float`` (lower is better; NaN counts as +inf) and ``macs(cfg) -> int``.  Each
@@ -10,7 +10,7 @@ over; scores are cached by config string.
 
 ``weighted_sample`` biases the initial population toward wide choices (GAN Compression uses 2 for
 horse→zebra): choice i of n, narrowest first, has weight 1 + (w − 1)·i/(n − 1).  The exact weighting
-of the reference is unverified (METHODS §2.5); 1 means uniform.
+of the reference is unverified (docs/methods.md, "GAN Compression"); 1 means uniform.
 """
 from __future__ import annotations
 

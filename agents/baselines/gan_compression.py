@@ -1,4 +1,4 @@
-"""Fast GAN Compression as one function (METHODS §2): supernet training → evolutionary search.
+"""Fast GAN Compression as one function (docs/methods.md, "GAN Compression"): supernet training → evolutionary search.
 
 1. Supernet (``gan.train.supernet``): the teacher's architecture, initialised from the teacher with
    saliency-ordered channels; trained by the one pix2pix trainer on the teacher's train split with

@@ -1,4 +1,4 @@
-"""PPCD-GAN — Progressive Pruning and Class-aware Distillation (Vo et al., WACV 2022), METHODS.md §5.2
+"""PPCD-GAN — Progressive Pruning and Class-aware Distillation (Vo et al., WACV 2022), docs/methods.md, "PPCD"
 (UNVERIFIED design: the paper's body was not available; every choice below is ours and documented).
 
 The teacher becomes a masked student (``gan.models.ppcd.from_teacher``: its weights, a learnable mask
@@ -26,7 +26,7 @@ per conv output channel, all masks 1, same forward) that trains in the ordinary 
 * Frozen masks: the trainer's optimizer knows nothing of the schedule, so a forward pre-hook re-zeroes
   them before every forward (Adam momentum would move them back) and a gradient hook zeroes their
   gradients.  The schedule never edits a parameter inside the loss hook (autograd saved it).
-* Norms: a teacher with affine-free IN (``tiny_teacher``, pre-preset runs) is converted to IN with
+* Norms: a teacher with affine-free IN (``tests.teachers.tiny_teacher``, pre-preset runs) is converted to IN with
   γ = 1, β = 0 (the same function; ``PPCDConfig.convert_norm``) so the masks sit after the norm and get
   a gradient; the exported generator then has norm "instance_affine" (+2 params per channel, same MACs).
 * Not supported: ZeRO-3; resuming a PPCD run (``MaskSchedule.state_dict()`` holds the schedule for

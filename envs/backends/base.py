@@ -1,6 +1,6 @@
 """The backend protocol: ``evaluate(g_spec, d_spec) -> Scores``, cached by spec hash, with its cost.
 
-Own rewards (DESIGN.md "Multi-agent coupling", METHODS §6.3):
+Own rewards (DESIGN.md "Multi-agent coupling"; docs/methods.md, "MARL search"):
 * generator: −(λ_dens·L_density + λ_rec·L1 to the teacher) on a held-out batch;
 * discriminator: −(|L_D(D_S; G_S) − L_D(D_T; G_T)| + mean|D_S(v) − D_T(v)|): keep the teacher's
   G/D balance and agree with the teacher D's judgements.

@@ -3,7 +3,7 @@
 Scoring is deterministic for a given spec pair (fixed batches, a freshly seeded neighbour jitter per
 evaluation), so the cache by spec hash is exact and rewards carry no evaluation noise.  The optional
 K fine-tune steps run the one trainer (``gan.train.pix2pix``) with the density objective, so the
-agents are scored on what the final pruned pair is trained on (METHODS §6.4).
+agents are scored on what the final pruned pair is trained on (docs/methods.md, "MARL search").
 """
 from __future__ import annotations
 
@@ -114,7 +114,8 @@ class LocalBackend(CachedBackend):
         return self._score(g, d)
 
     def _score(self, g, d) -> Scores:
-        """Rewards and metrics of a ready (G, D) pair on the held-out batch (METHODS §6.3 rewards)."""
+        """Rewards and metrics of a ready (G, D) pair on the held-out batch (rewards: docs/methods.md,
+        "MARL search")."""
         g, d = g.eval().requires_grad_(False), d.eval().requires_grad_(False)
         objective = DensityObjective(self.teacher_g, self.teacher_d, self.density_cfg)
         with torch.no_grad():

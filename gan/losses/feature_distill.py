@@ -1,4 +1,4 @@
-"""GAN Compression's intermediate-feature distillation (METHODS §2.1).
+"""GAN Compression's intermediate-feature distillation (docs/methods.md, "GAN Compression").
 
 L_distill = Σ_t MSE(f_t(a_t^S), a_t^T) over the four taps of ``ResidualTrunk.features`` (residual
 input, blocks n/3, 2n/3, n), with f_t a learnable 1×1 conv (with bias) from the student's width to

@@ -1,7 +1,7 @@
 """Differentiable channel slicing: run the sub-net a spec selects *inside* a full model.
 
-Why: a once-for-all supernet (GAN Compression, METHODS §2.2) trains many sub-nets that share one
-set of weights.  ``prune`` copies the kept slices into a new model, so gradients never reach the
+Why: a once-for-all supernet (GAN Compression; docs/methods.md, "GAN Compression") trains many
+sub-nets that share one set of weights.  ``prune`` copies the kept slices into a new model, so gradients never reach the
 full weights; here the kept slices are cut from the live tensors (``narrow`` where the kept
 positions are contiguous, as first-k always is, else ``index_select``) and the forward runs on a
 weightless skeleton of the pruned architecture (built once per width set on the meta device)

@@ -9,9 +9,9 @@ trainer's own terms become the distillation terms —
 and ``distill_loss`` is the ``extra_g_loss`` hook that adds the objective-specific part:
 
 * "l1" (baseline): optionally λ_gt·||G_S(x) − y||_1 against the ground truth, nothing else;
-* "distill" (GAN Compression, METHODS §2.1): + λ_distill·Σ MSE(f_t(student tap), teacher tap) with
-  learnable 1×1 mappings f_t (trainer ``aux_modules``, stepped with G);
-* "gka" (CAT, METHODS §3.3): − λ_distill·Σ KA(student tap, teacher tap) over the four taps;
+* "distill" (GAN Compression; docs/methods.md, "GAN Compression"): + λ_distill·Σ MSE(f_t(student
+  tap), teacher tap) with learnable 1×1 mappings f_t (trainer ``aux_modules``, stepped with G);
+* "gka" (CAT; docs/methods.md, "CAT"): − λ_distill·Σ KA(student tap, teacher tap) over the four taps;
 * "density": + λ_dens·L_density (``gan.losses.density``, features = a frozen copy of the teacher D)
   + λ_nb·L_adv on the student's jittered neighbours (G side of the neighbourhood adversarial term);
   and the ``extra_d_loss`` hook adds the D side of §6.3 step 6 to the D step:
@@ -74,7 +74,7 @@ class DistillConfig:
     lambda_nb_d: float = 1.0     # D-side weight of the neighbourhood D loss (0: D step on centres only)
     lambda_gt: float = 0.0       # optional L1 to the ground truth (paired data)
     lambda_distill: float = 1.0  # weight of the "gka" / "distill" term
-    gka_center: bool = False     # centred kernel alignment (METHODS §3.3 variant)
+    gka_center: bool = False     # centred kernel alignment (docs/methods.md, "CAT")
     add: tuple = ()              # add-on terms summed onto the objective (ADD_ONS)
     vem: dict = field(default_factory=dict)  # VEMConfig overrides of the "vem" add-on
 

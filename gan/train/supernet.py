@@ -1,4 +1,4 @@
-"""GAN Compression's once-for-all supernet with first-k channel slicing (METHODS §2.2–2.3).
+"""GAN Compression's once-for-all supernet with first-k channel slicing (docs/methods.md, "GAN Compression").
 
 A config fixes one width per *position*: every channel group is a position, except the residual
 blocks' inner groups, which GAN Compression ties into three stages of n_blocks/3 blocks (fewer

@@ -10,7 +10,7 @@ def teacher_and_uniform_spec(tmp, size: int = SIZE):
     """A ResNet(ngf 8, 2 blocks) + PatchGAN(ndf 8) teacher trained 40 steps, and a uniform 25 %-MACs spec."""
     from gan import export as gexport
     from gan.pruning.targets import resolve_macs_target, uniform_spec
-    from orchestration.finetune import tiny_teacher
+    from tests.teachers import tiny_teacher
 
     tdir = tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=size, steps=40)
     g = gexport.load(tdir / "generator")

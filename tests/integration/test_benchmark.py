@@ -8,7 +8,7 @@ import mlflow
 import pytest
 
 from orchestration.cli import main
-from orchestration.finetune import tiny_teacher
+from tests.teachers import tiny_teacher
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from agents.cluster import RayClusterError
 from agents.marl import MarlConfig, MarlSearch
 from envs.backends.remote import start_pool
 from envs.problem import build_problem, problem_backend, random_spec_pairs
-from orchestration.finetune import tiny_teacher
+from tests.teachers import tiny_teacher
 
 BIN = Path(sys.executable).parent
 PROBLEM = {"macs_target": 0.3, "backend_config": {"finetune_steps": 1, "train_items": 4, "eval_items": 4}}

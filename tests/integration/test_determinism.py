@@ -18,7 +18,7 @@ import pytest
 import torch
 
 from gan.determinism import ProcessSettings, controlled
-from orchestration.finetune import tiny_teacher
+from tests.teachers import tiny_teacher
 from orchestration.prune import prune
 
 

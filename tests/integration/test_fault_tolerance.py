@@ -14,7 +14,7 @@ import mlflow
 import pytest
 
 from agents.marl import MarlConfig, MarlSearch, checkpoints
-from orchestration.finetune import tiny_teacher
+from tests.teachers import tiny_teacher
 
 GANPRUNE = str(Path(sys.executable).parent / "ganprune")
 

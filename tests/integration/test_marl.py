@@ -8,7 +8,7 @@ import pytest
 from agents.marl import MarlConfig, MarlSearch, checkpoints
 from gan import export as gexport
 from orchestration.cli import main
-from orchestration.finetune import tiny_teacher
+from tests.teachers import tiny_teacher
 
 TARGET = 0.3
 

@@ -61,7 +61,7 @@ class Half(Method):
 
 
 def test_a_registered_toy_method_runs_end_to_end(tmp_path, monkeypatch):
-    from orchestration.finetune import tiny_teacher
+    from tests.teachers import tiny_teacher
 
     teacher = tiny_teacher(tmp_path / "teacher", data_root=tmp_path / "data", size=32, steps=20)
     monkeypatch.setitem(methods.REGISTRY, Half.name, Half())

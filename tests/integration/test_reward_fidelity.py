@@ -23,7 +23,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def teacher(one_thread, tmp_path_factory):
-    from orchestration.finetune import tiny_teacher
+    from tests.teachers import tiny_teacher
 
     tmp = tmp_path_factory.mktemp("rf_teacher")
     return tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=32, steps=20)

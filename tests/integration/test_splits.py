@@ -7,7 +7,7 @@ from envs.backends import LocalBackend, LocalConfig
 from gan import data as gdata
 from gan.data.splits import report_split, search_indices
 from gan.teacher_run import load_teacher_run
-from orchestration.finetune import tiny_teacher
+from tests.teachers import tiny_teacher
 
 
 def test_search_indices_are_disjoint_and_seeded():

@@ -31,7 +31,7 @@ def _port():
 
 def _smoke(tmp_path, name, *args, launcher=()):
     out = tmp_path / f"{name}.json"
-    cmd = [*launcher, "-m", "gan.train.smoke", "--steps", "3", "--batch", "4", "--out", str(out), *args]
+    cmd = [*launcher, "-m", "tests.smoke_train", "--steps", "3", "--batch", "4", "--out", str(out), *args]
     if not launcher:
         cmd = [sys.executable, *cmd]
     r = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=400)

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 @pytest.fixture(scope="module")
 def teacher_run(tmp_path_factory):
     from gan.teacher_run import load_teacher_run
-    from orchestration.finetune import tiny_teacher
+    from tests.teachers import tiny_teacher
 
     tmp = tmp_path_factory.mktemp("gc")
     return load_teacher_run(tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=SIZE, steps=5))

@@ -17,12 +17,13 @@ from gan.pruning.physical import masked, prune
 
 
 def test_inception_teacher_size_matches_hand_count():
-    """METHODS §3.1 says ≈43.5 G MACs / ≈8.1 M params; the exact numbers are recomputed here."""
+    """CAT's inception teacher (docs/methods.md, "CAT"): ≈43.5 G MACs / ≈8.1 M params; the exact numbers
+    are recomputed here."""
     c, m, hw, ks = 256, 42, 64 * 64, (1, 3, 5)
     conv_branches = sum(2 * c * m * k * k for k in ks)
     dw_branches = sum(2 * c * m + m * k * k for k in ks)
     block_macs = hw * (conv_branches + dw_branches)
-    # ResNet-9 stem, down1, down2, up1, up2 (output grid), head: METHODS §1.1 table
+    # ResNet-9 stem, down1, down2, up1, up2 (output grid), head (the ResNet-9 layout of gan/models/resnet.py)
     outer = (3 * 64 * 49 * 256**2 + 64 * 128 * 9 * 128**2 + 128 * 256 * 9 * 64**2
              + 256 * 128 * 9 * 128**2 + 128 * 64 * 9 * 256**2 + 64 * 3 * 49 * 256**2)
     # params: conv weights + first-conv/dw biases (IN → bias) + IN-affine γβ; last branch convs bias-free

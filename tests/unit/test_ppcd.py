@@ -226,7 +226,7 @@ def _check_result(r, out, teacher_class):
 
 
 def test_ppcd_pipeline_pix2pix(tmp_path):
-    from orchestration.finetune import tiny_teacher
+    from tests.teachers import tiny_teacher
 
     run = tiny_teacher(tmp_path / "teacher", data_root=tmp_path / "data", size=SIZE, steps=4)
     out = tmp_path / "ppcd"

@@ -1,7 +1,9 @@
-"""Tiny pix2pix run on a fixed synthetic global batch: ``python -m gan.train.smoke --out r.json``.
+"""Tiny pix2pix run on a fixed synthetic global batch: ``python -m tests.smoke_train --out r.json``.
 
-Why: the one script the integration tests launch alone, under ``torchrun --nproc_per_node N`` or the
-``deepspeed`` launcher, to check that 1 and N ranks train the same global batch to the same losses.
+Why: the one script the integration tests (``tests/integration/test_trainer_deepspeed.py``) launch
+alone, under ``torchrun --nproc_per_node N`` or the ``deepspeed`` launcher, to check that 1 and N
+ranks train the same global batch to the same losses. A test script, so it lives in ``tests/``, not
+in the library.
 D uses instance norm so the per-rank split of the batch does not change the statistics.
 
 ``--resume-at K --zero 1,2`` instead checks exact resume for each ZeRO stage: per stage, N steps straight
