@@ -113,8 +113,9 @@ def controlled(seed: int, settings: ProcessSettings | None = None):
 
 
 def controlled_run(fn):
-    """Decorator for a command's function with ``seed`` and ``threads`` parameters: it runs under
-    ``controlled(seed, ProcessSettings.default(threads))`` and receives the record as ``process``."""
+    """Decorator for a command's function with ``seed`` and ``threads`` parameters, or a ``request``
+    parameter carrying them as attributes: it runs under ``controlled(seed,
+    ProcessSettings.default(threads))`` and receives the record as ``process``."""
     import functools
     import inspect
 
@@ -124,7 +125,10 @@ def controlled_run(fn):
     def run(*args, **kwargs):
         bound = sig.bind(*args, **kwargs)
         bound.apply_defaults()
-        with controlled(bound.arguments["seed"], ProcessSettings.default(bound.arguments["threads"])) as record:
+        given = bound.arguments
+        request = given.get("request")
+        seed, threads = (request.seed, request.threads) if request is not None else (given["seed"], given["threads"])
+        with controlled(seed, ProcessSettings.default(threads)) as record:
             bound.arguments["process"] = record
             return fn(*bound.args, **bound.kwargs)
 

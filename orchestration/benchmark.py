@@ -43,17 +43,21 @@ COST = ("search_evaluations", "search_finetune_steps", "search_cpu_s", "finetune
 SIZE = ("macs", "params")
 
 
-def _placement(method: str, cluster: dict) -> dict:
-    """The part of ``cluster`` that ``prune --method method`` takes."""
+def _placement(method: str, placement):
+    """The part of ``placement`` (an ``agents.methods.Placement``) that ``prune --method method`` takes."""
+    import dataclasses
+
     from orchestration.prune import method_of
 
     m = method_of(method)
+    if m.uses_search_placement:
+        return placement
     keep = {"address"} | ({"finetune_workers"} if not m.trains_itself else set())
-    return {k: v for k, v in cluster.items() if m.uses_search_placement or k in keep}
+    return type(placement)(**{k: v for k, v in dataclasses.asdict(placement).items() if k in keep})
 
 
 def base_method(name: str) -> tuple[str, dict]:
-    """(prune method, its extra arguments) of a benchmark method name."""
+    """(prune method, the search flags it changes) of a benchmark method name."""
     return VARIANTS.get(name, (name, {}))
 
 
@@ -98,18 +102,16 @@ def parse_seeds(seeds) -> list[int]:
     return out
 
 
-def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float = 0.25, out="runs/bench",
-              teacher: str | None = None, teacher_steps: int | None = None, vem: bool = False,
-              finetune_steps: int | None = None, iterations: int | None = None, episodes: int | None = None,
-              backend_steps: int | None = None, overwrite: bool = False, resume: bool = False,
-              tracking_uri: str | None = None, seeds=(0,), quiet: bool = False, track: bool = True,
-              method_options: dict | None = None, finetune_backend: str = "deepspeed", cluster: dict | None = None,
-              threads: int | None = None) -> dict:
-    """Run ``methods`` × ``seeds`` on one teacher and tabulate them; returns {"rows": [...], "summary":
-    {...}, ...}.  Every method × seed runs through ``prune`` (its own seeded, controlled process state:
-    the order of the methods does not change a row).  ``random`` gets, per seed, the number of
-    candidates the ``marl`` row scored; ``marl-greedy`` fine-tunes that marl search's final greedy pick.
-    ``cluster``: ``prune``'s Ray placement arguments (the search ones serve the marl rows only)."""
+def benchmark(request) -> dict:
+    """Run ``request.methods`` × ``request.seeds`` (an ``orchestration.requests.BenchmarkRequest``) on
+    one teacher and tabulate them; returns {"rows": [...], "summary": {...}, ...}.  Every method ×
+    seed runs through ``prune`` with ``request.row`` as its request (method, seed and run directory
+    set; its own seeded, controlled process state: the order of the methods does not change a row).
+    ``random`` gets, per seed, the number of candidates the ``marl`` row scored; ``marl-greedy``
+    fine-tunes that marl search's final greedy pick.  The row's placement serves the marl rows whole,
+    the others only where they use it."""
+    from dataclasses import replace
+
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
     from agents.methods import names
@@ -118,9 +120,12 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
-    methods = [m.strip() for m in (methods.split(",") if isinstance(methods, str) else methods) if m.strip()]
-    seeds = parse_seeds(seeds)
-    options = method_options or {}
+    base_row, quiet = request.row, request.quiet
+    preset, macs_target, vem = base_row.preset, base_row.macs_target, base_row.finetune.vem
+    tracking_uri, track = base_row.tracking_uri, base_row.track
+    methods = [m.strip() for m in request.methods if m.strip()]
+    seeds = parse_seeds(request.seeds)
+    options = request.method_options or {}
     if not methods or len(set(methods)) != len(methods):
         raise UsageError(f"--methods {','.join(methods) or '(none)'}: name each method once")
     unknown = [m for m in methods if base_method(m)[0] not in names()]
@@ -134,13 +139,13 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
         except UsageError as e:
             raise UsageError(f"--methods {m}: {e}") from None
     pre = load_preset(preset)
-    finetune_steps = pre.marl.finetune_steps if finetune_steps is None else int(finetune_steps)
-    search = {"iterations": pre.marl.iterations if iterations is None else int(iterations),
-              "episodes": pre.marl.episodes_per_iteration if episodes is None else int(episodes),
-              "backend_steps": pre.marl.backend_steps if backend_steps is None else int(backend_steps)}
+    finetune_steps = base_row.finetune.resolved_steps(pre)
+    budget = base_row.search.resolve(pre)
+    search = {"iterations": budget.iterations, "episodes": budget.episodes, "backend_steps": budget.backend_steps}
     if track:
         check_reachable(resolve_tracking_uri(tracking_uri))
-    out = Path(out)
+    out = Path(request.out)
+    resume, overwrite = request.resume, request.overwrite
     if not resume and not overwrite and out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; pass --resume to keep its finished rows, --overwrite to "
                          "start again, or choose another --out")
@@ -151,7 +156,8 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
         if not quiet:
             print(msg, flush=True)
 
-    tdir = Path(teacher).resolve() if teacher else ensure_teacher(preset, steps=teacher_steps, quiet=quiet,
+    teacher = base_row.teacher
+    tdir = Path(teacher).resolve() if teacher else ensure_teacher(preset, steps=request.teacher_steps, quiet=quiet,
                                                                   tracking_uri=tracking_uri)
     load_teacher_run(tdir)  # a bad --teacher is refused before --overwrite empties --out
     if not resume:  # --overwrite: the old results go only now that the teacher is good
@@ -174,7 +180,7 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                 i += 1
                 base, extra = base_method(m)
                 run_dir = out / m / f"seed{seed}"
-                kw = {**extra}
+                kw = {}
                 marl_row = done.get(("marl", seed))
                 if m == "random":
                     kw["evaluations"] = marl_row["search_evaluations"] if marl_row else \
@@ -182,8 +188,8 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                 if m == "marl-greedy" and marl_row:
                     kw["search_from"] = marl_row["out"]
                 settings = {"method": m, "seed": seed, "teacher": str(tdir), "macs_target": macs_target,
-                            "finetune_steps": finetune_steps, "finetune_backend": finetune_backend, "vem": vem,
-                            "objective": objectives[m], "options": options.get(m) or {},
+                            "finetune_steps": finetune_steps, "finetune_backend": base_row.finetune.backend,
+                            "vem": vem, "objective": objectives[m], "options": options.get(m) or {},
                             "evaluations": kw.get("evaluations"), "code_version": version,
                             **(search if method_of(base).uses_search_settings else {}), **extra}
                 saved = run_dir / "row.json"
@@ -201,12 +207,13 @@ def benchmark(preset: str = "small", methods=DEFAULT_METHODS, macs_target: float
                     say(f"[{i}/{total}] {m} seed {seed}: earlier run differs in {', '.join(differ)}; running again")
                 say(f"[{i}/{total}] {m} seed {seed}")
                 t0 = time.perf_counter()
-                s = prune(base, teacher=str(tdir), preset=preset, macs_target=macs_target, out=run_dir,
-                          finetune_steps=finetune_steps, iterations=search["iterations"], episodes=search["episodes"],
-                          backend_steps=search["backend_steps"], seed=seed, vem=vem, quiet=True, overwrite=True,
-                          finetune_backend=finetune_backend, tracking_uri=tracking_uri, track=track,
-                          options=options.get(m), threads=threads, **kw, **_placement(base, cluster or {}))
-                row = _row(m, s, tdir, time.perf_counter() - t0, threads)
+                row_request = replace(base_row, method=base, teacher=str(tdir), out=str(run_dir), seed=seed,
+                                      options=options.get(m) or {}, quiet=True, overwrite=True, resume=False,
+                                      search=replace(base_row.search, **search, **extra, **kw),
+                                      finetune=replace(base_row.finetune, steps=finetune_steps),
+                                      placement=_placement(base, base_row.placement))
+                s = prune(row_request)
+                row = _row(m, s, tdir, time.perf_counter() - t0, base_row.threads)
                 done[(m, seed)] = row
                 write_json(saved, {"settings": settings, "row": row})
                 tracker.log_metrics({f"{m}.{k}": v for k, v in row.items() if isinstance(v, (int, float))

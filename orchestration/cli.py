@@ -63,6 +63,7 @@ def _parser() -> argparse.ArgumentParser:
               ganprune export runs/demo/teacher --spec spec.json --out pruned/
               ganprune profile pruned/ --json"""))
     sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    p.commands = sub.choices  # name → subparser (``_given_flags`` re-reads one)
 
     def add(name, help_, example, fn):
         sp = sub.add_parser(name, help=help_, description=help_,
@@ -179,6 +180,9 @@ def _parser() -> argparse.ArgumentParser:
              "the density objective, export and evaluate; everything logged to MLflow",
              "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl",
              commands.prune)
+    sp.add_argument("--request", metavar="FILE",
+                    help="run the request in FILE (an earlier run's request.json, or a YAML/JSON mapping of the "
+                    "same shape); flags given on the command line override it")
     sp.add_argument("--method", default="marl",
                     help="marl (default, two RL agents: the best pair seen), marl-greedy (the trained policies' "
                     "deterministic pick), random (random search, the control), cat, gan-compression, ppcd, uniform "
@@ -262,12 +266,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _given_flags(sp: argparse.ArgumentParser, argv: list[str]) -> set[str]:
+    """The dests that ``argv`` (a command's arguments) sets explicitly, defaults aside: flags given on
+    the command line override a ``--request`` file even when they equal the parser's default."""
+    for action in sp._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = sp.parse_known_args(argv)
+    return set(vars(given))
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
     args = parser.parse_args(argv)
     if not getattr(args, "fn", None):
         parser.print_help()
         return 2
+    if getattr(args, "request", None):
+        args.given = _given_flags(parser.commands[args.command], argv[argv.index(args.command) + 1:])
     if getattr(args, "ray_workers", 0) and getattr(args, "num_procs", 1) != 1:
         print(f"ganprune {args.command}: error: --ray-workers and --num-procs are two launchers; pass one of them",
               file=sys.stderr)
@@ -275,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "num_procs", 1) != 1:  # re-run this command under torchrun (orchestration/launch.py)
         from orchestration.launch import relaunch
 
-        return relaunch(args, sys.argv[1:] if argv is None else list(argv))
+        return relaunch(args, argv)
     try:
         result = args.fn(args)
     except KeyboardInterrupt:

@@ -171,38 +171,46 @@ def _key_values(items, flag: str) -> dict:
     return out
 
 
-CLUSTER = ("address", "num_env_runners", "cpus_per_env_runner", "gpus_per_env_runner", "backend_workers",
-           "cpus_per_backend_worker", "gpus_per_backend_worker", "gpus_per_learner", "finetune_workers")
-
-
-def _cluster(args, methods) -> dict:
-    """The Ray placement flags (``cli._cluster_flags``) as keyword arguments; what they cannot serve is
-    refused now, not after a search."""
-    if args.finetune_workers:
+def _check_placement(placement, finetune_backend: str, methods) -> None:
+    """What the Ray placement flags (``cli._cluster_flags``) cannot serve is refused now, not after a
+    search."""
+    if placement.finetune_workers:
         from agents.cluster import check_ray_address
         from orchestration.ray_finetune import check_workers
 
-        check_workers(args.finetune_workers, args.finetune_backend, flag="--finetune-workers",
+        check_workers(placement.finetune_workers, finetune_backend, flag="--finetune-workers",
                       backend_flag="--finetune-backend")
-        if methods == ["ppcd"]:
+        if list(methods) == ["ppcd"]:
             raise UsageError("--method ppcd trains its masked student in this process; drop --finetune-workers")
-        check_ray_address(args.address)
-    return {k: getattr(args, k) for k in CLUSTER}
+        check_ray_address(placement.address)
+
+
+def given_flags(args, names) -> dict:
+    """The flags among ``names`` that the command line set (``cli`` records them in ``args.given``;
+    without that record, every one)."""
+    given = getattr(args, "given", None)
+    return {k: getattr(args, k) for k in names if given is None or k in given}
+
+
+def prune_request(args):
+    """The prune flags as one ``PruneRequest``; with ``--request FILE``, that file's request with the
+    flags given on the command line on top."""
+    from orchestration.requests import PRUNE_FLAGS, PruneRequest, prune_request as build
+
+    base = PruneRequest.from_file(args.request) if getattr(args, "request", None) else None
+    flags = given_flags(args, PRUNE_FLAGS) if base is not None else {k: getattr(args, k) for k in PRUNE_FLAGS}
+    if "method_option" in flags:
+        flags["method_option"] = {**(base.options if base else {}),
+                                  **_key_values(flags["method_option"], "--method-option")}
+    return build(flags, base)
 
 
 def prune(args):
     from orchestration.prune import print_summary, prune as run_prune
 
-    result = run_prune(method=args.method, teacher=args.teacher, preset=args.preset, data=args.data,
-                       macs_target=args.macs_target, out=args.out, iterations=args.iterations, beta=args.peer_beta,
-                       resume=args.resume, overwrite=args.overwrite, tracking_uri=args.tracking_uri,
-                       episodes=args.episodes, backend_steps=args.backend_steps, finetune_steps=args.finetune_steps,
-                       finetune_backend=args.finetune_backend, seed=args.seed, threads=args.threads,
-                       peer_observation=not args.no_peer_observation,
-                       prior=args.action_prior, objective=args.objective, vem=args.vem,
-                       evaluations=args.evaluations, search_from=args.search_from,
-                       options=_key_values(args.method_option, "--method-option"), quiet=args.quiet,
-                       **_cluster(args, [args.method]))
+    request = prune_request(args)
+    _check_placement(request.placement, request.finetune.backend, [request.method])
+    result = run_prune(request)
     if not args.quiet:
         print_summary(result)
         print(f"inspect: ganprune inspect {result['out']}    MLflow: ganprune ui")
@@ -210,16 +218,21 @@ def prune(args):
 
 
 def benchmark(args):
-    from orchestration.benchmark import benchmark as run_benchmark
+    from orchestration.benchmark import benchmark as run_benchmark, parse_seeds
+    from orchestration.requests import (PLACEMENT_FLAGS, BenchmarkRequest, FinetuneFlags, Placement,
+                                        PruneRequest, SearchFlags)
 
-    result = run_benchmark(preset=args.preset, methods=args.methods, macs_target=args.macs_target, out=args.out,
-                           teacher=args.teacher, teacher_steps=args.teacher_steps, vem=args.vem,
-                           finetune_steps=args.finetune_steps, iterations=args.iterations, episodes=args.episodes,
-                           backend_steps=args.backend_steps, overwrite=args.overwrite, resume=args.resume,
-                           tracking_uri=args.tracking_uri, seeds=args.seeds or [args.seed], quiet=args.quiet,
-                           finetune_backend=args.finetune_backend, threads=args.threads,
-                           cluster=_cluster(args, [m.strip() for m in args.methods.split(",")]))
-    return result
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    row = PruneRequest(preset=args.preset, teacher=args.teacher, macs_target=args.macs_target, threads=args.threads,
+                       search=SearchFlags(iterations=args.iterations, episodes=args.episodes,
+                                          backend_steps=args.backend_steps),
+                       finetune=FinetuneFlags(steps=args.finetune_steps, backend=args.finetune_backend, vem=args.vem),
+                       placement=Placement(**{k: getattr(args, k) for k in PLACEMENT_FLAGS}), quiet=True,
+                       tracking_uri=args.tracking_uri)
+    _check_placement(row.placement, args.finetune_backend, methods)
+    return run_benchmark(BenchmarkRequest(methods=methods, seeds=tuple(parse_seeds(args.seeds or [args.seed])),
+                                          out=args.out, teacher_steps=args.teacher_steps, resume=args.resume,
+                                          overwrite=args.overwrite, row=row, quiet=args.quiet))
 
 
 def inspect(args):

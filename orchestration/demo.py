@@ -26,6 +26,7 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
     from gan.teacher_run import load_teacher_run
     from orchestration.prune import print_summary, prune
     from orchestration.report import print_table
+    from orchestration.requests import FinetuneFlags, PruneRequest, SearchFlags
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import resolve_tracking_uri
 
@@ -41,9 +42,9 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
     if out.exists():  # the demo owns its folder: a re-run replaces the previous demo
         shutil.rmtree(out)
     say(f"[2/4] MARL pruning to {macs_target:g} of the teacher's MACs, then density fine-tuning")
-    s = prune("marl", teacher=str(tdir), preset=preset, macs_target=macs_target, out=out / "marl",
-              iterations=iterations, episodes=episodes, finetune_steps=finetune_steps, quiet=quiet,
-              tracking_uri=tracking_uri)
+    s = prune(PruneRequest(method="marl", teacher=str(tdir), preset=preset, macs_target=macs_target,
+                           out=str(out / "marl"), search=SearchFlags(iterations=iterations, episodes=episodes),
+                           finetune=FinetuneFlags(steps=finetune_steps), quiet=quiet, tracking_uri=tracking_uri))
     run = load_teacher_run(tdir)
     shutil.copytree(tdir / run.meta["generator"], out / "teacher")
     shutil.copytree(out / "marl" / "generator", out / "pruned")

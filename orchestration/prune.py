@@ -24,6 +24,7 @@ from pathlib import Path
 
 from gan.determinism import controlled_run
 from orchestration.errors import UsageError
+from orchestration.requests import PruneRequest
 from orchestration.rundir import write_json
 
 EXPERIMENT = "prune"
@@ -40,28 +41,15 @@ def _latest_search_checkpoint(out: Path):
 
 
 @controlled_run
-def prune(method: str | None = None, teacher: str | None = None, preset: str = "tiny", data: str | None = None,
-          macs_target: float = 0.25, out="runs/marl", iterations: int | None = None,
-          beta: float = 0.5, resume: bool = False, overwrite: bool = False,
-          tracking_uri: str | None = None, episodes: int | None = None, backend_steps: int | None = None,
-          finetune_steps: int | None = None, finetune_backend: str = "deepspeed", finetune_workers: int = 0,
-          num_env_runners: int = 0, address: str | None = None, seed: int = 0,
-          cpus_per_env_runner: float = 1, gpus_per_learner: float = 0.0, backend_workers: int = 0,
-          cpus_per_backend_worker: float = 1, gpus_per_env_runner: float = 0.0, gpus_per_backend_worker: float = 0.0,
-          peer_observation: bool = True, prior: str = "l1", quiet: bool = False, track: bool = True,
-          export_onnx: bool = True, objective: str | None = None, vem: bool = False,
-          options: dict | None = None, evaluations: int | None = None, search_from: str | None = None,
-          threads: int | None = None, process: dict | None = None) -> dict:
-    """Find a (G spec, D spec) pair with the registered ``method`` (``agents.methods``; default
-    ``agents.methods.DEFAULT``), fine-tune it with the method's objective (or ``objective``; ``vem``
-    adds VEM's term), export, profile and log it.  ``options``: the method's ``--method-option``
-    settings (its options dataclass refuses unknown keys).  ``evaluations``: random search's
-    candidates; ``search_from``: a marl run directory whose finished search marl/marl-greedy reuse.
-    ``threads``: torch threads for this run (default ``gan.determinism.default_threads``); the run
-    works under ``gan.determinism.controlled(seed)``: the same seed gives the same result whatever
-    ran before in the process, and the process's settings are restored afterwards (``process`` is
-    filled in with them)."""
-    from agents.methods import Placement, SearchContext, SearchRequest, SearchSettings
+def prune(request: PruneRequest, process: dict | None = None) -> dict:
+    """Find a (G spec, D spec) pair with the request's registered method (``agents.methods``; default
+    ``agents.methods.DEFAULT``), fine-tune it with the method's objective (or the request's; ``vem``
+    adds VEM's term), export, profile and log it.  The run works under
+    ``gan.determinism.controlled(request.seed)`` with ``request.threads`` torch threads: the same
+    request gives the same result whatever ran before in the process, and the process's settings
+    are restored afterwards (``process`` is filled in with them).  ``<out>/request.json`` records
+    the request (``ganprune prune --request`` runs it again)."""
+    from agents.methods import SearchContext, SearchRequest
     from gan.determinism import seed_all
     from gan.teacher_run import load_teacher_run
     from orchestration import plots
@@ -70,83 +58,76 @@ def prune(method: str | None = None, teacher: str | None = None, preset: str = "
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
-    m = method_of(method)
-    objective = check_method(m.name, objective, vem, options)
+    r = request
+    m = method_of(r.method)
+    objective = check_method(m.name, r.finetune.objective, r.finetune.vem, r.options)
     t_start, cpu_start = time.perf_counter(), time.process_time()
-    pre = load_preset(preset)
-    settings = SearchSettings(
-        iterations=pre.marl.iterations if iterations is None else int(iterations),
-        episodes=pre.marl.episodes_per_iteration if episodes is None else int(episodes),
-        backend_steps=pre.marl.backend_steps if backend_steps is None else int(backend_steps),
-        eval_items=pre.marl.eval_items, beta=beta, prior=prior, peer_observation=peer_observation,
-        evaluations=evaluations, search_from=search_from)
-    placement = Placement(address=address, num_env_runners=num_env_runners, cpus_per_env_runner=cpus_per_env_runner,
-                          gpus_per_env_runner=gpus_per_env_runner, backend_workers=backend_workers,
-                          cpus_per_backend_worker=cpus_per_backend_worker,
-                          gpus_per_backend_worker=gpus_per_backend_worker, gpus_per_learner=gpus_per_learner,
-                          finetune_workers=finetune_workers)
-    finetune_steps = pre.marl.finetune_steps if finetune_steps is None else int(finetune_steps)
+    pre = load_preset(r.preset)
+    settings, placement = r.search.resolve(pre), r.placement
+    finetune_steps = r.finetune.resolved_steps(pre)
     check_request(m, settings, placement, finetune_steps)
-    if track:
-        check_reachable(resolve_tracking_uri(tracking_uri))
-    if m.uses_search_placement and address:  # a dead --address fails now: Ray would retry it forever
+    if r.track:
+        check_reachable(resolve_tracking_uri(r.tracking_uri))
+    if m.uses_search_placement and placement.address:  # a dead --address fails now: Ray would retry it forever
         from agents.cluster import check_ray_address
 
-        check_ray_address(address)
-    out = Path(out)
-    last = claim_run_dir(out, resume, overwrite, _latest_search_checkpoint, "pruning search")
+        check_ray_address(placement.address)
+    out = Path(r.out)
+    last = claim_run_dir(out, r.resume, r.overwrite, _latest_search_checkpoint, "pruning search")
+    teacher = r.teacher
     if last is not None:
         teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
     teacher = str(Path(teacher).resolve()) if teacher else str(ensure_teacher(
-        preset, data, quiet=quiet, tracking_uri=tracking_uri))
-    seed_all(seed)  # the search starts from the seed, whatever the checks and teacher loading drew
+        r.preset, r.data, quiet=r.quiet, tracking_uri=r.tracking_uri))
+    seed_all(r.seed)  # the search starts from the seed, whatever the checks and teacher loading drew
     run = load_teacher_run(teacher, kinds=m.kinds)
     if run.meta.get("kind", "pix2pix") == "pix2pix":  # an unreachable target fails before out/ is made
         from gan.pruning.targets import resolve_macs_target
 
-        resolve_macs_target(run.generator, macs_target, run.size)
-    clear_run_dir(out, overwrite, last, inputs=(teacher,))  # --overwrite: the old run goes now the inputs are good
+        resolve_macs_target(run.generator, r.macs_target, run.size)
+    clear_run_dir(out, r.overwrite, last, inputs=(teacher,))  # --overwrite: the old run goes now the inputs are good
     out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "request.json", r.to_dict())
 
     run_file = out / "run.json"
     ids = json.loads(run_file.read_text()) if last and run_file.is_file() else {}
-    parent = Tracker(EXPERIMENT, run_name=f"{m.name}-{Path(preset).stem}-{macs_target:g}",
-                     tracking_uri=tracking_uri, enabled=track,
+    parent = Tracker(EXPERIMENT, run_name=f"{m.name}-{Path(r.preset).stem}-{r.macs_target:g}",
+                     tracking_uri=r.tracking_uri, enabled=r.track,
                      tags={"ganprune.command": "prune", "ganprune.method": m.name,
                            "ganprune.out_dir": str(out.resolve())})
     parent.start(run_id=ids.get("parent"))
     children = {}
     status = "FAILED"
     try:
-        children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=tracking_uri, parent_run_id=parent.run_id,
-                               enabled=track, tags={"ganprune.agent": a}).start(run_id=ids.get(a))
+        children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=r.tracking_uri, parent_run_id=parent.run_id,
+                               enabled=r.track, tags={"ganprune.agent": a}).start(run_id=ids.get(a))
                     for a in m.agents}
         write_json(run_file, {"parent": parent.run_id, **{a: c.run_id for a, c in children.items()},
-                              "tracking_uri": parent.tracking_uri if track else None})
-        common = {"method": m.name, "teacher": teacher, "preset": preset, "macs_target": macs_target,
-                  "finetune_steps": finetune_steps, "seed": seed, "objective": objective, "vem": vem,
+                              "tracking_uri": parent.tracking_uri if r.track else None})
+        common = {"method": m.name, "teacher": teacher, "preset": r.preset, "macs_target": r.macs_target,
+                  "finetune_steps": finetune_steps, "seed": r.seed, "objective": objective, "vem": r.finetune.vem,
                   "process": process}
         parent.log_params(common)
         if parent.active:
-            _say(quiet, f"{m.name}: MLflow run {parent.run_id}")
-        request = SearchRequest(run=run, teacher=teacher, out=out, macs_target=macs_target, seed=seed,
-                                search=settings, placement=placement, options=m.options(options),
-                                finetune_steps=finetune_steps, finetune_backend=finetune_backend,
-                                export_onnx=export_onnx, preset=pre, resume_from=last, quiet=quiet)
+            _say(r.quiet, f"{m.name}: MLflow run {parent.run_id}")
+        search_request = SearchRequest(run=run, teacher=teacher, out=out, macs_target=r.macs_target, seed=r.seed,
+                                       search=settings, placement=placement, options=m.options(r.options),
+                                       finetune_steps=finetune_steps, finetune_backend=r.finetune.backend,
+                                       export_onnx=r.finetune.export_onnx, preset=pre, resume_from=last,
+                                       quiet=r.quiet)
         ctx = SearchContext(log_params=parent.log_params, log_metrics=parent.log_metrics,
                             log_artifact=parent.log_artifact, log_artifacts=parent.log_artifacts,
-                            say=lambda msg: _say(quiet, msg), agent_runs=children, write_json=write_json,
+                            say=lambda msg: _say(r.quiet, msg), agent_runs=children, write_json=write_json,
                             plot_history=plots.search_history)
         cpu0 = time.process_time()
-        found = m.search(request, ctx)
+        found = m.search(search_request, ctx)
         cost = found.cost()
         cost.setdefault("search_cpu_s", round(time.process_time() - cpu0, 2))
         if m.trains_itself:
             summary = _report_trained(found, run, out, parent)
         else:
-            summary = _finish(found, run, teacher, out, parent, finetune_steps, finetune_backend, seed, quiet,
-                              export_onnx, objective=objective, add=("vem",) if vem else (),
-                              workers=finetune_workers, address=address, resume=last is not None)
+            summary = _finish(found, search_request, parent, objective=objective,
+                              add=("vem",) if r.finetune.vem else (), resumed=last is not None)
         summary.update(common, **cost, total_s=round(time.perf_counter() - t_start, 1),
                        cpu_s=round(time.process_time() - cpu_start, 2), mlflow_run_id=parent.run_id)
         parent.log_metrics({k: v for k, v in cost.items()} | {"cpu_s": summary["cpu_s"]})
@@ -229,39 +210,40 @@ def _say(quiet: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
-def _finish(found, run, teacher: str, out: Path, parent, finetune_steps: int, finetune_backend: str,
-            seed: int, quiet: bool, export_onnx: bool, objective: str = "density", add=(), workers: int = 0,
-            address: str | None = None, resume: bool = False) -> dict:
-    """best_spec.json → fine-tune (the method's objective; in ``workers`` Ray Train workers when > 0)
-    → generator/ export → profile → MLflow.  ``resume``: a resumed run continues an unfinished
-    fine-tune from its newest checkpoint (the best pair is the same: it comes from the search's)."""
+def _finish(found, request, parent, objective: str = "density", add=(), resumed: bool = False) -> dict:
+    """best_spec.json → fine-tune (the method's objective; in ``finetune_workers`` Ray Train workers
+    when > 0) → generator/ export → profile → MLflow.  ``request``: the method's ``SearchRequest``;
+    ``resumed``: a resumed run continues an unfinished fine-tune from its newest checkpoint (the best
+    pair is the same: it comes from the search's)."""
     from gan.train import checkpoint as ckpt
     from orchestration.finetune import DEFAULT_BATCH, finetune
 
+    out, steps, workers = request.out, request.finetune_steps, request.placement.finetune_workers
     spec = {k: v for k, v in found.spec.items() if v is not None}  # no D spec: D pruned to G's keep ratio
     write_json(out / "best_spec.json", {**spec, "best": found.best})
     parent.log_artifact(out / "best_spec.json")
     ft_dir = out / "finetune"
-    resume = resume and ckpt.latest(ft_dir) is not None and not (ft_dir / "finetune.json").is_file()
+    resume = resumed and ckpt.latest(ft_dir) is not None and not (ft_dir / "finetune.json").is_file()
     if ft_dir.exists() and not resume:
         shutil.rmtree(ft_dir)
-    kw = dict(objective=objective, add=add, steps=finetune_steps, backend=finetune_backend, quiet=quiet, seed=seed,
-              export_onnx=export_onnx, init_generator=found.init_generator,
+    kw = dict(objective=objective, add=add, steps=steps, backend=request.finetune_backend, quiet=request.quiet,
+              seed=request.seed, export_onnx=request.export_onnx, init_generator=found.init_generator,
               init_discriminator=found.init_discriminator, resume=resume,
-              ckpt_every=max(1, finetune_steps // FINETUNE_CHECKPOINTS))
+              ckpt_every=max(1, steps // FINETUNE_CHECKPOINTS))
     if workers > 0:
         from orchestration.launch import per_world
         from orchestration.ray_finetune import finetune_on_ray
 
-        ft = finetune_on_ray(workers, address=address, teacher_dir=teacher, spec_path=out / "best_spec.json",
-                             out=ft_dir, batch_size=per_world(DEFAULT_BATCH, workers), **kw)
+        ft = finetune_on_ray(workers, address=request.placement.address, teacher_dir=request.teacher,
+                             spec_path=out / "best_spec.json", out=ft_dir,
+                             batch_size=per_world(DEFAULT_BATCH, workers), **kw)
     else:
-        ft = finetune(teacher, out / "best_spec.json", ft_dir, **kw)
+        ft = finetune(request.teacher, out / "best_spec.json", ft_dir, **kw)
     for member in ("generator", "discriminator"):
         if (out / member).exists():
             shutil.rmtree(out / member)
         shutil.copytree(ft_dir / member, out / member)
-    return _report(found, run, teacher, out, parent, before=ft["before"], after=ft["after"],
+    return _report(found, request.run, request.teacher, out, parent, before=ft["before"], after=ft["after"],
                    finetune_s=ft["train_seconds"], generator_keep=ft["generator_spec"],
                    discriminator_keep=ft["discriminator_spec"])
 

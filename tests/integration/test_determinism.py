@@ -20,6 +20,7 @@ import torch
 from gan.determinism import ProcessSettings, controlled
 from tests.teachers import tiny_teacher
 from orchestration.prune import prune
+from orchestration.requests import FinetuneFlags, PruneRequest, SearchFlags
 
 
 def _disturb() -> ProcessSettings:
@@ -52,8 +53,10 @@ def teacher(tmp_path_factory):
 
 
 def _run(teacher, out) -> dict:
-    s = prune("marl", teacher=str(teacher), macs_target=0.3, out=out, iterations=2, episodes=3, backend_steps=1,
-              finetune_steps=3, finetune_backend="torch", quiet=True, track=False, export_onnx=False, seed=5)
+    s = prune(PruneRequest(method="marl", teacher=str(teacher), macs_target=0.3, out=str(out), seed=5,
+                           search=SearchFlags(iterations=2, episodes=3, backend_steps=1),
+                           finetune=FinetuneFlags(steps=3, backend="torch", export_onnx=False), quiet=True,
+                           track=False))
     best = json.loads((out / "best_spec.json").read_text())
     return {"generator": best["generator"], "discriminator": best["discriminator"],
             "history": [h["generator_own"] for h in json.loads((out / "history.json").read_text())],

@@ -1,0 +1,172 @@
+"""The typed requests of ``ganprune prune`` and ``ganprune benchmark``: built once from CLI flags or
+from a JSON/YAML mapping, then passed down whole (issue #14).
+
+Why: settings used to travel as flat keyword lists (33 arguments into ``prune``, renamed on the
+way).  A request is one frozen value: ``prune`` writes it to ``<out>/request.json`` and
+``ganprune prune --request <out>/request.json`` runs the same thing again; ``benchmark`` derives
+each row's request from one template with ``dataclasses.replace``.  Unknown keys are refused in
+one line naming the known ones, before any work.
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agents.methods.base import Placement
+from orchestration.errors import UsageError
+
+
+@dataclass(frozen=True)
+class SearchFlags:
+    """The search budget as asked: ``None`` takes the preset's value (``resolve``)."""
+
+    iterations: int | None = None
+    episodes: int | None = None
+    backend_steps: int | None = None
+    beta: float = 0.5                  # peer-reward weight (docs/methods.md, "MARL search")
+    prior: str = "l1"                  # the action prior: a = 0.5 replays the L1 allocation
+    peer_observation: bool = True
+    evaluations: int | None = None     # random search's candidates
+    search_from: str | None = None     # a finished marl run whose search marl/marl-greedy reuse
+
+    def resolve(self, preset):
+        """The ``agents.methods.SearchSettings`` of this budget on ``preset`` (an
+        ``orchestration.config.Preset``)."""
+        from agents.methods import SearchSettings
+
+        m = preset.marl
+        pick = (lambda asked, default: default if asked is None else int(asked))
+        return SearchSettings(iterations=pick(self.iterations, m.iterations),
+                              episodes=pick(self.episodes, m.episodes_per_iteration),
+                              backend_steps=pick(self.backend_steps, m.backend_steps), eval_items=m.eval_items,
+                              beta=self.beta, prior=self.prior, peer_observation=self.peer_observation,
+                              evaluations=self.evaluations, search_from=self.search_from)
+
+
+@dataclass(frozen=True)
+class FinetuneFlags:
+    """How the found pair is fine-tuned: ``steps`` None takes the preset's, ``objective`` None the
+    method's own."""
+
+    steps: int | None = None
+    backend: str = "deepspeed"
+    objective: str | None = None
+    vem: bool = False                  # add VEM's term (docs/methods.md, "VEM")
+    export_onnx: bool = True
+
+    def resolved_steps(self, preset) -> int:
+        return preset.marl.finetune_steps if self.steps is None else int(self.steps)
+
+
+@dataclass(frozen=True)
+class PruneRequest:
+    """One ``ganprune prune``: the method, the teacher, the target and where the run goes."""
+
+    method: str | None = None          # None: agents.methods.DEFAULT
+    teacher: str | None = None         # None: train or reuse the preset's cached teacher
+    preset: str = "tiny"
+    data: str | None = None
+    macs_target: float = 0.25
+    out: str = "runs/marl"
+    seed: int = 0
+    threads: int | None = None         # None: gan.determinism.default_threads
+    options: dict = field(default_factory=dict)  # the method's --method-option settings
+    search: SearchFlags = field(default_factory=SearchFlags)
+    finetune: FinetuneFlags = field(default_factory=FinetuneFlags)
+    placement: Placement = field(default_factory=Placement)
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    track: bool = True
+    tracking_uri: str | None = None
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_mapping(cls, d: dict, where: str = "request") -> PruneRequest:
+        """A request from a nested mapping (``to_dict``'s shape; sections may be partial)."""
+        return _build(cls, d, where)
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> PruneRequest:
+        """A request from a JSON or YAML file (e.g. a run's own ``request.json``)."""
+        path = Path(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise UsageError(f"--request {path}: cannot read it ({e.strerror}); give a request.json of an "
+                             f"earlier run or a YAML file") from None
+        import yaml
+
+        try:
+            d = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        except (ValueError, yaml.YAMLError) as e:
+            raise UsageError(f"--request {path}: not valid JSON/YAML ({str(e).splitlines()[0]})") from None
+        return cls.from_mapping(d if d is not None else {}, where=f"--request {path}")
+
+
+@dataclass(frozen=True)
+class BenchmarkRequest:
+    """One ``ganprune benchmark``: ``methods`` × ``seeds``, each row ``row`` with its method, seed and
+    run directory set (its teacher, target, budgets and placement are every row's)."""
+
+    methods: tuple[str, ...]
+    seeds: tuple[int, ...] = (0,)
+    out: str = "runs/bench"
+    teacher_steps: int | None = None   # of the preset's cached teacher
+    resume: bool = False
+    overwrite: bool = False
+    method_options: dict = field(default_factory=dict)  # benchmark method name → its options
+    row: PruneRequest = field(default_factory=lambda: PruneRequest(preset="small", quiet=True))
+    quiet: bool = False                # the benchmark's own progress lines and table (rows are quiet)
+
+
+#: ``ganprune prune``'s flags (argparse dests) → their field in ``PruneRequest`` (dotted: a section)
+PLACEMENT_FLAGS = tuple(f.name for f in dataclasses.fields(Placement))
+PRUNE_FLAGS = {
+    "method": "method", "teacher": "teacher", "preset": "preset", "data": "data", "macs_target": "macs_target",
+    "out": "out", "seed": "seed", "threads": "threads", "method_option": "options",
+    "iterations": "search.iterations", "episodes": "search.episodes", "backend_steps": "search.backend_steps",
+    "peer_beta": "search.beta", "action_prior": "search.prior", "no_peer_observation": "search.peer_observation",
+    "evaluations": "search.evaluations", "search_from": "search.search_from",
+    "finetune_steps": "finetune.steps", "finetune_backend": "finetune.backend", "objective": "finetune.objective",
+    "vem": "finetune.vem", **{k: f"placement.{k}" for k in PLACEMENT_FLAGS},
+    "resume": "resume", "overwrite": "overwrite", "quiet": "quiet", "tracking_uri": "tracking_uri"}
+#: flags whose field holds the opposite truth value
+NEGATED = {"no_peer_observation"}
+
+
+def prune_request(flags: dict, base: PruneRequest | None = None) -> PruneRequest:
+    """``base`` (default: ``PruneRequest()``) with the given flags (``PRUNE_FLAGS`` dests → values,
+    ``method_option`` already a dict) set on it."""
+    nested = base.to_dict() if base is not None else {}
+    for dest, value in flags.items():
+        *section, name = PRUNE_FLAGS[dest].split(".")
+        target = nested
+        for part in section:
+            target = target.setdefault(part, {})
+        target[name] = (not value) if dest in NEGATED else value
+    return PruneRequest.from_mapping(nested)
+
+
+def _build(cls, d, where: str):
+    """``cls(**d)`` with nested dataclass fields built the same way; unknown keys refused."""
+    if isinstance(d, cls):
+        return d
+    if not isinstance(d, dict):
+        raise UsageError(f"{where}: expected a mapping of {cls.__name__} settings, got {type(d).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - set(fields))
+    if unknown:
+        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
+    kw: dict[str, Any] = {}
+    for k, v in d.items():
+        sub = fields[k].default_factory if fields[k].default_factory is not dataclasses.MISSING else None
+        if sub is not None and dataclasses.is_dataclass(sub) and isinstance(sub, type):
+            v = _build(sub, v, f"{where}.{k}")
+        kw[k] = v
+    return cls(**kw)
