@@ -1,4 +1,5 @@
-"""One network's channel-selection problem: groups in order, saliency order, MACs budget (AMC §7.1).
+"""One network's channel-selection problem: groups in order, saliency order, MACs budget, as AMC
+(He et al., ECCV 2018; docs/methods.md, "MARL search").
 
 The agent chooses *how many* channels each group keeps; saliency (|γ| or filter L1) chooses *which*.
 The budget is guaranteed by AMC's clip: when group t is decided, every later group is assumed at its

@@ -1,6 +1,6 @@
 """MACs, parameters and measured CPU latency, counted the way GAN Compression reports them.
 
-MACs rule (METHODS.md §1.6, torchprofile since 2019): Conv2d and ConvTranspose2d cost
+MACs rule (docs/methods.md, "MACs and parameters"; torchprofile since 2019): Conv2d and ConvTranspose2d cost
 ``H_out·W_out·C_out·(C_in/groups)·k_h·k_w`` — transposed convs on the *output* grid — and Linear
 ``in·out``; batch 1; bias, norms, activations, padding, residual adds, concat and up-sampling are
 not counted.  With this rule ResNet-9 ngf 64 at 256² is 56.80 G MACs.

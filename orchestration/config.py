@@ -16,7 +16,7 @@ GENERATOR_ARCHS = ("resnet", "inception")
 @dataclass
 class GeneratorConfig:
     """``arch``: "resnet" (pix2pix/CycleGAN ResNet) or "inception" (CAT's inception-residual
-    generator, METHODS.md §3.1: same stem/down/up, IncResBlocks with prunable branches)."""
+    generator, docs/methods.md, "Model zoo": same stem/down/up, IncResBlocks with prunable branches)."""
     ngf: int = 16
     n_blocks: int = 6
     norm: str = "instance"

@@ -1,4 +1,4 @@
-"""Class-aware attention distillation (PPCD-GAN, METHODS.md §5.2 — UNVERIFIED design).
+"""Class-aware attention distillation (PPCD-GAN; docs/methods.md, "PPCD" — UNVERIFIED design).
 
 A feature map F (B, C, H, W) becomes a spatial attention map
 

@@ -1,9 +1,10 @@
-"""MGGC-style local density-structure objective — OUR design (METHODS.md §6.3), not the paper's.
+"""MGGC-style local density-structure objective — OUR design, not the paper's.
 
-The paper's equations are unread (§6.2), so every choice here is a knob of ``DensityConfig`` and is
-listed in docs/methods.md. Idea: around each input x_i, K jittered copies give a small neighbourhood
-on the generator's manifold; the teacher's soft neighbour distribution p_i (Gaussian kernel on
-feature distances) must be kept by the student (KL), plus the distance scale the softmax drops.
+The paper's equations are unread, so every choice here is a knob of ``DensityConfig`` and is
+listed in docs/methods.md, "MGGC density objective". Idea: around each input x_i, K jittered copies
+give a small neighbourhood on the generator's manifold; the teacher's soft neighbour distribution p_i
+(Gaussian kernel on feature distances) must be kept by the student (KL), plus the distance scale the
+softmax drops.
 """
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ _EPS = 1e-12
 
 @dataclass
 class DensityConfig:
-    """Every UNVERIFIED choice of the density objective (defaults = METHODS.md §6.3)."""
+    """Every UNVERIFIED choice of the density objective (docs/methods.md, "MGGC density objective")."""
     k_neighbors: int = 4          # K jittered neighbours per center
     shift_px: int = 8             # max |shift|; capped at min(H, W) // 8 for small images
     noise_sigma: float = 0.05     # Gaussian input noise (inputs in [-1, 1])
@@ -129,9 +130,9 @@ def density_loss(student_center: torch.Tensor, student_neighbors: torch.Tensor,
                  feature_fn: FeatureFn, cfg: DensityConfig,
                  cond: torch.Tensor | None = None, cond_neighbors: torch.Tensor | None = None,
                  ) -> tuple[torch.Tensor, dict]:
-    """§6.3 steps 3–5. Centers (B, C, H, W), neighbours (B, K, C, H, W); ``cond``/``cond_neighbors``
-    are the inputs for a conditional φ. ``feature_fn`` must be frozen (see ``FrozenFeatures``);
-    teacher tensors are detached here. Returns (loss, stats of floats)."""
+    """Kernel rows, KL and scale term. Centers (B, C, H, W), neighbours (B, K, C, H, W);
+    ``cond``/``cond_neighbors`` are the inputs for a conditional φ. ``feature_fn`` must be frozen (see
+    ``FrozenFeatures``); teacher tensors are detached here. Returns (loss, stats of floats)."""
     tc, tn = teacher_center.detach(), teacher_neighbors.detach()
     with torch.no_grad():
         d_t, fn_t = _sq_dists(feature_fn, tc, tn, cond, cond_neighbors)
@@ -179,7 +180,7 @@ def neighborhood_batches(teacher_neighbors: torch.Tensor, student_neighbors: tor
                          teacher_center: torch.Tensor | None = None,
                          student_center: torch.Tensor | None = None,
                          x: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """§6.3 step 6: (real, fake) batches of shape (B·K, C', H, W) for the neighbourhood D.
+    """Neighbourhood adversarial term: (real, fake) batches of shape (B·K, C', H, W) for the D.
     real = teacher neighbours (detached), fake = student neighbours (grad kept; detach for the D
     step). With ``x_neighbors`` (pix2pix) each is cat(x_ik, y_ik) on channels; with centers each side
     also carries its own center output (then x too, if conditional): cat([x_ik], [x_i, c_i], y_ik)."""

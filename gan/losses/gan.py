@@ -1,4 +1,4 @@
-"""Adversarial losses of pix2pix / CycleGAN / gan-compression (METHODS.md §1.5).
+"""Adversarial losses of pix2pix / CycleGAN / gan-compression (docs/methods.md, "GAN losses").
 
 Every term is a mean over the patch map (and batch), so the loss does not depend on D's output size.
 """
@@ -14,7 +14,7 @@ class GANLoss:
     """``GANLoss(kind)``: ``d_loss(real_logits, fake_logits)`` and ``g_loss(fake_logits)``.
 
     ``d_scale`` multiplies the D loss (0.5 as gan-compression does, so D and G steps have similar
-    magnitudes); the formulas themselves are the plain §1.5 ones.
+    magnitudes); the formulas themselves are the plain pix2pix ones.
     """
 
     def __init__(self, kind: str = "lsgan", d_scale: float = 0.5):

@@ -1,4 +1,4 @@
-"""Global Kernel Alignment distillation (CAT, METHODS.md §3.3).
+"""Global Kernel Alignment distillation (CAT; docs/methods.md, "CAT").
 
 KA compares the two networks' *batch Gram matrices* instead of the features themselves: it is
 invariant to orthogonal transforms and isotropic scaling of either side, so a pruned student's

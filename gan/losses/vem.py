@@ -1,14 +1,15 @@
 """VEM (Kang et al., NeurIPS 2022): maximise I(G_T(x); G_S(x)) through a variational energy-based model.
 
-METHODS.md §4. Barber–Agakov: I(T; S) ≥ H(T) + E[log q_θ(t|s)] with q_θ(t|s) ∝ exp(−E_θ(t, s)). Each
-training step (i) samples t̃ ∼ q_θ(·|s) by Langevin dynamics started at the student output, (ii) takes one
-step of the EBM on its own Adam to tighten the bound, (iii) adds λ_MI·[E_θ(t, G_S(x)) − E_θ(t̃, G_S(x))]
+docs/methods.md, "VEM". Barber–Agakov: I(T; S) ≥ H(T) + E[log q_θ(t|s)] with q_θ(t|s) ∝ exp(−E_θ(t, s)).
+Each training step (i) samples t̃ ∼ q_θ(·|s) by Langevin dynamics started at the student output, (ii) takes
+one step of the EBM on its own Adam to tighten the bound, (iii) adds λ_MI·[E_θ(t, G_S(x)) − E_θ(t̃, G_S(x))]
 to the student's loss (gradient through the student output in both terms).
 
-Why an ``extra_g_loss`` hook and not a trainer: VEM is an add-on to any host objective (§4.5), so it is a
+Why an ``extra_g_loss`` hook and not a trainer: VEM is an add-on to any host objective, so it is a
 callable the pix2pix G step already calls; ``combine_hooks`` adds it to the host's hook. The EBM is not an
-``aux_modules`` member because it has its own objective and optimiser (§4.3 step 3), not the G loss.
-Formulas, defaults and the EBM follow the first author's tutorial code [V:vem-tut]; no official code exists.
+``aux_modules`` member because it has its own objective and optimiser (the EBM step), not the G loss.
+Formulas, defaults and the EBM follow the first author's tutorial code (kminsoo/Genrative-Model-Tutorial);
+no official code exists.
 """
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ class EBMBlock(nn.Module):
 
 
 class EnergyNet(nn.Module):
-    """E_θ(t, s) → one scalar per sample (§4.4; low energy = t likely given s).
+    """E_θ(t, s) → one scalar per sample (the tutorial's EBM; low energy = t likely given s).
 
     t and s are each avg-pooled (3×3, s2, p1), concatenated, a 3×3 conv to ``c0`` + LReLU, then
     ``n_blocks`` residual down-blocks (widths c0 → 2c0 → 4c0, then constant) — by default as many as
@@ -157,9 +158,9 @@ class EnergyNet(nn.Module):
 
 def langevin(energy: Energy, s: torch.Tensor, steps: int = 10, step_size: float = 1.0,
              noise: float = 0.005) -> torch.Tensor:
-    """t̃ ∼ q_θ(·|s) (§4.2): chain from the detached student output, t̃ ← t̃ − η∇E(t̃, s) + σε; clamped
-    to [−1, 1] once at the end (as the tutorial) and detached. Only ∇ w.r.t. t̃ is computed, so the
-    energy's parameters collect no gradient."""
+    """t̃ ∼ q_θ(·|s) by Langevin dynamics: chain from the detached student output,
+    t̃ ← t̃ − η∇E(t̃, s) + σε; clamped to [−1, 1] once at the end (as the tutorial) and detached. Only
+    ∇ w.r.t. t̃ is computed, so the energy's parameters collect no gradient."""
     s = s.detach()
     x = s.clone()
     with torch.enable_grad():
@@ -171,14 +172,14 @@ def langevin(energy: Energy, s: torch.Tensor, steps: int = 10, step_size: float 
 
 
 def ebm_loss(e_pos: torch.Tensor, e_neg: torch.Tensor, alpha: float) -> torch.Tensor:
-    """L_EBM (§4.3 step 3): lower the energy of real pairs, raise the sampled ones; α·E² keeps the
+    """L_EBM (the EBM step): lower the energy of real pairs, raise the sampled ones; α·E² keeps the
     energies from drifting (contrastive divergence has no anchor otherwise)."""
     return e_pos.mean() - e_neg.mean() + alpha * (e_pos.pow(2) + e_neg.pow(2)).mean()
 
 
 @dataclass
 class VEMConfig:
-    """§4.3 defaults (α as the tutorial's scripts; η = 1.0 is the U-Net pix2pix value, 100 CycleGAN)."""
+    """The tutorial's defaults (α as its scripts; η = 1.0 is the U-Net pix2pix value, 100 CycleGAN)."""
     lambda_mi: float = 0.1
     alpha: float = 0.05
     ebm_lr: float = 1e-4

@@ -1,8 +1,8 @@
 """Feature extractors for distribution metrics: a seeded random-conv *proxy* (default) and InceptionV3.
 
-The real FID protocol (METHODS.md §1.7) needs pytorch-fid's InceptionV3 with the TF-FID weights
-``pt_inception-2015-12-05-*.pth``; neither ships offline here.  The default backend is therefore a
-fixed random conv net (seed 0): it gives a consistent, deterministic embedding so numbers are
+The real FID protocol (docs/methods.md, "Fidelity metrics") needs pytorch-fid's InceptionV3 with the
+TF-FID weights ``pt_inception-2015-12-05-*.pth``; neither ships offline here.  The default backend is
+therefore a fixed random conv net (seed 0): it gives a consistent, deterministic embedding so numbers are
 comparable *within this project*, but they are NOT FID and are always named ``fid_proxy``/``kid_proxy``.
 """
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Small class-conditional GAN for PPCD's setting (METHODS.md §5): SNGAN/BigGAN-style generator
+"""Small class-conditional GAN for PPCD's setting (docs/methods.md, "Model zoo"): SNGAN/BigGAN-style generator
 with conditional BatchNorm and a projection discriminator (spectral norm left out: its u/v buffers
 would be extra per-channel state for every group).
 

@@ -1,5 +1,5 @@
-"""CAT's inception-residual generator (METHODS.md §3.1-3.2): ResNet-9 stem/down/up/head (§1.1)
-around ``n_blocks`` IncResBlocks.
+"""CAT's inception-residual generator (docs/methods.md, "Model zoo" and "CAT"): ResNet-9
+stem/down/up/head around ``n_blocks`` IncResBlocks.
 
 Each block holds 3 conventional branches (``conv{k}``) and 3 depthwise branches (``dw{k}``), one per
 kernel size, summed, normalised and added to the input.  Every branch is its own channel group
@@ -9,7 +9,8 @@ that is what makes masked == pruned; the summing norm follows, so the bias would
 A block whose branches are all gone still applies its summing norm to zeros (x + Norm(0)), again so
 masked == pruned; with an affine-free IN that is the identity.
 
-Size at ngf 64, 256² (conv MACs, §1.6 rule), checked in tests/unit/test_models_cat_ppcd_conditional.py:
+Size at ngf 64, 256² (MACs as docs/methods.md, "MACs and parameters"), checked in
+tests/unit/test_models_cat_ppcd_conditional.py:
 one block = 4096·(Σ_k 2·256·42·k² + Σ_k (2·256·42 + 42·k²)) = 3.353 G MACs, so 9 blocks 30.178 G plus
 13.313 G of ResNet-9 stem/down/up/head = 43.490 G MACs; 8,140,431 parameters with ``instance_affine``.
 """

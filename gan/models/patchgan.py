@@ -1,4 +1,5 @@
-"""pix2pix / CycleGAN PatchGAN discriminator (``n_layers``; 70×70 at n_layers 3), METHODS.md §1.3.
+"""pix2pix / CycleGAN PatchGAN discriminator (``n_layers``; 70×70 at n_layers 3), docs/methods.md,
+"Model zoo".
 
 Hidden convs ``convs.i`` (4×4, padding 1, stride 2 except the last, which has stride 1) are the D
 agent's channel groups ``layer1..layer{n_layers+1}``; the 1-channel logit conv ``head`` is fixed.

@@ -1,12 +1,12 @@
-"""PPCD-style prunable nets (METHODS.md §5.2, UNVERIFIED design): every conv of the ResNet-style
-generator and of the PatchGAN-like discriminator is followed by a learnable ``ChannelMask``.
+"""PPCD-style prunable nets (docs/methods.md, "PPCD", UNVERIFIED design): every conv of the
+ResNet-style generator and of the PatchGAN-like discriminator is followed by a learnable ``ChannelMask``.
 
 The mask params are "out" refs of their channel group, so ``prune`` slices them like any other
 channel-local tensor.  ``gan.pruning.masked.export_dense`` removes the masks: channels whose masks
 are all exactly 0 are physically dropped, surviving mask values are folded into the preceding conv
 (weight·m, bias·m) and the model is rebuilt with ``use_masks=False`` (no mask modules, no mask params).
 
-Placement (``mask_after``): "conv" (default, §5.2: conv → mask → norm) or "norm" (conv → norm → mask →
+Placement (``mask_after``): "conv" (default: conv → mask → norm) or "norm" (conv → norm → mask →
 act; folded into the norm's γ, β).  Caveat of "conv": a norm right after the mask is scale-invariant, so
 the mask's magnitude barely changes the output (only 0 vs non-0 matters) and a zeroed channel emits
 act(Norm(0)) — 0 for affine-free IN (the default here) but β-like constants for affine norms/BN, so
@@ -16,7 +16,7 @@ but needs an affine norm (or none) to fold into.
 
 Naming convention used by the fold: a mask ``P.mask{s}`` follows conv ``P.conv{s}`` / norm ``P.norm{s}``.
 
-``PPCDConditionalGenerator``: the class-conditional generator (§5's own setting) with masks after its
+``PPCDConditionalGenerator``: the class-conditional generator (PPCD-GAN's setting) with masks after its
 conditional BNs and after the convs feeding each residual sum; it exports to a plain
 ``ConditionalGenerator``.  ``from_teacher`` turns a ResNet / conditional teacher into its masked copy
 (all masks 1, same forward); ``gan.pruning.masked.export_plain`` exports back to the teacher's class.
@@ -136,7 +136,7 @@ class _Masked(ZooModel):
 
 @register
 class PPCDGenerator(ResidualTrunk, _Masked):
-    """ResNet generator (§1.1 layout) with a mask after the stem/down/block/up convs; head unmasked."""
+    """``ResnetGenerator`` layout with a mask after the stem/down/block/up convs; head unmasked."""
 
     def __init__(self, input_nc: int = 3, output_nc: int = 3, ngf: int = 64, n_blocks: int = 9,
                  norm: str = "instance", mask_after: str = "conv", use_masks: bool = True,
@@ -186,7 +186,7 @@ class PPCDGenerator(ResidualTrunk, _Masked):
 
 @register
 class PPCDDiscriminator(_Masked):
-    """PatchGAN layout (§1.3) with a mask after each hidden conv; the logit conv ``head`` is fixed."""
+    """PatchGAN layout with a mask after each hidden conv; the logit conv ``head`` is fixed."""
 
     def __init__(self, input_nc: int = 6, ndf: int = 64, n_layers: int = 3, norm: str = "instance",
                  mask_after: str = "conv", use_masks: bool = True, widths: dict | None = None):
@@ -230,7 +230,7 @@ register_tiny("ppcd_discriminator", lambda: PPCDDiscriminator(input_nc=3, ndf=8,
 # ------------------------------------------------------------------------------ class-conditional
 
 class PPGBlock(GBlock):
-    """GBlock with PP-Res masks (§5.2), placed where a zero mask silences the channel exactly:
+    """GBlock with PP-Res masks, placed where a zero mask silences the channel exactly:
 
     ``mask_in`` after CBN1 (the block's *input* channels: it belongs to the group that wrote them, so
     that conv1 reads relu(0) = 0 from a dropped channel instead of BN(0) ≠ 0), ``mask1`` after CBN2
@@ -307,7 +307,7 @@ def from_teacher(teacher: ZooModel, convert_norm: bool = True) -> ZooModel:
     masks go after the norm (``mask_after="norm"``: the mask scales the channel's output and gets a
     real gradient).  With the affine-free "instance" norm, ``convert_norm`` (default) turns it into
     instance_affine with γ = 1, β = 0 — the same function — so the masks can sit after the norm too;
-    ``convert_norm=False`` keeps "instance" with the masks after the conv (§5.2's placement; the IN
+    ``convert_norm=False`` keeps "instance" with the masks after the conv (the "conv" placement; the IN
     right after undoes the mask's scale, so only 0 vs non-0 matters and the L1 penalty alone orders
     the channels).  The student trains without the teacher's dropout (eval forward equal).
     ``ConditionalGenerator`` → ``PPCDConditionalGenerator``."""

@@ -1,7 +1,7 @@
 """pix2pix / CycleGAN ResNet generator (``resnet_9blocks`` at ngf 64 and n_blocks 9).
 
 Named sub-modules (stem, down1, down2, blocks.i, up1, up2, head) instead of one Sequential so the
-channel groups read like METHODS.md §1.9.
+channel groups read as listed in docs/methods.md, "Model zoo".
 """
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""pix2pix U-Net generator (``unet_256`` at ngf 64 and num_downs 8), METHODS.md §1.2.
+"""pix2pix U-Net generator (``unet_256`` at ngf 64 and num_downs 8), docs/methods.md, "Model zoo".
 
 Levels are unrolled into two ModuleLists (``down.i``, ``up.i``; index i is level i+1, level 1 is
 outermost) instead of pix2pix's recursive blocks, so every skip concat is explicit and the channel

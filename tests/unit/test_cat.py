@@ -1,4 +1,5 @@
-"""CAT (METHODS.md §3): Global Kernel Alignment and one-step global-|γ| pruning, on tiny real models."""
+"""CAT (docs/methods.md, "CAT"): Global Kernel Alignment and one-step global-|γ| pruning, on tiny
+real models."""
 import math
 
 import pytest
@@ -181,7 +182,7 @@ def test_target_at_or_above_full_keeps_everything():
 def test_inception_preset_builds():
     from orchestration.config import GeneratorConfig, load_preset
     from orchestration.errors import UsageError
-    from orchestration.teacher import build_generator
+    from gan.train.kinds import build_generator
 
     pre = load_preset("tiny-inception")
     assert pre.generator.arch == "inception" and pre.generator.norm == "instance_affine"

@@ -1,5 +1,5 @@
 """The fine-tuning objectives' trainer hooks (gan.train.distill): the extra G loss reaches the student
-only, the neighbourhood D loss (§6.3 step 6) reaches the student D only, and the trainer calls both."""
+only, the neighbourhood D loss reaches the student D only, and the trainer calls both."""
 import copy
 
 import pytest
@@ -73,7 +73,7 @@ def test_unknown_objective():
         distill_loss(DistillConfig("vem"), tg, td)
 
 
-# --- neighbourhood D step (§6.3 step 6) -------------------------------------------------------------
+# --- neighbourhood D step ---------------------------------------------------------------------------
 
 def _batch(tg, b=2, seed=1):
     x = torch.rand(b, 3, 32, 32, generator=torch.Generator().manual_seed(seed)) * 2 - 1

@@ -1,4 +1,4 @@
-"""GANLoss (METHODS.md §1.5) and our MGGC density objective (§6.3) on tiny models at 32²."""
+"""GANLoss and our MGGC density objective (docs/methods.md, "GAN losses", "MGGC density objective") at 32²."""
 import copy
 
 import pytest
@@ -170,7 +170,7 @@ def test_unknown_feature_rejected(setup):
 
 
 def test_neighbourhood_d_loss_is_teacher_vs_student_neighbours(setup):
-    """§6.3 step 6, D side: real = cat(x_ik, G_T(x_ik)), fake = cat(x_ik, G_S(x_ik)) on the same
+    """Neighbourhood D loss: real = cat(x_ik, G_T(x_ik)), fake = cat(x_ik, G_S(x_ik)) on the same
     jittered inputs; L_D on (real, fake.detach()) trains D only (not G_S, teacher or φ)."""
     teacher, _, x = setup
     cdisc = PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2)

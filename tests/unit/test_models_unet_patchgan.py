@@ -1,4 +1,4 @@
-"""Sizes of the U-Net, PatchGAN and CycleGAN pair against METHODS.md §1.2-1.3."""
+"""Sizes of the U-Net, PatchGAN and CycleGAN pair against docs/methods.md, "Model zoo"."""
 import pytest
 import torch
 from torch import nn

@@ -1,4 +1,4 @@
-"""PPCD-GAN baseline (METHODS.md §5.2): teacher → masked student, the progressive mask schedule, the
+"""PPCD-GAN baseline (docs/methods.md, "PPCD"): teacher → masked student, the progressive mask schedule, the
 class-aware attention distillation and the pipeline end to end, all at tiny sizes on the torch backend."""
 import json
 import random

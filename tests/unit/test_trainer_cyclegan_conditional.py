@@ -1,5 +1,6 @@
 """CycleGAN and class-conditional trainers on the plain-torch backend: they learn on a fixed batch,
-weigh their terms as METHODS.md §1.5 says, and resume exactly (DeepSpeed runs: the CLI tests)."""
+weigh their terms as docs/methods.md, "Teacher training" says, and resume exactly (DeepSpeed runs: the
+CLI tests)."""
 import math
 
 import pytest

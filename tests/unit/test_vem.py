@@ -1,4 +1,4 @@
-"""VEM (METHODS.md §4): the energy net, Langevin sampling, the EBM step, and the G-loss hook on the
+"""VEM (docs/methods.md, "VEM"): the energy net, Langevin sampling, the EBM step, and the G-loss hook on the
 pix2pix trainer. Tiny sizes (32², c0 4, ResNet ngf 4/8 with 2 blocks) so the file runs in seconds."""
 import pytest
 import torch
