@@ -19,7 +19,8 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     from gan.pruning.targets import TargetError
     from gan.teacher_run import TeacherRunError
     from gan.train.checkpoint import CheckpointError
+    from gan.train.kinds import TeacherConfigError
     from gan.train.pix2pix import NonFiniteLossError
 
     return (UsageError, DatasetError, ExportError, SpecError, TargetError, MetricUnavailable, TeacherRunError,
-            CheckpointError, NonFiniteLossError, RayClusterError, FileNotFoundError)
+            TeacherConfigError, CheckpointError, NonFiniteLossError, RayClusterError, FileNotFoundError)

@@ -121,8 +121,9 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     from gan.data.splits import report_split
     from gan.pruning.targets import spec_macs
     from gan.losses.density import DensityConfig
+    from gan.train.builder import build_trainer
     from gan.train.distill import DistillConfig, TeacherTargets, distill_hooks
-    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+    from gan.train.pix2pix import TrainConfig
     from gan.train import checkpoint as ckpt
     from orchestration.launch import is_main, main_first
     from orchestration.rundir import claim_run_dir, clear_run_dir
@@ -163,8 +164,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     dens_cfg = DensityConfig(**(density or {}))
     cfg.extra.update(distill=dataclasses.asdict(dcfg), density=dens_cfg.to_dict())
     hooks = distill_hooks(dcfg, teacher, teacher_d, dens_cfg, student=student, size=size)
-    trainer = Pix2PixTrainer(student.train(), student_d.train(), cfg, extra_g_loss=hooks.g,
-                             extra_d_loss=hooks.d, aux_modules=hooks.aux, stateful=hooks.stateful)
+    trainer = build_trainer("pix2pix", student.train(), student_d.train(), cfg, hooks)
     device = trainer.g.device
     teacher.to(device)
     loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,

@@ -15,18 +15,18 @@ Layout of ``out``::
     generator_B/, discriminator_B/   CycleGAN only: G_B (B→A) and D_B
     teacher.json          {kind, preset, data, size, generator, discriminator, mlflow_run_id, steps, metrics}
 
-The A→B pair of a CycleGAN goes to ``generator/`` + ``discriminator/`` because that is the direction
-pruning compresses (METHODS.md §1.7: horse→zebra is A→B).
+The kinds themselves — data, models, trainer, sample grids, metrics, exports (the A→B pair of a
+CycleGAN as ``generator/`` + ``discriminator/``) — are ``gan.train.kinds``; this module is the
+command: run directory, resume, MLflow, printing.
 
 Why checkpoints drive the samples: ``Pix2PixTrainer.save_checkpoint`` (shared by the CycleGAN and
-conditional trainers) runs every ``ckpt_every`` steps and at the end, so hooking it gives sample grids
-and MLflow metrics at the same cadence without a second copy of the training loop.  ``--resume``
-continues the same MLflow run (its id is kept in ``run.json`` from the first start).
+conditional trainers) runs every ``ckpt_every`` steps and at the end, so its ``on_checkpoint`` hook
+gives sample grids and MLflow metrics at the same cadence without a second copy of the training loop.
+``--resume`` continues the same MLflow run (its id is kept in ``run.json`` from the first start).
 """
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
 
@@ -36,9 +36,8 @@ from gan import data as gdata
 from gan import export as gexport
 from gan.determinism import controlled_run
 from gan.train import checkpoint as ckpt
-from gan.train.conditional import ConditionalConfig, ConditionalGANTrainer
-from gan.train.cyclegan import CycleGANConfig, CycleGANTrainer
-from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+from gan.train.kinds import DEFAULT_BATCH, KIND_CLASSES, KINDS
+from gan.train.pix2pix import Pix2PixTrainer
 from orchestration.config import load_preset
 from orchestration.errors import UsageError
 from orchestration.launch import main_first, per_world
@@ -48,267 +47,11 @@ from orchestration.tracking import Tracker, check_reachable, loss_curves, resolv
 #: default steps and checkpoint interval per preset (tiny: ~1.5 min on 2 CPU cores, see README)
 DEFAULT_STEPS = {"tiny": 2000, "small": 5000, "paper": 200_000}
 EXPERIMENT = "teacher"
-N_SAMPLES = 4
-EVAL_ITEMS = 32
-CONDITIONAL_EVAL_ITEMS = 64  # val class folders are sorted by class: 32 items would miss classes
-KINDS = {"aligned": "pix2pix", "labels": "pix2pix", "unaligned": "cyclegan", "classes": "conditional"}
-#: global batch per kind: pix2pix and CycleGAN train with batch 1 (§1.5); the conditional G has BatchNorm
-DEFAULT_BATCH = {"pix2pix": 1, "cyclegan": 1, "conditional": 16}
+KEEP_CHECKPOINTS = 2  # the newest N only: a paper run would fill the disk
 
 
 def default_steps(preset: str) -> int:
     return DEFAULT_STEPS.get(Path(preset).stem if Path(preset).suffix else preset, DEFAULT_STEPS["tiny"])
-
-
-def build_generator(g, input_nc: int = 3, output_nc: int = 3):
-    """The image-to-image generator of a preset's ``GeneratorConfig``: ResNet, or CAT's
-    inception-residual generator (``arch: inception``; channels_reduction_factor 6 as CAT)."""
-    from gan.models.inception import InceptionGenerator
-    from gan.models.resnet import ResnetGenerator
-
-    cls = InceptionGenerator if g.arch == "inception" else ResnetGenerator
-    return cls(input_nc=input_nc, output_nc=output_nc, ngf=g.ngf, n_blocks=g.n_blocks, norm=g.norm)
-
-
-def _describe_generator(g) -> str:
-    return f"{'CAT inception' if g.arch == 'inception' else 'ResNet'} ngf {g.ngf} × {g.n_blocks} blocks"
-
-
-class _CheckpointHooks:
-    """Mixed into a trainer: checkpoints also write a sample grid and push new history to MLflow."""
-
-    on_checkpoint = None
-    keep_checkpoints = 2
-
-    def save_checkpoint(self, out_dir=None) -> Path:
-        path = super().save_checkpoint(out_dir)
-        if self.rank == 0 and self.keep_checkpoints:  # the newest N only: a paper run would fill the disk
-            root = path.parent
-            steps = sorted(int(p.name[len(ckpt.PREFIX):]) for p in root.glob(f"{ckpt.PREFIX}*")
-                           if p.name[len(ckpt.PREFIX):].isdigit())
-            for s in steps[:-self.keep_checkpoints]:
-                shutil.rmtree(root / f"{ckpt.PREFIX}{s}", ignore_errors=True)
-        if self.on_checkpoint is not None and self.rank == 0:
-            self.on_checkpoint(self)
-        return path
-
-
-class _TeacherTrainer(_CheckpointHooks, Pix2PixTrainer):
-    pass
-
-
-class _CycleGANTeacher(_CheckpointHooks, CycleGANTrainer):
-    pass
-
-
-class _ConditionalTeacher(_CheckpointHooks, ConditionalGANTrainer):
-    pass
-
-
-@torch.no_grad()
-def _eval_forward(model, *inputs):
-    """``model(*inputs)`` in eval mode on the model's device (output on CPU); the mode is restored."""
-    was = model.training
-    model.eval()
-    dev = next(model.parameters()).device
-    out = model(*(t.to(dev) for t in inputs))
-    model.train(was)
-    return out.cpu()
-
-
-# ------------------------------------------------------------------------------------ the three kinds
-
-class _Kind:
-    """What differs between teacher kinds: data, models, trainer, sample grid, metrics, exports."""
-
-    name = ""
-    loss_keys: tuple[str, ...] = ()
-    final_keys: tuple[str, ...] = ()
-
-    def __init__(self, preset, root, size: int, seed: int):
-        self.preset, self.root, self.size, self.seed = preset, root, size, seed
-        self.train_ds = gdata.open_dataset(root, size=size, split="train", augment=True, seed=seed)
-        self.val_ds = gdata.open_dataset(root, size=size, split="val")
-
-    def _first(self, n: int) -> list[dict]:
-        return [self.val_ds[i] for i in range(min(n, len(self.val_ds)))]
-
-
-class _Pix2Pix(_Kind):
-    name = "pix2pix"
-    loss_keys = ("loss_d", "loss_g", "gan_g", "l1")
-    final_keys = ("loss_d", "loss_g", "l1")
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        fixed = self._first(N_SAMPLES)
-        self.vx, self.vy = torch.stack([b["A"] for b in fixed]), torch.stack([b["B"] for b in fixed])
-
-    def trainer(self, tcfg: dict):
-        from gan.models.patchgan import PatchGANDiscriminator
-
-        g, d = self.preset.generator, self.preset.discriminator
-        in_nc = int(self.vx.shape[1])
-        G = build_generator(g, input_nc=in_nc, output_nc=3)
-        D = PatchGANDiscriminator(input_nc=in_nc + 3, ndf=d.ndf, n_layers=d.n_layers, norm=d.norm)
-        self.describe = f"pix2pix teacher ({_describe_generator(g)}, PatchGAN ndf {d.ndf})"
-        return _TeacherTrainer(G, D, TrainConfig(**tcfg))
-
-    def sample_rows(self, t) -> list:
-        return [self.vx, _eval_forward(t.generator, self.vx), self.vy]
-
-    def evaluate(self, t) -> dict:
-        from gan.metrics.evaluate import evaluate_generator
-
-        return evaluate_generator(t.generator, self.val_ds, dataset_root=self.root, max_items=EVAL_ITEMS)
-
-    def export(self, t, out: Path, source: dict, metrics: dict) -> dict:
-        G_, D_ = t.generator, t.discriminator
-        with torch.no_grad():
-            samples = [self.vx, G_(self.vx), self.vy]
-        gexport.save(G_, out / "generator", size=self.size, samples=samples, source=source, onnx=True,
-                     metrics=metrics)
-        gexport.save(D_, out / "discriminator", size=self.size, source=source, onnx=False)
-        return {"generator": "generator", "discriminator": "discriminator"}
-
-    def summary(self, m: dict) -> str:
-        return (f"val PSNR {m.get('psnr', float('nan')):.2f} dB, SSIM {m.get('ssim', float('nan')):.3f}")
-
-
-class _CycleGAN(_Kind):
-    name = "cyclegan"
-    loss_keys = ("loss_d", "loss_g", "gan_g", "cycle", "idt")
-    final_keys = ("loss_d", "loss_g", "cycle", "idt")
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        fixed = self._first(N_SAMPLES)
-        self.va, self.vb = torch.stack([b["A"] for b in fixed]), torch.stack([b["B"] for b in fixed])
-
-    def trainer(self, tcfg: dict):
-        from gan.models.patchgan import PatchGANDiscriminator
-
-        g, d = self.preset.generator, self.preset.discriminator
-        G = [build_generator(g) for _ in "AB"]
-        D = [PatchGANDiscriminator(input_nc=3, ndf=d.ndf, n_layers=d.n_layers, norm=d.norm) for _ in "AB"]
-        self.describe = (f"CycleGAN teacher (2 × {_describe_generator(g)}, 2 × PatchGAN "
-                         f"ndf {d.ndf}; LSGAN, cycle λ 10, identity 0.5)")
-        return _CycleGANTeacher(*G, *D, CycleGANConfig(**tcfg))
-
-    def sample_rows(self, t) -> list:
-        fake_b = _eval_forward(t.g_a, self.va)
-        return [self.va, fake_b, _eval_forward(t.g_b, fake_b), self.vb, _eval_forward(t.g_b, self.vb)]
-
-    def evaluate(self, t) -> dict:
-        """fid/kid_proxy of G_A(val A) against val B images, and of the untranslated A images
-        (``*_input``: what doing nothing scores) for reference."""
-        from gan.metrics import evaluate_fidelity
-        from gan.metrics.evaluate import evaluate_generator, generate
-
-        res = evaluate_generator(t.g_a, self.val_ds, max_items=EVAL_ITEMS)
-        x, _, real, _ = generate(torch.nn.Identity(), self.val_ds, max_items=EVAL_ITEMS)
-        ref = evaluate_fidelity(x, real=real, paired=False, kid_subset_size=min(1000, len(x)))
-        res.update({f"{k}_input": v for k, v in ref.items() if k != "n"})
-        return res
-
-    def export(self, t, out: Path, source: dict, metrics: dict) -> dict:
-        with torch.no_grad():
-            samples_a, samples_b = [self.va, t.g_a(self.va)], [self.vb, t.g_b(self.vb)]
-        gexport.save(t.g_a, out / "generator", size=self.size, samples=samples_a,
-                     source={**source, "member": "G_A", "direction": "A→B"}, onnx=True, metrics=metrics)
-        gexport.save(t.d_a, out / "discriminator", size=self.size,
-                     source={**source, "member": "D_A", "judges": "B"}, onnx=False)
-        gexport.save(t.g_b, out / "generator_B", size=self.size, samples=samples_b,
-                     source={**source, "member": "G_B", "direction": "B→A"}, onnx=True)
-        gexport.save(t.d_b, out / "discriminator_B", size=self.size,
-                     source={**source, "member": "D_B", "judges": "A"}, onnx=False)
-        return {"generator": "generator", "discriminator": "discriminator",
-                "generator_B": "generator_B", "discriminator_B": "discriminator_B"}
-
-    def summary(self, m: dict) -> str:
-        return (f"val fid_proxy(G_A(A), B) {m.get('fid_proxy', float('nan')):.2f} "
-                f"(untranslated A: {m.get('fid_proxy_input', float('nan')):.2f})")
-
-
-class _Conditional(_Kind):
-    name = "conditional"
-    loss_keys = ("loss_d", "loss_g", "d_real", "d_fake")
-    final_keys = ("loss_d", "loss_g")
-    Z_DIM = 64
-
-    def __init__(self, *args):
-        super().__init__(*args)
-        self.classes = list(self.train_ds.classes)
-        if list(self.val_ds.classes) != self.classes:
-            raise UsageError(f"{self.root}: val classes {self.val_ds.classes} differ from train classes "
-                             f"{self.classes}; class-folder splits need the same class folders")
-        per_class = {}
-        for i, (_, k) in enumerate(self.val_ds.items):
-            per_class.setdefault(k, i)
-        self.real_row = torch.stack([self.val_ds[per_class[k]]["image"] for k in sorted(per_class)])
-        self.grid_labels = torch.arange(min(len(self.classes), 10))
-        gen = torch.Generator().manual_seed(seed_of(self.seed))
-        self.grid_z = torch.randn(N_SAMPLES, self.Z_DIM, generator=gen)
-
-    def trainer(self, tcfg: dict):
-        from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
-
-        g, d = self.preset.generator, self.preset.discriminator
-        try:
-            G = ConditionalGenerator(z_dim=self.Z_DIM, num_classes=len(self.classes), ngf=g.ngf, img_size=self.size)
-            D = ConditionalDiscriminator(num_classes=len(self.classes), ndf=d.ndf, img_size=self.size)
-        except ValueError as e:
-            raise UsageError(f"class-conditional teacher at {self.size}²: {e}") from None
-        self.describe = (f"class-conditional teacher ({len(self.classes)} classes; G ngf {g.ngf} with "
-                         f"conditional BN, projection D ndf {d.ndf}; hinge)")
-        return _ConditionalTeacher(G, D, ConditionalConfig(**tcfg))
-
-    def _grid(self, G) -> list[torch.Tensor]:
-        n = len(self.grid_labels)
-        return [_eval_forward(G, z.expand(n, -1), self.grid_labels) for z in self.grid_z]
-
-    def sample_rows(self, t) -> list:
-        return [*self._grid(t.generator), self.real_row[:len(self.grid_labels)]]
-
-    def evaluate(self, t) -> dict:
-        """fid/kid_proxy of generated images (the val labels, fixed z) vs the val images, and of the
-        train images with the same labels vs val (``*_train``: the floor a perfect G approaches)."""
-        from gan.metrics import evaluate_fidelity
-
-        n = min(len(self.val_ds), CONDITIONAL_EVAL_ITEMS)
-        items = [self.val_ds[i] for i in range(n)]
-        real, labels = torch.stack([b["image"] for b in items]), torch.tensor([b["label"] for b in items])
-        gen = torch.Generator().manual_seed(seed_of(self.seed) + 1)
-        fake = _eval_forward(t.generator, torch.randn(n, self.Z_DIM, generator=gen), labels)
-        res = evaluate_fidelity(fake, real=real, paired=False, kid_subset_size=min(1000, n))
-        train = gdata.open_dataset(self.root, size=self.size, split="train")  # no augmentation
-        by_class = {}
-        for i, (_, k) in enumerate(train.items):
-            by_class.setdefault(k, []).append(i)
-        picks = [by_class[int(k)][j % len(by_class[int(k)])] for j, k in enumerate(labels)]
-        train_imgs = torch.stack([train[i]["image"] for i in picks])
-        ref = evaluate_fidelity(train_imgs, real=real, paired=False, kid_subset_size=min(1000, n))
-        res.update({f"{k}_train": v for k, v in ref.items() if k != "n"})
-        return res
-
-    def export(self, t, out: Path, source: dict, metrics: dict) -> dict:
-        src = {**source, "classes": self.classes}
-        gexport.save(t.generator, out / "generator", size=self.size, samples=self.sample_rows(t), source=src,
-                     onnx=True, metrics=metrics)
-        gexport.save(t.discriminator, out / "discriminator", size=self.size, source=src, onnx=False)
-        return {"generator": "generator", "discriminator": "discriminator"}
-
-    def summary(self, m: dict) -> str:
-        return (f"val fid_proxy(G, val) {m.get('fid_proxy', float('nan')):.2f} "
-                f"(train images: {m.get('fid_proxy_train', float('nan')):.2f})")
-
-
-def seed_of(seed: int) -> int:
-    """The seed of the fixed sample / evaluation latents (independent of the training RNG)."""
-    return 1000 + int(seed)
-
-
-KIND_CLASSES = {k.name: k for k in (_Pix2Pix, _CycleGAN, _Conditional)}
 
 
 # ------------------------------------------------------------------------------------------ command
@@ -391,6 +134,7 @@ def train_teacher(preset: str | None = "tiny", data: str | None = None, out="run
     logged = {"n": sum(1 for h in trainer.history if h["step"] <= trainer.step)} if last else {"n": 0}
 
     def on_checkpoint(t: Pix2PixTrainer) -> None:
+        ckpt.remove_old(out, KEEP_CHECKPOINTS)
         for rec in t.history[logged["n"]:]:
             tracker.log_metrics({k: v for k, v in rec.items() if k != "step"}, step=rec["step"])
         logged["n"] = len(t.history)

@@ -58,8 +58,9 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     from gan.losses.feature_distill import feature_distill
     from gan.metrics.image import psnr
     from gan.pruning.targets import resolve_macs_target
-    from gan.train.distill import TeacherTargets
-    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+    from gan.train.builder import build_trainer
+    from gan.train.distill import DistillHooks, TeacherTargets
+    from gan.train.pix2pix import TrainConfig
 
     if metric not in METRICS:
         raise ValueError(f"unknown search metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -86,8 +87,8 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
                       log_every=max(1, supernet_steps // 20),
                       extra={"method": "gan-compression", "lambda_distill": lambda_distill})
     hook, aux = feature_distill(teacher, supernet, lambda_distill, size=size)
-    trainer = Pix2PixTrainer(supernet.train(), copy.deepcopy(run.discriminator).train(), cfg,
-                             extra_g_loss=hook, aux_modules=aux)
+    trainer = build_trainer("pix2pix", supernet.train(), copy.deepcopy(run.discriminator).train(), cfg,
+                            DistillHooks(hook, None, aux=aux))
     device = trainer.g.device
     teacher = teacher.to(device)
     root = gdata.resolve_dataset(run.data, size=size)

@@ -17,7 +17,7 @@ per conv output channel, all masks 1, same forward) that trains in the ordinary 
   first cuts evenly over the groups.  A group never drops below ``min_keep``.
 * s_f from the MACs target: the smallest global sparsity whose pruned model meets the target under the
   *current* ranking, found by bisection over the prune order with the exact closed-form counter
-  (``MacsModel``, equal to the meta-device count of §1.6).  Which groups lose channels — and what
+  (``MacsModel``, equal to ``gan.profile``'s meta-device count).  Which groups lose channels — and what
   they cost — changes as the masks learn, so s_f is re-derived at each update (the history records
   it); the number frozen never decreases, and at T_p s(t) = s_f, so the exported model meets the
   target.  A cut that meets the target gives back its unfrozen channels that the budget still
@@ -35,7 +35,7 @@ per conv output channel, all masks 1, same forward) that trains in the ordinary 
 Distillation: pix2pix teachers train on ``TeacherTargets`` batches (target = G_T(x)), so the trainer's
 L1 term is the output term λ_out·||G_S(x) − G_T(x)||_1 and its GAN term uses the teacher's D (a
 trainable copy); the hook adds λ_cad·L_CAD with uniform channel weights (attention transfer: there is
-no class).  Class-conditional teachers (§5's setting) train with the hinge GAN on the class-folder
+no class).  Class-conditional teachers (PPCD-GAN's setting) train with the hinge GAN on the class-folder
 data against the teacher's projection D; the hook adds λ_cad·L_CAD with class-aware weights
 softmax(|γ(y)|) from the teacher's CBN and λ_out·||G_S(z, y) − G_T(z, y)||_1 on the same (z, y).
 """
@@ -55,7 +55,6 @@ import torch.nn.functional as F
 from gan.losses.attention import FeatureTaps, cad_loss, conditional_tap_weights
 from gan.pruning.macs import MacsModel
 from gan.pruning.targets import TargetError, resolve_macs_target
-from gan.train.conditional import ConditionalConfig, ConditionalGANTrainer
 from gan.train.pix2pix import split_batch
 
 KINDS = ("pix2pix", "conditional")
@@ -63,7 +62,7 @@ KINDS = ("pix2pix", "conditional")
 
 @dataclass
 class PPCDConfig:
-    """Knobs of the PPCD run (defaults: ours; §5.2 gives only λ_s ≈ 1e-4 and the cubic ramp)."""
+    """Knobs of the PPCD run (defaults: ours, UNVERIFIED against the paper; docs/methods.md, "PPCD")."""
 
     lr: float = 2e-4
     lambda_cad: float = 1.0      # class-aware attention distillation
@@ -383,8 +382,8 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
     from gan.models.ppcd import from_teacher
     from gan.pruning.masked import export_plain
     from gan.profile import count_params, model_macs
-    from gan.train.distill import TeacherTargets
-    from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+    from gan.train.builder import build_trainer, train_config
+    from gan.train.distill import DistillHooks, TeacherTargets
 
     cfg = config or PPCDConfig()
     if steps < 0:
@@ -421,8 +420,8 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
     disc = copy.deepcopy(run.discriminator).train().requires_grad_(True)
     if kind == "pix2pix":
         hook = pix2pix_hook(schedule, teacher, taps, cfg)
-        trainer = Pix2PixTrainer(student, disc, TrainConfig(lambda_l1=cfg.lambda_out, **common),
-                                 extra_g_loss=hook)
+        trainer = build_trainer(kind, student, disc, train_config(kind, lambda_l1=cfg.lambda_out, **common),
+                                DistillHooks(hook, None))
         teacher.to(trainer.g.device)
         loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,
                                 device=trainer.g.device)
@@ -432,7 +431,7 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
             raise ValueError(f"{root} has {len(classes) if classes else 'no'} class folders but the teacher "
                              f"was trained on {teacher.num_classes} classes; pass the teacher's own data")
         hook = conditional_hook(schedule, teacher, taps, cfg)
-        trainer = ConditionalGANTrainer(student, disc, ConditionalConfig(**common), extra_g_loss=hook)
+        trainer = build_trainer(kind, student, disc, train_config(kind, **common), DistillHooks(hook, None))
         teacher.to(trainer.g.device)
         loader = gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed,
                                    drop_last=len(train_set) >= batch_size)

@@ -82,8 +82,9 @@ class LocalBackend(CachedBackend):
     # ------------------------------------------------------------------ one candidate
 
     def _finetune(self, g, d):
+        from gan.train.builder import build_trainer
         from gan.train.distill import DistillConfig, distill_hooks
-        from gan.train.pix2pix import Pix2PixTrainer, TrainConfig
+        from gan.train.pix2pix import TrainConfig
 
         c = self.cfg
         tc = TrainConfig(steps=c.finetune_steps, batch_size=c.batch_size, lr=c.lr, gan_loss=c.gan_loss,
@@ -92,7 +93,7 @@ class LocalBackend(CachedBackend):
         dc = DistillConfig(objective=c.objective, lambda_rec=c.lambda_rec, lambda_dens=c.lambda_dens)
         rng = torch.get_rng_state()
         hooks = distill_hooks(dc, self.teacher_g, self.teacher_d, self.density_cfg)
-        trainer = Pix2PixTrainer(g.train(), d.train(), tc, extra_g_loss=hooks.g, extra_d_loss=hooks.d)
+        trainer = build_trainer("pix2pix", g.train(), d.train(), tc, hooks)
         n = len(self.train_x)
         data = [{"A": self.train_x[i:i + c.batch_size], "B": self.train_t[i:i + c.batch_size],
                  "GT": self.train_y[i:i + c.batch_size]} for i in range(0, n - c.batch_size + 1, c.batch_size)]

@@ -1,4 +1,4 @@
-"""CycleGAN training (METHODS.md §1.5) on the pix2pix trainer's machinery.
+"""CycleGAN training (docs/methods.md, "Teacher training") on the pix2pix trainer's machinery.
 
 Why a subclass: the loop, lr schedule, rank slicing, NaN stop, checkpoints and exact resume of
 ``Pix2PixTrainer`` work for any (G, D) engine pair, so CycleGAN only replaces ``train_step``.
@@ -29,7 +29,8 @@ from gan.train.pix2pix import Pix2PixTrainer, TrainConfig, _requires_grad
 
 @dataclass
 class CycleGANConfig(TrainConfig):
-    """``TrainConfig`` with the CycleGAN defaults of §1.5 (``lambda_l1`` is unused)."""
+    """``TrainConfig`` with the CycleGAN defaults (docs/methods.md, "Teacher training"; ``lambda_l1``
+    is unused)."""
 
     gan_loss: str = "lsgan"
     lambda_cycle: float = 10.0

@@ -1,4 +1,5 @@
-"""Fine-tuning a pruned (G, D) pair from its teacher (METHODS.md §6.3 step 7), on the pix2pix loop.
+"""Fine-tuning a pruned (G, D) pair from its teacher (docs/methods.md, "Fine-tuning from the teacher"),
+on the pix2pix loop.
 
 No second training loop: ``TeacherTargets`` relabels every batch with the teacher's output, so the
 trainer's own terms become the distillation terms —
@@ -14,7 +15,8 @@ and ``distill_loss`` is the ``extra_g_loss`` hook that adds the objective-specif
 * "gka" (CAT; docs/methods.md, "CAT"): − λ_distill·Σ KA(student tap, teacher tap) over the four taps;
 * "density": + λ_dens·L_density (``gan.losses.density``, features = a frozen copy of the teacher D)
   + λ_nb·L_adv on the student's jittered neighbours (G side of the neighbourhood adversarial term);
-  and the ``extra_d_loss`` hook adds the D side of §6.3 step 6 to the D step:
+  and the ``extra_d_loss`` hook adds the D side of that term to the D step (docs/methods.md,
+  "MGGC density objective"):
   λ_nb_d·L_D(real = cat(x_ik, G_T(x_ik)), fake = cat(x_ik, G_S(x_ik)).detach()).
 
 Add-on terms (``DistillConfig.add``) are summed onto the objective's G hook: "gka" (CAT's term on
@@ -139,7 +141,7 @@ def distill_hooks(cfg: DistillConfig, teacher, teacher_disc, density_cfg: Densit
         return loss, stats
 
     def extra_d(batch, fake, trainer):
-        """§6.3 step 6, D side: teacher neighbours real, student neighbours (detached) fake."""
+        """Neighbourhood adversarial term, D side: teacher neighbours real, student neighbours (detached) fake."""
         r = evaluate(batch, trainer)
         cache.update(step=trainer.step, batch=batch, result=r)
         real_nb, fake_nb = r.adversarial_batches()

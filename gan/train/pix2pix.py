@@ -1,4 +1,5 @@
-"""pix2pix training (METHODS.md §1.5): one D step and one G step (GAN + λ·L1 + optional extra) per iteration.
+"""pix2pix training (docs/methods.md, "Teacher training"): one D step and one G step (GAN + λ·L1 +
+optional extra) per iteration.
 
 Why one loop with an ``extra_g_loss`` hook: the density / distillation objectives of later issues add a
 term to the G loss and must not grow a second, drifting copy of this loop.  Both networks live in
@@ -27,7 +28,8 @@ try:  # the shared adversarial losses (gan/losses/gan.py); the local copy keeps 
     from gan.losses.gan import GANLoss
 except ImportError:  # pragma: no cover - only while gan.losses is absent
     class GANLoss:
-        """Minimal §1.5 LSGAN / vanilla / hinge losses (D loss × 0.5, as gan-compression)."""
+        """Minimal LSGAN / vanilla / hinge losses (D loss × 0.5, as gan-compression; docs/methods.md,
+        "GAN losses")."""
 
         def __init__(self, kind: str = "lsgan", d_scale: float = 0.5):
             if kind not in ("lsgan", "vanilla", "hinge"):
@@ -64,7 +66,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class TrainConfig:
-    """pix2pix defaults of METHODS.md §1.5 (hinge as gan-compression trains its teachers)."""
+    """pix2pix defaults of docs/methods.md, "Teacher training" (hinge as gan-compression trains its
+    teachers)."""
 
     steps: int = 1000
     batch_size: int = 1  # global: split evenly over the ranks
@@ -127,6 +130,7 @@ class Pix2PixTrainer:
         self.extra_d_loss = extra_d_loss  # (batch, fake.detach(), trainer) → (term, stats), added to L_D
         self.step, self.history, self.last_checkpoint = 0, [], None
         self.steps_per_sec = float("nan")
+        self.on_checkpoint: Callable | None = None  # on_checkpoint(trainer) on rank 0 after every save
 
     @property
     def generator(self):
@@ -315,6 +319,8 @@ class Pix2PixTrainer:
         self.last_checkpoint = ckpt.write_atomic(final, write, self.rank, self.world_size)
         if self.rank == 0 and self.cfg.keep_checkpoints > 0:
             ckpt.remove_old(final.parent.parent, self.cfg.keep_checkpoints)
+        if self.on_checkpoint is not None and self.rank == 0:  # e.g. the teacher's sample grids
+            self.on_checkpoint(self)
         return self.last_checkpoint
 
     def resume(self, path) -> Path:
