@@ -32,6 +32,7 @@ from gan.losses.density import DensityConfig  # noqa: E402
 from gan.pruning.targets import resolve_macs_target, uniform_spec  # noqa: E402
 from gan.train.distill import DistillConfig  # noqa: E402
 from orchestration.finetune import finetune, read_teacher  # noqa: E402
+from orchestration.requests import FinetuneRequest  # noqa: E402
 from tests.teachers import tiny_teacher  # noqa: E402
 
 METRICS = ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy")
@@ -100,9 +101,9 @@ def main(argv=None) -> dict:
     rows: dict[str, dict] = {}
     for seed in seeds:
         for name, dist, dens, objective in runs:
-            r = finetune(tdir, spec_path, work / f"ft_{name}_s{seed}", objective=objective, steps=args.steps,
-                         backend=args.backend, overwrite=True, quiet=True, export_onnx=False, seed=seed,
-                         distill=dist, density=dens)
+            r = finetune(FinetuneRequest(tdir, spec_path, work / f"ft_{name}_s{seed}", objective=objective,
+                                         steps=args.steps, backend=args.backend, overwrite=True, quiet=True,
+                                         export_onnx=False, seed=seed, distill=dist, density=dens))
             row = rows.setdefault(name, {"objective": objective, "distill": dist, "density": dens,
                                          "macs": r["macs"], "teacher_macs": r["teacher_macs"], "seeds": {}})
             last = r["history"][-1] if r["history"] else {}

@@ -257,6 +257,7 @@ def full_finetune(c: dict, teacher: Path, args, settings: dict, cdir) -> None:
     """The candidate's full fine-tune (test-split before/after); resumes an unfinished one."""
     from gan.train import checkpoint as ckpt
     from orchestration.finetune import finetune
+    from orchestration.requests import FinetuneRequest
     from orchestration.rundir import write_json
 
     d = cdir(c)
@@ -269,9 +270,9 @@ def full_finetune(c: dict, teacher: Path, args, settings: dict, cdir) -> None:
     steps = args.finetune_steps
     every = max(1, steps // FINETUNE_CHECKPOINTS) if steps >= 5 * FINETUNE_CHECKPOINTS else 0
     t0 = time.perf_counter()
-    r = finetune(teacher, spec_path, ft_dir, objective=args.objective, steps=steps,
-                 backend=args.finetune_backend, quiet=True, export_onnx=False, seed=args.seed,
-                 threads=args.threads, resume=resume, ckpt_every=every)
+    r = finetune(FinetuneRequest(teacher, spec_path, ft_dir, objective=args.objective, steps=steps,
+                                 backend=args.finetune_backend, quiet=True, export_onnx=False, seed=args.seed,
+                                 threads=args.threads, resume=resume, ckpt_every=every))
     wall = time.perf_counter() - t0
     if r.get("eval_split") not in ("test", "val"):
         raise RuntimeError(f"{ft_dir}: the fine-tune reported on split {r.get('eval_split')!r}, expected test")

@@ -81,14 +81,15 @@ def finetune_steps_per_s(teacher: str, macs_target: float, workers: int, steps: 
     from gan.pruning.targets import resolve_macs_target, uniform_spec
     from gan.teacher_run import load_teacher_run
     from orchestration.ray_finetune import finetune_on_ray
+    from orchestration.requests import FinetuneRequest
 
     run = load_teacher_run(teacher)
     target = resolve_macs_target(run.generator, macs_target, run.size)
     spec, ratio = uniform_spec(run.generator, target, run.size, criterion="l1")
     spec_path = tmp / "spec.json"
     spec_path.write_text(_json.dumps({"spec": spec, "keep_ratio": ratio}))
-    res = finetune_on_ray(workers, teacher_dir=teacher, spec_path=spec_path, out=tmp / f"ft{workers}", steps=steps,
-                          batch_size=4, quiet=True, export_onnx=False)
+    res = finetune_on_ray(workers, FinetuneRequest(teacher, spec_path, tmp / f"ft{workers}", steps=steps,
+                                                   batch_size=4, quiet=True, export_onnx=False))
     return {"workers": workers, "steps": steps, "train_seconds": round(res["train_seconds"], 2),
             "steps_per_s": res["steps_per_sec"], "ray_fit_seconds": res["ray_fit_seconds"]}
 

@@ -125,28 +125,33 @@ def evaluate(args):
 def finetune(args):
     from orchestration.finetune import finetune as run_finetune
 
-    add = [a.strip() for item in args.add for a in item.split(",") if a.strip()]
-    kw = dict(teacher_dir=args.teacher, spec_path=args.spec, out=args.out, objective=args.objective, add=add,
-              steps=args.steps, backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
-              batch_size=args.batch_size, resume=args.resume, ckpt_every=args.ckpt_every, threads=args.threads)
+    from orchestration.requests import FinetuneRequest
+
+    add = tuple(a.strip() for item in args.add for a in item.split(",") if a.strip())
+    request = FinetuneRequest(args.teacher, args.spec, args.out, objective=args.objective, add=add, steps=args.steps,
+                              backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
+                              batch_size=args.batch_size, resume=args.resume, ckpt_every=args.ckpt_every,
+                              threads=args.threads)
     if args.ckpt_every < 0:
         raise UsageError(f"--ckpt-every must be ≥ 0, got {args.ckpt_every}")
     if args.ray_workers:
         from orchestration.ray_finetune import finetune_on_ray
 
-        return finetune_on_ray(args.ray_workers, address=args.address, **kw)
+        return finetune_on_ray(args.ray_workers, request, address=args.address)
     if args.address:
         raise UsageError("--address names the Ray cluster of --ray-workers; add --ray-workers N or drop it")
-    return run_finetune(**kw)
+    return run_finetune(request)
 
 
 def train_teacher(args):
+    from orchestration.requests import TeacherRequest
     from orchestration.teacher import train_teacher as run_train_teacher
 
-    return run_train_teacher(args.preset, data=args.data, out=args.out, steps=args.steps, resume=args.resume,
-                             overwrite=args.overwrite, tracking_uri=args.tracking_uri, backend=args.backend,
-                             ckpt_every=args.ckpt_every, quiet=args.quiet,
-                             batch_size=args.batch_size, seed=args.seed, threads=args.threads)
+    return run_train_teacher(TeacherRequest(args.preset, data=args.data, out=args.out, steps=args.steps,
+                                            resume=args.resume, overwrite=args.overwrite,
+                                            tracking_uri=args.tracking_uri, backend=args.backend,
+                                            ckpt_every=args.ckpt_every, quiet=args.quiet,
+                                            batch_size=args.batch_size, seed=args.seed, threads=args.threads))
 
 
 def demo(args):

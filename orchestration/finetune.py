@@ -27,10 +27,10 @@ import torch
 from gan.determinism import controlled_run
 from gan.pruning.pair import SpecError, split_spec
 from orchestration.errors import UsageError
+from orchestration.requests import FinetuneRequest
 from orchestration.specs import load_json
 
 DEFAULT_STEPS = 200
-DEFAULT_BATCH = 4
 EVAL_ITEMS = 32
 
 
@@ -89,33 +89,24 @@ def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generat
     return add, steps, t, specs, pruned
 
 
-def check_inputs(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
-                 backend: str = "deepspeed", overwrite: bool = False, init_generator=None,
-                 init_discriminator=None, resume: bool = False) -> None:
+def check_inputs(request: FinetuneRequest) -> None:
     """``finetune``'s input checks without training or touching ``out`` (a launcher's driver runs them
     before it starts workers that would run them again)."""
     from gan.train import checkpoint as ckpt
     from orchestration.rundir import claim_run_dir
 
-    _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
-    claim_run_dir(out, resume, overwrite, ckpt.latest, "fine-tune", resume_empty=True)  # deletes nothing
+    r = request
+    _inputs(r.teacher_dir, r.spec_path, r.objective, r.add, r.steps, r.backend, r.init_generator,
+            r.init_discriminator)
+    claim_run_dir(r.out, r.resume, r.overwrite, ckpt.latest, "fine-tune", resume_empty=True)  # deletes nothing
 
 
 @controlled_run
-def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), steps: int | None = None,
-             backend: str = "deepspeed", overwrite: bool = False, quiet: bool = False,
-             batch_size: int = DEFAULT_BATCH, lr: float = 2e-4, seed: int = 0, data=None, lambda_gt: float = 0.0,
-             export_onnx: bool = True, density: dict | None = None, distill: dict | None = None,
-             init_generator=None, init_discriminator=None, resume: bool = False, ckpt_every: int = 0,
-             threads: int | None = None, process: dict | None = None) -> dict:
-    """``resume``: continue from the newest checkpoint in ``out`` (``ckpt_every`` > 0 writes one every
-    that many steps and at the end, pickle-free, newest two kept);
-    ``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig`` fields (knob variants);
-    ``add``: add-on terms summed onto the objective (``gan.train.distill.ADD_ONS``);
-    ``init_generator``: an export with the teacher's architecture whose weights the pruned generator
-    starts from instead of the teacher's (GAN Compression's trained supernet); the teacher stays the
-    distillation target; ``init_discriminator`` likewise for D.
-    ``threads``/``process``: see ``gan.determinism.controlled_run`` (the settings are recorded)."""
+def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
+    """Prune the teacher pair by the request's spec, fine-tune it from the teacher (the request's
+    objective and add-ons), export G and D and measure PSNR/SSIM vs the teacher on the report split
+    before and after.  Runs under ``gan.determinism.controlled(request.seed)`` (``process``: the
+    recorded settings, see ``gan.determinism.controlled_run``)."""
     from gan import data as gdata
     from gan import export as gexport
     from gan.data.splits import report_split
@@ -128,8 +119,11 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
     from orchestration.launch import is_main, main_first
     from orchestration.rundir import claim_run_dir, clear_run_dir
 
+    r = request
+    teacher_dir, spec_path, objective, backend, quiet = r.teacher_dir, r.spec_path, r.objective, r.backend, r.quiet
+    init_generator, init_discriminator, batch_size, seed = r.init_generator, r.init_discriminator, r.batch_size, r.seed
     add, steps, t, (gspec, dspec, d_how), (student, student_d) = _inputs(
-        teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator)
+        teacher_dir, spec_path, objective, r.add, r.steps, backend, init_generator, init_discriminator)
     size, teacher, teacher_d = int(t["size"]), t["G"].eval(), t["D"].eval()
 
     def say(msg):
@@ -137,15 +131,15 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
             print(msg, flush=True)
 
     gate = main_first()  # --num-procs: rank 0 checks and cleans --out and prepares the data first
-    last = claim_run_dir(out, resume, overwrite, ckpt.latest, "fine-tune", expected=f"{out}/checkpoints/step_N/",
+    last = claim_run_dir(r.out, r.resume, r.overwrite, ckpt.latest, "fine-tune", expected=f"{r.out}/checkpoints/step_N/",
                          resume_empty=True)
-    out = Path(out)
+    out = Path(r.out)
 
-    root = gdata.resolve_dataset(data or t["data"], size=size)
+    root = gdata.resolve_dataset(r.data or t["data"], size=size)
     train_set = gdata.open_dataset(root, size=size, split="train")
     report = report_split(root)  # before/after figures on the report split, never on search items
     val_set = gdata.open_dataset(root, size=size, split=report)
-    clear_run_dir(out, overwrite, last, inputs=(root, teacher_dir, spec_path, init_generator, init_discriminator))
+    clear_run_dir(out, r.overwrite, last, inputs=(root, teacher_dir, spec_path, init_generator, init_discriminator))
     gate.release()
     full_macs = spec_macs(teacher, {}, size)
     macs = spec_macs(teacher, gspec, size)
@@ -156,12 +150,12 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
         before = _eval(student, teacher, val_set)
         say(f"before fine-tuning: PSNR vs teacher {before['psnr_vs_teacher']:.2f} dB")
 
-    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=lr, lambda_l1=10.0, backend=backend,
-                      seed=seed, quiet=quiet, log_every=max(1, steps // 20), ckpt_every=int(ckpt_every), keep_checkpoints=2,
-                      out_dir=str(out) if ckpt_every else None, extra={"objective": objective, "teacher": t["dir"]})
-    dcfg = DistillConfig(**{"objective": objective, "lambda_rec": cfg.lambda_l1, "lambda_gt": lambda_gt,
-                            "add": add, **(distill or {})})
-    dens_cfg = DensityConfig(**(density or {}))
+    cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=r.lr, lambda_l1=10.0, backend=backend,
+                      seed=seed, quiet=quiet, log_every=max(1, steps // 20), ckpt_every=int(r.ckpt_every),
+                      keep_checkpoints=2, out_dir=str(out) if r.ckpt_every else None, extra={"objective": objective, "teacher": t["dir"]})
+    dcfg = DistillConfig(**{"objective": objective, "lambda_rec": cfg.lambda_l1, "lambda_gt": r.lambda_gt,
+                            "add": add, **(r.distill or {})})
+    dens_cfg = DensityConfig(**(r.density or {}))
     cfg.extra.update(distill=dataclasses.asdict(dcfg), density=dens_cfg.to_dict())
     hooks = distill_hooks(dcfg, teacher, teacher_d, dens_cfg, student=student, size=size)
     trainer = build_trainer("pix2pix", student.train(), student_d.train(), cfg, hooks)
@@ -189,7 +183,7 @@ def finetune(teacher_dir, spec_path, out, objective: str = "density", add=(), st
         samples = [xs, teacher(xs), student(xs)]
     source = {"teacher": t["dir"], "spec": str(Path(spec_path).resolve()), "objective": objective,
               "add": list(add), "init_generator": str(init_generator) if init_generator else None}
-    gexport.save(student, out / "generator", size=size, samples=samples, source=source, onnx=export_onnx)
+    gexport.save(student, out / "generator", size=size, samples=samples, source=source, onnx=r.export_onnx)
     gexport.save(student_d, out / "discriminator", size=size, source=source, onnx=False)
     result = {
         "out": str(out), "teacher": t["dir"], "objective": objective, "add": list(add), "steps": steps,

@@ -20,11 +20,12 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from gan.determinism import controlled_run
 from orchestration.errors import UsageError
-from orchestration.requests import PruneRequest
+from orchestration.requests import FinetuneRequest, PruneRequest
 from orchestration.rundir import write_json
 
 EXPERIMENT = "prune"
@@ -216,7 +217,7 @@ def _finish(found, request, parent, objective: str = "density", add=(), resumed:
     ``resumed``: a resumed run continues an unfinished fine-tune from its newest checkpoint (the best
     pair is the same: it comes from the search's)."""
     from gan.train import checkpoint as ckpt
-    from orchestration.finetune import DEFAULT_BATCH, finetune
+    from orchestration.finetune import finetune
 
     out, steps, workers = request.out, request.finetune_steps, request.placement.finetune_workers
     spec = {k: v for k, v in found.spec.items() if v is not None}  # no D spec: D pruned to G's keep ratio
@@ -226,19 +227,19 @@ def _finish(found, request, parent, objective: str = "density", add=(), resumed:
     resume = resumed and ckpt.latest(ft_dir) is not None and not (ft_dir / "finetune.json").is_file()
     if ft_dir.exists() and not resume:
         shutil.rmtree(ft_dir)
-    kw = dict(objective=objective, add=add, steps=steps, backend=request.finetune_backend, quiet=request.quiet,
-              seed=request.seed, export_onnx=request.export_onnx, init_generator=found.init_generator,
-              init_discriminator=found.init_discriminator, resume=resume,
-              ckpt_every=max(1, steps // FINETUNE_CHECKPOINTS))
+    ft_request = FinetuneRequest(request.teacher, str(out / "best_spec.json"), str(ft_dir), objective=objective,
+                                 add=tuple(add), steps=steps, backend=request.finetune_backend, quiet=request.quiet,
+                                 seed=request.seed, export_onnx=request.export_onnx,
+                                 init_generator=found.init_generator, init_discriminator=found.init_discriminator,
+                                 resume=resume, ckpt_every=max(1, steps // FINETUNE_CHECKPOINTS))
     if workers > 0:
         from orchestration.launch import per_world
         from orchestration.ray_finetune import finetune_on_ray
 
-        ft = finetune_on_ray(workers, address=request.placement.address, teacher_dir=request.teacher,
-                             spec_path=out / "best_spec.json", out=ft_dir,
-                             batch_size=per_world(DEFAULT_BATCH, workers), **kw)
+        ft = finetune_on_ray(workers, replace(ft_request, batch_size=per_world(ft_request.batch_size, workers)),
+                             address=request.placement.address)
     else:
-        ft = finetune(request.teacher, out / "best_spec.json", ft_dir, **kw)
+        ft = finetune(ft_request)
     for member in ("generator", "discriminator"):
         if (out / member).exists():
             shutil.rmtree(out / member)

@@ -12,7 +12,7 @@ the spec, ``out`` and Ray Train's storage (``<out>/../.ray_train``) must be on s
 """
 from __future__ import annotations
 
-import inspect
+import dataclasses
 import json
 import os
 import pickle
@@ -40,20 +40,17 @@ def check_workers(workers: int, backend: str = "deepspeed", batch_size: int | No
                          f"pass a multiple of {workers}")
 
 
-def finetune_on_ray(workers: int, address: str | None = None, use_gpu: bool | None = None,
-                    **finetune_kwargs) -> dict:
-    """Run ``finetune(**finetune_kwargs)`` in ``workers`` Ray Train workers (one GPU each when
+def finetune_on_ray(workers: int, request, address: str | None = None, use_gpu: bool | None = None) -> dict:
+    """Run ``finetune(request)`` (an ``orchestration.requests.FinetuneRequest``) in ``workers`` Ray Train workers (one GPU each when
     ``use_gpu``; None: GPUs iff the Ray cluster has any) on the cluster at ``address`` (None: this
     process's Ray if it has one, else a local one).  Returns rank 0's result (``out/finetune.json``)
     with ``ray_workers`` and ``ray_fit_seconds`` (Ray Train's wall time, worker start included)."""
     from agents.cluster import init_ray
-    from orchestration.finetune import check_inputs, finetune
+    from orchestration.finetune import check_inputs
 
-    bound = inspect.signature(finetune).bind(**finetune_kwargs)
-    bound.apply_defaults()
-    kw = _absolute(dict(bound.arguments))
-    check_workers(int(workers), kw["backend"], kw["batch_size"])
-    check_inputs(**{k: kw[k] for k in inspect.signature(check_inputs).parameters})
+    request = _absolute(request)
+    check_workers(int(workers), request.backend, request.batch_size)
+    check_inputs(request)
     _check_train_v2()
 
     import ray
@@ -63,38 +60,37 @@ def finetune_on_ray(workers: int, address: str | None = None, use_gpu: bool | No
         if use_gpu is None:
             use_gpu = ray.cluster_resources().get("GPU", 0) > 0
         _check_resources(int(workers), bool(use_gpu), address)
-        if not kw["quiet"]:
+        if not request.quiet:
             print(f"fine-tuning on Ray Train: {workers} workers ({'GPU, nccl' if use_gpu else 'CPU, gloo'}), "
                   "DeepSpeed; worker logs: Ray's session logs", flush=True)
         t0 = time.perf_counter()
-        _fit(int(workers), bool(use_gpu), kw)
+        _fit(int(workers), bool(use_gpu), request)
         fit_s = time.perf_counter() - t0
     finally:
         if started:
             ray.shutdown()
-    path = Path(kw["out"]) / "finetune.json"
+    path = Path(request.out) / "finetune.json"
     if not path.is_file():  # rank 0 wrote it on its own node
         raise UsageError(f"the fine-tune finished but {path} is not visible here: put --out on storage every "
                          "Ray node sees (docs/cluster.md)")
     result = {**json.loads(path.read_text()), "ray_workers": int(workers), "ray_fit_seconds": round(fit_s, 1)}
     path.write_text(json.dumps(result, indent=1, default=float))
-    if not kw["quiet"]:
+    if not request.quiet:
         print(f"after {result['steps']} steps ({result['objective']}) on {workers} Ray workers: PSNR vs teacher "
               f"{result['before']['psnr_vs_teacher']:.2f} → {result['after']['psnr_vs_teacher']:.2f} dB "
-              f"(training {result['train_seconds']:.1f} s, Ray Train {fit_s:.1f} s); wrote {kw['out']}",
+              f"(training {result['train_seconds']:.1f} s, Ray Train {fit_s:.1f} s); wrote {request.out}",
               flush=True)
     return result
 
 
-def _absolute(kw: dict) -> dict:
-    """Absolute paths: Ray Train workers run in a directory of Ray's session, not the caller's."""
-    for k in _PATHS:
-        if kw.get(k) is not None:
-            kw[k] = str(Path(kw[k]).expanduser().resolve())
-    data = kw.get("data")
+def _absolute(request):
+    """The request with absolute paths: Ray Train workers run in a directory of Ray's session, not the
+    caller's."""
+    paths = {k: str(Path(v).expanduser().resolve()) for k in _PATHS if (v := getattr(request, k)) is not None}
+    data = request.data
     if data is not None and Path(data).expanduser().exists():  # a folder; a built-in name stays a name
-        kw["data"] = str(Path(data).expanduser().resolve())
-    return kw
+        paths["data"] = str(Path(data).expanduser().resolve())
+    return dataclasses.replace(request, **paths)
 
 
 def _check_train_v2() -> None:
@@ -116,19 +112,19 @@ def _check_resources(workers: int, use_gpu: bool, address: str | None) -> None:
     check_resources(workers, address, f"{workers} Ray workers (1 {kind} each)", "use fewer workers", kind)
 
 
-def _fit(workers: int, use_gpu: bool, kw: dict) -> None:
+def _fit(workers: int, use_gpu: bool, request) -> None:
     """``TorchTrainer.fit`` of ``_worker``; a worker's input error is raised as itself."""
     from ray.train import FailureConfig, RunConfig, ScalingConfig, TrainingFailedError
     from ray.train.torch import TorchConfig, TorchTrainer
 
-    out = Path(kw["out"])
+    out = Path(request.out)
     storage = out.parent / STORAGE
     name = f"{out.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     # no restarts (preempted workers included, which Train v2 restarts by default): the fine-tune has
     # no Ray checkpoints, so a rerun is the command again
     failure = FailureConfig(max_failures=0, max_preemption_failures=0)
     trainer = TorchTrainer(
-        _worker, train_loop_config=kw,
+        _worker, train_loop_config={"request": request},
         scaling_config=ScalingConfig(num_workers=workers, use_gpu=use_gpu),
         torch_config=TorchConfig(backend="nccl" if use_gpu else "gloo"),
         run_config=RunConfig(name=name, storage_path=str(storage), failure_config=failure))
@@ -169,7 +165,8 @@ def _worker(config: dict) -> None:
     if rank != 0:  # as under torchrun: rank 0 speaks for all
         warnings.simplefilter("ignore")
     try:
-        finetune(**{**config, "quiet": config["quiet"] or rank != 0})
+        request = config["request"]
+        finetune(dataclasses.replace(request, quiet=request.quiet or rank != 0))
     except launch.PeerFailed:
         return  # rank 0 stopped on bad input before letting this rank go: its error is the one reported
     except BaseException as e:

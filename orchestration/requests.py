@@ -110,6 +110,66 @@ class PruneRequest:
 
 
 @dataclass(frozen=True)
+class TeacherRequest:
+    """One ``ganprune train-teacher``: ``preset`` None takes the run's own preset on ``resume`` (its
+    checkpoint's widths), else tiny; ``steps``/``ckpt_every``/``batch_size`` None take the preset's and
+    the teacher kind's defaults."""
+
+    preset: str | None = "tiny"
+    data: str | None = None            # None: the preset's dataset
+    out: str = "runs/teacher"
+    steps: int | None = None
+    backend: str = "deepspeed"
+    batch_size: int | None = None
+    ckpt_every: int | None = None
+    seed: int = 0
+    threads: int | None = None
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+    track: bool = True
+    tracking_uri: str | None = None
+
+
+#: fine-tune global batch (split over the ranks of a multi-process run)
+DEFAULT_BATCH = 4
+
+
+@dataclass(frozen=True)
+class FinetuneRequest:
+    """One ``ganprune finetune``: the teacher pair pruned by the spec at ``spec_path``, fine-tuned from
+    the teacher into ``out``.  ``density``/``distill``: overrides of ``DensityConfig``/``DistillConfig``
+    fields (knob variants); ``add``: add-on terms summed onto the objective
+    (``gan.train.distill.ADD_ONS``); ``init_generator``/``init_discriminator``: exports with the
+    teacher's architecture whose weights the pruned pair starts from instead of the teacher's (GAN
+    Compression's trained supernet; the teacher stays the distillation target); ``resume``: continue
+    from the newest checkpoint in ``out`` (``ckpt_every`` > 0 writes one every that many steps)."""
+
+    teacher_dir: str
+    spec_path: str
+    out: str
+    objective: str = "density"
+    add: tuple = ()
+    steps: int | None = None           # None: orchestration.finetune.DEFAULT_STEPS
+    backend: str = "deepspeed"
+    batch_size: int = DEFAULT_BATCH
+    lr: float = 2e-4
+    lambda_gt: float = 0.0
+    density: dict | None = None
+    distill: dict | None = None
+    init_generator: str | None = None
+    init_discriminator: str | None = None
+    data: str | None = None            # None: the teacher's dataset
+    seed: int = 0
+    threads: int | None = None
+    export_onnx: bool = True
+    ckpt_every: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    quiet: bool = False
+
+
+@dataclass(frozen=True)
 class BenchmarkRequest:
     """One ``ganprune benchmark``: ``methods`` × ``seeds``, each row ``row`` with its method, seed and
     run directory set (its teacher, target, budgets and placement are every row's)."""

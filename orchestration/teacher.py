@@ -41,6 +41,7 @@ from gan.train.pix2pix import Pix2PixTrainer
 from orchestration.config import load_preset
 from orchestration.errors import UsageError
 from orchestration.launch import main_first, per_world
+from orchestration.requests import TeacherRequest
 from orchestration.rundir import claim_run_dir, clear_run_dir, write_json
 from orchestration.tracking import Tracker, check_reachable, loss_curves, resolve_tracking_uri
 
@@ -57,15 +58,15 @@ def default_steps(preset: str) -> int:
 # ------------------------------------------------------------------------------------------ command
 
 @controlled_run
-def train_teacher(preset: str | None = "tiny", data: str | None = None, out="runs/teacher", steps: int | None = None,
-                  resume: bool = False, overwrite: bool = False, tracking_uri: str | None = None,
-                  backend: str = "deepspeed", ckpt_every: int | None = None, batch_size: int | None = None,
-                  seed: int = 0, quiet: bool = False, track: bool = True, threads: int | None = None,
-                  process: dict | None = None) -> dict:
-    """Train (or continue) a teacher; returns the summary also written to ``out/teacher.json``.
+def train_teacher(request: TeacherRequest, process: dict | None = None) -> dict:
+    """Train (or continue) a teacher as ``request`` asks; returns the summary also written to
+    ``out/teacher.json``.  ``process``: see ``gan.determinism.controlled_run`` (the settings are
+    recorded)."""
+    r = request
+    preset, data, out, steps, resume, overwrite = r.preset, r.data, r.out, r.steps, r.resume, r.overwrite
+    tracking_uri, backend, ckpt_every, batch_size = r.tracking_uri, r.backend, r.ckpt_every, r.batch_size
+    seed, quiet, track = r.seed, r.quiet, r.track
 
-    ``preset=None``: the run's own preset on ``resume`` (its checkpoint's widths), else tiny.
-    ``threads``/``process``: see ``gan.determinism.controlled_run`` (the settings are recorded)."""
     def say(msg):
         if not quiet:
             print(msg, flush=True)

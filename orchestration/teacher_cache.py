@@ -31,6 +31,7 @@ def ensure_teacher(preset: str = "tiny", data: str | None = None, steps: int | N
                    backend: str = "deepspeed", quiet: bool = False, tracking_uri: str | None = None) -> Path:
     """Path of a trained teacher run for ``preset`` (training it now if it is not cached)."""
     from orchestration.config import load_preset
+    from orchestration.requests import TeacherRequest
     from orchestration.teacher import train_teacher
 
     pre = load_preset(preset)
@@ -46,8 +47,8 @@ def ensure_teacher(preset: str = "tiny", data: str | None = None, steps: int | N
     shutil.rmtree(tmp, ignore_errors=True)
     if not quiet:
         print(f"no cached {preset} teacher for {data}: training one (once) into {final}", flush=True)
-    train_teacher(preset=preset, data=data, out=tmp, steps=steps, backend=backend, quiet=quiet,
-                  tracking_uri=tracking_uri)
+    train_teacher(TeacherRequest(preset=preset, data=data, out=str(tmp), steps=steps, backend=backend, quiet=quiet,
+                                 tracking_uri=tracking_uri))
     if not (final / "teacher.json").is_file():
         shutil.rmtree(final, ignore_errors=True)
         os.replace(tmp, final)

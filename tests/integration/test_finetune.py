@@ -73,6 +73,7 @@ def test_finetune_refuses_nonempty_out_and_later_terms(teacher, tmp_path, capsys
 
 def test_finetune_explicit_generator_and_discriminator_spec(teacher, tmp_path):
     from orchestration.finetune import finetune, read_teacher
+    from orchestration.requests import FinetuneRequest
 
     tdir, spec = teacher
     gspec = json.loads(spec.read_text())["spec"]
@@ -80,8 +81,8 @@ def test_finetune_explicit_generator_and_discriminator_spec(teacher, tmp_path):
     dspec = {g.name: list(range(g.size // 2)) for g in t["D"].channel_groups()}
     both = tmp_path / "both.json"
     both.write_text(json.dumps({"generator": gspec, "discriminator": dspec}))
-    res = finetune(tdir, both, tmp_path / "ft", objective="l1", steps=0, backend="torch", quiet=True,
-                   export_onnx=False)
+    res = finetune(FinetuneRequest(tdir, both, tmp_path / "ft", objective="l1", steps=0, backend="torch",
+                                   quiet=True, export_onnx=False))
     assert res["discriminator_spec"] == {
         k: len(v) for k, v in dspec.items()}
     assert res["before"] == res["after"]  # zero steps: nothing changed
@@ -90,11 +91,12 @@ def test_finetune_explicit_generator_and_discriminator_spec(teacher, tmp_path):
 def test_finetune_gka_objective_and_add_on(teacher, tmp_path):
     """CAT's objective alone, and as an add-on to L1 distillation: the KA stats reach the history."""
     from orchestration.finetune import finetune
+    from orchestration.requests import FinetuneRequest
 
     tdir, spec = teacher
     for objective, add in (("gka", ()), ("l1", ("gka", "vem"))):
-        res = finetune(tdir, spec, tmp_path / objective, objective=objective, add=add, steps=3, backend="torch",
-                       quiet=True, export_onnx=False)
+        res = finetune(FinetuneRequest(tdir, spec, tmp_path / objective, objective=objective, add=add, steps=3,
+                                       backend="torch", quiet=True, export_onnx=False))
         last = res["history"][-1]
         assert 0.0 <= last["ka_mean"] <= 1.0 and res["add"] == list(add)
     assert "vem" in last and "vem_ebm_loss" in last  # VEM's EBM stepped inside the hook

@@ -67,3 +67,21 @@ def test_the_request_types_refuse_unknown_keys_naming_the_known_ones():
         PruneRequest.from_mapping({"finetune": {"stepz": 3}})
     r = PruneRequest.from_mapping({"search": {"beta": 0.0}, "placement": {"num_env_runners": 2}})
     assert r.search.beta == 0.0 and r.search.iterations is None and r.placement.num_env_runners == 2
+
+
+def test_no_orchestration_function_takes_more_than_ten_parameters():
+    """Settings travel as the typed requests of ``orchestration/requests.py``, not as keyword lists."""
+    import ast
+    from pathlib import Path
+
+    import orchestration
+
+    wide = []
+    for path in Path(orchestration.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                a = node.args
+                n = len(a.posonlyargs) + len(a.args) + len(a.kwonlyargs) + bool(a.vararg) + bool(a.kwarg)
+                if n > 10:
+                    wide.append(f"{path.name}:{node.name} ({n})")
+    assert not wide, wide

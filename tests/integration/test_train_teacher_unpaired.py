@@ -15,6 +15,7 @@ from PIL import Image
 from gan import export as gexport
 from gan.train import checkpoint as ckpt
 from orchestration.errors import UsageError
+from orchestration.requests import TeacherRequest
 from orchestration.teacher import train_teacher
 
 
@@ -87,13 +88,13 @@ def test_cyclegan_teacher(tmp_path, env, in_process):
         a.path for a in client.list_artifacts(run.info.run_id)}
 
     # resume without --data: the run's own data and MLflow run, history continues
-    res2 = train_teacher(out=out, resume=True, steps=6, backend="torch", ckpt_every=2, quiet=True,
-                         tracking_uri=in_process)
+    res2 = train_teacher(TeacherRequest(out=out, resume=True, steps=6, backend="torch", ckpt_every=2, quiet=True,
+                                        tracking_uri=in_process))
     assert res2["kind"] == "cyclegan" and res2["steps"] == 6 and res2["mlflow_run_id"] == res["mlflow_run_id"]
     assert [h["step"] for h in json.loads((out / "history.json").read_text())] == list(range(1, 7))
     with pytest.raises(UsageError, match="cyclegan teacher.*conditional"):
-        train_teacher(data="photoclasses", out=out, resume=True, steps=8, backend="torch", quiet=True,
-                      tracking_uri=in_process)
+        train_teacher(TeacherRequest(data="photoclasses", out=out, resume=True, steps=8, backend="torch",
+                                     quiet=True, tracking_uri=in_process))
 
 
 def test_conditional_teacher(tmp_path, env):
