@@ -141,6 +141,24 @@ def test_backend_finetune_steps_improve_the_pruned_generator():
     assert scores[20].generator > scores[0].generator
 
 
+def test_the_teacher_memo_leaves_every_score_bit_identical():
+    """``TeacherMemo``: the teacher's outputs on the fixed, seeded neighbourhoods are remembered, not
+    recomputed; the K density fine-tune steps and the scores of several candidates match a backend
+    that runs the teacher every time, to the bit, and the memo was hit."""
+    gen_t, disc_t = tiny_random_pair(0)
+    gen = torch.Generator().manual_seed(1)
+    x = torch.rand(16, 3, 32, 32, generator=gen) * 2 - 1
+    train, held = (x[:8], x[:8]), (x[8:], x[8:])
+    task = PruningTask(gen_t, 32, 0.3)
+    specs = [task.spec({n: max(1, g.size // k) for n, g in zip(task.names, task.groups)}) for k in (2, 3)]
+    cfg = LocalConfig(finetune_steps=2, objective="density", batch_size=4)
+    memo, plain = (LocalBackend(gen_t, disc_t, train, held, cfg, memo=m) for m in (True, False))
+    for spec in specs:
+        a, b = memo.evaluate(spec, {}), plain.evaluate(spec, {})
+        assert (a.generator, a.discriminator, a.metrics) == (b.generator, b.discriminator, b.metrics)
+    assert len(memo.score_teacher._seen) == 1 and len(memo.train_teacher._seen) == 2  # one per fixed batch
+
+
 def _episode(env, g_actions, d_actions):
     obs, _ = env.reset()
     seen = []
