@@ -62,17 +62,24 @@ class Preset:
     gan_compression: GanCompressionPreset = field(default_factory=GanCompressionPreset)
 
 
-def _build(cls, data: dict, where: str):
+def build_dataclass(cls, data, where: str):
+    """``cls(**data)`` with nested dataclass fields built the same way (presets and the typed requests
+    of ``orchestration.requests``); anything else than a mapping, or an unknown key, is a one-line
+    ``UsageError`` naming ``where``, the key and the known keys."""
+    if isinstance(data, cls):
+        return data
     if not isinstance(data, dict):
-        raise UsageError(f"{where}: expected a mapping, got {type(data).__name__}")
+        raise UsageError(f"{where}: expected a mapping of {cls.__name__} settings, got {type(data).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(fields))
     if unknown:
         raise UsageError(f"{where}: unknown config key {unknown[0]!r}; known keys: {', '.join(fields)}")
     kwargs = {}
     for name, value in data.items():
-        sub = fields[name].default_factory if fields[name].default_factory is not dataclasses.MISSING else None
-        kwargs[name] = _build(type(sub()), value, f"{where}.{name}") if sub is not None else value
+        factory = fields[name].default_factory
+        default = factory() if factory is not dataclasses.MISSING else None
+        nested = dataclasses.is_dataclass(default) and not isinstance(default, type)
+        kwargs[name] = build_dataclass(type(default), value, f"{where}.{name}") if nested else value
     return cls(**kwargs)
 
 
@@ -87,4 +94,4 @@ def load_preset(name_or_path: str) -> Preset:
         path = CONFIG_DIR / f"{name_or_path}.yaml"
     if not path.is_file():
         raise UsageError(f"unknown preset or config {name_or_path!r}; presets: {', '.join(presets())}")
-    return _build(Preset, yaml.safe_load(path.read_text()) or {}, path.name)
+    return build_dataclass(Preset, yaml.safe_load(path.read_text()) or {}, path.name)

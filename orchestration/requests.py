@@ -13,9 +13,9 @@ import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 from agents.methods.base import Placement
+from orchestration.config import build_dataclass
 from orchestration.errors import UsageError
 
 
@@ -89,7 +89,7 @@ class PruneRequest:
     @classmethod
     def from_mapping(cls, d: dict, where: str = "request") -> PruneRequest:
         """A request from a nested mapping (``to_dict``'s shape; sections may be partial)."""
-        return _build(cls, d, where)
+        return build_dataclass(cls, d, where)
 
     @classmethod
     def from_file(cls, path: str | Path) -> PruneRequest:
@@ -211,22 +211,3 @@ def prune_request(flags: dict, base: PruneRequest | None = None) -> PruneRequest
             target = target.setdefault(part, {})
         target[name] = (not value) if dest in NEGATED else value
     return PruneRequest.from_mapping(nested)
-
-
-def _build(cls, d, where: str):
-    """``cls(**d)`` with nested dataclass fields built the same way; unknown keys refused."""
-    if isinstance(d, cls):
-        return d
-    if not isinstance(d, dict):
-        raise UsageError(f"{where}: expected a mapping of {cls.__name__} settings, got {type(d).__name__}")
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(d) - set(fields))
-    if unknown:
-        raise UsageError(f"{where}: unknown key(s) {', '.join(unknown)}; known: {', '.join(fields)}")
-    kw: dict[str, Any] = {}
-    for k, v in d.items():
-        sub = fields[k].default_factory if fields[k].default_factory is not dataclasses.MISSING else None
-        if sub is not None and dataclasses.is_dataclass(sub) and isinstance(sub, type):
-            v = _build(sub, v, f"{where}.{k}")
-        kw[k] = v
-    return cls(**kw)

@@ -63,7 +63,7 @@ def test_a_bad_request_file_is_one_line_exit_2_and_nothing_written(tmp_path, cap
 
 
 def test_the_request_types_refuse_unknown_keys_naming_the_known_ones():
-    with pytest.raises(UsageError, match=r"request.finetune: unknown key\(s\) stepz; known: steps, backend"):
+    with pytest.raises(UsageError, match=r"request.finetune: unknown config key 'stepz'; known keys: steps, backend"):
         PruneRequest.from_mapping({"finetune": {"stepz": 3}})
     r = PruneRequest.from_mapping({"search": {"beta": 0.0}, "placement": {"num_env_runners": 2}})
     assert r.search.beta == 0.0 and r.search.iterations is None and r.placement.num_env_runners == 2
