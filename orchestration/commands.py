@@ -124,7 +124,6 @@ def evaluate(args):
 
 def finetune(args):
     from orchestration.finetune import finetune as run_finetune
-
     from orchestration.requests import FinetuneRequest
 
     add = tuple(a.strip() for item in args.add for a in item.split(",") if a.strip())
@@ -203,7 +202,7 @@ def prune_request(args):
     from orchestration.requests import PRUNE_FLAGS, PruneRequest, prune_request as build
 
     base = PruneRequest.from_file(args.request) if getattr(args, "request", None) else None
-    flags = given_flags(args, PRUNE_FLAGS) if base is not None else {k: getattr(args, k) for k in PRUNE_FLAGS}
+    flags = given_flags(args, PRUNE_FLAGS)  # every flag unless --request made cli record the given ones
     if "method_option" in flags:
         flags["method_option"] = {**(base.options if base else {}),
                                   **_key_values(flags["method_option"], "--method-option")}

@@ -76,7 +76,6 @@ class LocalBackend(CachedBackend):
                  density: DensityConfig | None = None, memo: bool = True):
         super().__init__()
         self.cfg = cfg or LocalConfig()
-        self.memo = memo
         self.density_cfg = density or DensityConfig(seed=self.cfg.seed)
         self.teacher_g = teacher_g.eval().requires_grad_(False)
         self.teacher_d = teacher_d.eval().requires_grad_(False)
