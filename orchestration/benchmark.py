@@ -13,6 +13,10 @@ fine-tunes the final policies' deterministic pick of that marl search.  Outputs:
     out/<method>/seed<k>/  each prune run (prune.json, generator/, ...) and row.json (the row + the settings
                            that made it: ``--resume`` keeps a row only when they, and the code, are the same)
 
+``--jobs N`` runs N rows at a time, each in a worker process of its own (random and marl-greedy wait for
+their seed's marl row); a row's numbers do not depend on it, its wall and CPU times do when the rows
+share cores (give each row its own: ``--jobs`` × ``--threads`` ≤ the cores).
+
 MLflow: one run in experiment "benchmark" with the table, the plot and one metric set per method (step =
 seed); each method's own prune run stays in experiment "prune" (its run id is in the table's JSON).
 """
@@ -126,6 +130,9 @@ def benchmark(request) -> dict:
     methods = [m.strip() for m in request.methods if m.strip()]
     seeds = parse_seeds(request.seeds)
     options = request.method_options or {}
+    if not isinstance(request.jobs, int) or request.jobs < 1:
+        raise UsageError(f"--jobs {request.jobs!r}: give how many rows run at once, 1 or more (e.g. --jobs 2 "
+                         "on a 2-core machine with --threads 1)")
     if not methods or len(set(methods)) != len(methods):
         raise UsageError(f"--methods {','.join(methods) or '(none)'}: name each method once")
     unknown = [m for m in methods if base_method(m)[0] not in names()]
@@ -173,54 +180,65 @@ def benchmark(request) -> dict:
                             "finetune_steps": finetune_steps, "vem": vem, "teacher": str(tdir),
                             "seeds": ",".join(map(str, seeds)), "code_version": version, **search})
         order = [m for m in FIRST if m in methods] + [m for m in methods if m not in FIRST]
+        pending = [(m, seed) for seed in seeds for m in order]
         done: dict[tuple[str, int], dict] = {}
-        total, i = len(methods) * len(seeds), 0
-        for seed in seeds:
-            for m in order:
-                i += 1
-                base, extra = base_method(m)
-                run_dir = out / m / f"seed{seed}"
-                kw = {}
-                marl_row = done.get(("marl", seed))
-                if m == "random":
-                    kw["evaluations"] = marl_row["search_evaluations"] if marl_row else \
-                        search["iterations"] * (search["episodes"] + 1)
-                if m == "marl-greedy" and marl_row:
-                    kw["search_from"] = marl_row["out"]
-                settings = {"method": m, "seed": seed, "teacher": str(tdir), "macs_target": macs_target,
-                            "finetune_steps": finetune_steps, "finetune_backend": base_row.finetune.backend,
-                            "vem": vem, "objective": objectives[m], "options": options.get(m) or {},
-                            "evaluations": kw.get("evaluations"), "code_version": version,
-                            **(search if method_of(base).uses_search_settings else {}), **extra}
-                saved = run_dir / "row.json"
-                if resume and saved.is_file():  # a resumed benchmark keeps rows made alike
-                    prev = json.loads(saved.read_text())
-                    then = prev.get("settings", {})
-                    differ = sorted(k for k in set(settings) | set(then) if k != "code_version"
-                                    and then.get(k) != settings.get(k))
-                    if not _same_code(then.get("code_version"), version):
-                        differ.append("code_version")
-                    if not differ:
-                        say(f"[{i}/{total}] {m} seed {seed}: finished before with the same settings, kept")
-                        done[(m, seed)] = prev["row"]
-                        continue
-                    say(f"[{i}/{total}] {m} seed {seed}: earlier run differs in {', '.join(differ)}; running again")
-                say(f"[{i}/{total}] {m} seed {seed}")
-                t0 = time.perf_counter()
-                row_request = replace(base_row, method=base, teacher=str(tdir), out=str(run_dir), seed=seed,
-                                      options=options.get(m) or {}, quiet=True, overwrite=True, resume=False,
-                                      search=replace(base_row.search, **search, **extra, **kw),
-                                      finetune=replace(base_row.finetune, steps=finetune_steps),
-                                      placement=_placement(base, base_row.placement))
-                s = prune(row_request)
-                row = _row(m, s, tdir, time.perf_counter() - t0, base_row.threads)
-                done[(m, seed)] = row
-                write_json(saved, {"settings": settings, "row": row})
-                tracker.log_metrics({f"{m}.{k}": v for k, v in row.items() if isinstance(v, (int, float))
-                                     and not isinstance(v, bool)}, step=seed)
-                say(f"    {row['macs'] / 1e6:.2f} M MACs ({row['macs_ratio']:.1%}), PSNR vs teacher "
-                    f"{row['psnr_vs_teacher']:.2f} dB ({row['split']}), {row['search_evaluations']} evaluations, "
-                    f"search {row['search_s']:.0f} s, fine-tune {row['finetune_s']:.0f} s")
+        total = len(pending)
+        jobs, threads = request.jobs, row_threads(base_row.threads, request.jobs)
+
+        def ready(key) -> bool:  # random and marl-greedy take their budget and search from marl's row
+            m, seed = key
+            return m not in ("random", "marl-greedy") or "marl" not in methods or ("marl", seed) in done
+
+        def start(key):
+            """(settings, the row's request), or None when --resume keeps its earlier row."""
+            m, seed = key
+            base, extra = base_method(m)
+            i = order.index(m) + len(order) * seeds.index(seed) + 1
+            kw = {}
+            marl_row = done.get(("marl", seed))
+            if m == "random":
+                kw["evaluations"] = marl_row["search_evaluations"] if marl_row else \
+                    search["iterations"] * (search["episodes"] + 1)
+            if m == "marl-greedy" and marl_row:
+                kw["search_from"] = marl_row["out"]
+            settings = {"method": m, "seed": seed, "teacher": str(tdir), "macs_target": macs_target,
+                        "finetune_steps": finetune_steps, "finetune_backend": base_row.finetune.backend,
+                        "vem": vem, "objective": objectives[m], "options": options.get(m) or {},
+                        "evaluations": kw.get("evaluations"), "threads": threads, "code_version": version,
+                        **(search if method_of(base).uses_search_settings else {}), **extra}
+            run_dir = out / m / f"seed{seed}"
+            saved = run_dir / "row.json"
+            if resume and saved.is_file():  # a resumed benchmark keeps rows made alike
+                prev = json.loads(saved.read_text())
+                then = prev.get("settings", {})
+                differ = sorted(k for k in set(settings) | set(then) if k != "code_version"
+                                and then.get(k) != settings.get(k))
+                if not _same_code(then.get("code_version"), version):
+                    differ.append("code_version")
+                if not differ:
+                    say(f"[{i}/{total}] {m} seed {seed}: finished before with the same settings, kept")
+                    done[key] = prev["row"]
+                    return None
+                say(f"[{i}/{total}] {m} seed {seed}: earlier run differs in {', '.join(differ)}; running again")
+            say(f"[{i}/{total}] {m} seed {seed}" + (" started" if jobs > 1 else ""))
+            row_request = replace(base_row, method=base, teacher=str(tdir), out=str(run_dir), seed=seed,
+                                  threads=threads, options=options.get(m) or {}, quiet=True, overwrite=True,
+                                  resume=False, search=replace(base_row.search, **search, **extra, **kw),
+                                  finetune=replace(base_row.finetune, steps=finetune_steps),
+                                  placement=_placement(base, base_row.placement))
+            return settings, row_request
+
+        def finish(key, settings, row):
+            m, seed = key
+            done[key] = row
+            write_json(out / m / f"seed{seed}" / "row.json", {"settings": settings, "row": row})
+            tracker.log_metrics({f"{m}.{k}": v for k, v in row.items() if isinstance(v, (int, float))
+                                 and not isinstance(v, bool)}, step=seed)
+            say(f"    {m} seed {seed}: {row['macs'] / 1e6:.2f} M MACs ({row['macs_ratio']:.1%}), PSNR vs teacher "
+                f"{row['psnr_vs_teacher']:.2f} dB ({row['split']}), {row['search_evaluations']} evaluations, "
+                f"search {row['search_s']:.0f} s, fine-tune {row['finetune_s']:.0f} s")
+
+        _run_rows(pending, ready, start, finish, jobs, tdir)
         rows = [done[(m, seed)] for m in methods for seed in seeds]
         _measure_latency(rows, tdir)
         result = {"preset": preset, "teacher": str(tdir), "macs_target": macs_target, "seeds": seeds,
@@ -237,6 +255,85 @@ def benchmark(request) -> dict:
         return result
     finally:
         tracker.end(status)
+
+
+def row_threads(threads: int | None, jobs: int) -> int | None:
+    """Torch threads of each row: ``--threads``, else the default when rows run one at a time, else the
+    default shared out among the ``jobs`` rows running at once (no row waits for a busy core)."""
+    from gan.determinism import default_threads
+
+    return threads or (None if jobs == 1 else max(1, default_threads() // jobs))
+
+
+def run_row(method: str, row_request, tdir: str) -> dict:
+    """One benchmark row: ``prune`` the row's request, then evaluate its export the benchmark's way."""
+    from orchestration.prune import prune
+
+    t0 = time.perf_counter()
+    s = prune(row_request)
+    return _row(method, s, Path(tdir), time.perf_counter() - t0, row_request.threads)
+
+
+#: the variables ``gan.train.engine.prepare_environment`` sets for this process's own one-process group
+RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
+def _own_rendezvous() -> None:
+    """Worker start-up: each worker is a one-process DeepSpeed group of its own; inheriting this
+    process's rendezvous (its MASTER_PORT above all) would make two workers' groups collide."""
+    import os
+
+    for k in RENDEZVOUS:
+        os.environ.pop(k, None)
+
+
+def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path) -> None:
+    """Run the rows ``pending`` names, in order, each once ``ready(key)``: ``start(key)`` gives (settings,
+    request) or None (a kept row), ``finish(key, settings, row)`` records a row.  ``jobs`` 1: one at a time
+    in this process; more: ``jobs`` worker processes (spawned, so nothing of this one's state goes with
+    them; a worker runs rows one after another as this process would, each under its own seeded,
+    controlled settings, so a row does not depend on which worker ran it or what ran before).  A failed
+    row stops new starts; the rows already running finish and are saved (``--resume`` keeps them), then
+    its error is raised."""
+    pending = list(pending)
+    if jobs == 1:
+        while pending:
+            key = next(k for k in pending if ready(k))
+            pending.remove(key)
+            started = start(key)
+            if started:
+                finish(key, started[0], run_row(key[0], started[1], str(tdir)))
+        return
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    from multiprocessing import get_context
+
+    running, error = {}, None
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_own_rendezvous) as pool:
+        while running or (pending and error is None):
+            while error is None and len(running) < jobs:
+                key = next((k for k in pending if ready(k)), None)
+                if key is None:
+                    break
+                pending.remove(key)
+                started = start(key)
+                if started:
+                    running[pool.submit(run_row, key[0], started[1], str(tdir))] = (key, started[0])
+            if not running:
+                if pending and error is None and not any(ready(k) for k in pending):
+                    raise RuntimeError(f"benchmark rows wait on rows that never run: {pending}")
+                continue  # every row started was kept: look for the next ready ones
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for f in finished:
+                key, settings = running.pop(f)
+                try:
+                    row = f.result()
+                except Exception as e:  # noqa: BLE001 - raised below, once the running rows are saved
+                    e.add_note(f"benchmark row: {key[0]} seed {key[1]}")
+                    error = error or e
+                    continue
+                finish(key, settings, row)
+    if error is not None:
+        raise error
 
 
 def _mean_std_se(xs: list[float]) -> dict:

@@ -249,6 +249,9 @@ def _parser() -> argparse.ArgumentParser:
                     help="keep the rows in --out that finished with the same settings and code, run the rest")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
     sp.add_argument("--seed", type=int, default=0, help="one seed (see --seeds)")
+    sp.add_argument("--jobs", type=int, default=1, metavar="N",
+                    help="rows run at once on this machine, each in a process of its own (default 1); rows get "
+                    "--threads each, default: this machine's threads / N")
     _threads(sp)
     sp.add_argument("--tracking-uri", default=None,
                     help="MLflow tracking URI (default $MLFLOW_TRACKING_URI or sqlite:///<cwd>/mlflow.db)")

@@ -236,7 +236,8 @@ def benchmark(args):
     _check_placement(row.placement, args.finetune_backend, methods)
     return run_benchmark(BenchmarkRequest(methods=methods, seeds=tuple(parse_seeds(args.seeds or [args.seed])),
                                           out=args.out, teacher_steps=args.teacher_steps, resume=args.resume,
-                                          overwrite=args.overwrite, row=row, quiet=args.quiet))
+                                          overwrite=args.overwrite, row=row, quiet=args.quiet,
+                                          jobs=args.jobs))
 
 
 def inspect(args):

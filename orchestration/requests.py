@@ -183,6 +183,7 @@ class BenchmarkRequest:
     method_options: dict = field(default_factory=dict)  # benchmark method name → its options
     row: PruneRequest = field(default_factory=lambda: PruneRequest(preset="small", quiet=True))
     quiet: bool = False                # the benchmark's own progress lines and table (rows are quiet)
+    jobs: int = 1                      # rows run at once, each in a worker process of its own
 
 
 #: ``ganprune prune``'s flags (argparse dests) → their field in ``PruneRequest`` (dotted: a section)

@@ -74,8 +74,11 @@ def _args(bench, out, methods, seeds):
 
 
 def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, capsys):
+    """Two rows at a time (--jobs 2: random and marl-greedy wait for their seed's marl row), and the marl
+    row the same as marl run alone, one row at a time, in this process."""
     capsys.readouterr()
-    assert main(_args(bench, tmp_path / "b", "marl,marl-greedy,random,l1", "0,1") + ["--json"]) == 0
+    assert main(_args(bench, tmp_path / "b", "marl,marl-greedy,random,l1", "0,1") + ["--json", "--jobs", "2",
+                                                                                     "--threads", "1"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = {(r["method"], r["seed"]): r for r in res["rows"]}
     assert len(res["rows"]) == 8 and set(rows) == {(m, s) for m in ("marl", "marl-greedy", "random", "l1")
@@ -102,7 +105,7 @@ def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, ca
     assert "'random' run" in capsys.readouterr().err
 
     # issue #18: marl alone gives marl the same row as after the other methods ran in this process
-    assert main(_args(bench, tmp_path / "alone", "marl", "0")) == 0
+    assert main(_args(bench, tmp_path / "alone", "marl", "0") + ["--threads", "1"]) == 0
     alone = json.loads((tmp_path / "alone" / "benchmark.json").read_text())["rows"][0]
     for k in ("psnr_vs_teacher", "ssim_vs_teacher", "macs", "params", "search_evaluations"):
         assert alone[k] == rows[("marl", 0)][k], k
@@ -119,3 +122,6 @@ def test_every_method_and_option_is_checked_before_any_work(tmp_path, capsys):
     assert time.perf_counter() - t0 < 10 and not (tmp_path / "b").exists()  # no teacher trained, nothing made
     assert main(["benchmark", "--preset", "tiny", "--methods", "marl", "--seeds", "0,x", "--out",
                  str(tmp_path / "b")]) == 2
+    capsys.readouterr()
+    assert main(["benchmark", "--preset", "tiny", "--methods", "marl", "--jobs", "0", "--out",
+                 str(tmp_path / "b")]) == 2 and "--jobs" in capsys.readouterr().err
