@@ -64,7 +64,8 @@ class ProcessSettings:
     def apply(self) -> None:
         torch.set_num_threads(self.threads)
         torch.set_flush_denormal(self.flush_denormal)
-        torch.use_deterministic_algorithms(self.deterministic_algorithms)
+        if torch.are_deterministic_algorithms_enabled() != self.deterministic_algorithms:
+            torch.use_deterministic_algorithms(self.deterministic_algorithms)  # imports torch._dynamo: 2 s
         torch.backends.cudnn.benchmark = self.cudnn_benchmark
         torch.backends.cudnn.deterministic = self.cudnn_deterministic
 

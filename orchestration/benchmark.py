@@ -287,12 +287,13 @@ def _own_rendezvous() -> None:
         os.environ.pop(k, None)
 
 
-def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path) -> None:
+def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path, run=run_row) -> None:
     """Run the rows ``pending`` names, in order, each once ``ready(key)``: ``start(key)`` gives (settings,
     request) or None (a kept row), ``finish(key, settings, row)`` records a row.  ``jobs`` 1: one at a time
     in this process; more: ``jobs`` worker processes (spawned, so nothing of this one's state goes with
     them; a worker runs rows one after another as this process would, each under its own seeded,
-    controlled settings, so a row does not depend on which worker ran it or what ran before).  A failed
+    controlled settings, so a row does not depend on which worker ran it or what ran before; ``run``, a
+    module-level function, makes the row).  A failed
     row stops new starts; the rows already running finish and are saved (``--resume`` keeps them), then
     its error is raised."""
     pending = list(pending)
@@ -302,7 +303,7 @@ def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path) -> Non
             pending.remove(key)
             started = start(key)
             if started:
-                finish(key, started[0], run_row(key[0], started[1], str(tdir)))
+                finish(key, started[0], run(key[0], started[1], str(tdir)))
         return
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     from multiprocessing import get_context
@@ -317,7 +318,7 @@ def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path) -> Non
                 pending.remove(key)
                 started = start(key)
                 if started:
-                    running[pool.submit(run_row, key[0], started[1], str(tdir))] = (key, started[0])
+                    running[pool.submit(run, key[0], started[1], str(tdir))] = (key, started[0])
             if not running:
                 if pending and error is None and not any(ready(k) for k in pending):
                     raise RuntimeError(f"benchmark rows wait on rows that never run: {pending}")

@@ -1,9 +1,16 @@
 import os
 
-import pytest
-import torch
+#: under pytest-xdist ("gw0", "gw1", ...): the workers share the cores, so each runs one torch thread (its
+#: child processes too: ``gan.determinism.default_threads`` reads the variable) and has its own MLflow store
+WORKER = os.environ.get("PYTEST_XDIST_WORKER", "")
+if WORKER:
+    os.environ["OMP_NUM_THREADS"] = "1"
 
-os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + os.path.join(os.getcwd(), ".pytest_mlflow.db"))
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+os.environ.setdefault("MLFLOW_TRACKING_URI", "sqlite:///" + os.path.join(
+    os.getcwd(), f".pytest_mlflow{'-' + WORKER if WORKER else ''}.db"))
 
 
 @pytest.fixture(autouse=True)

@@ -74,11 +74,8 @@ def _args(bench, out, methods, seeds):
 
 
 def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, capsys):
-    """Two rows at a time (--jobs 2: random and marl-greedy wait for their seed's marl row), and the marl
-    row the same as marl run alone, one row at a time, in this process."""
     capsys.readouterr()
-    assert main(_args(bench, tmp_path / "b", "marl,marl-greedy,random,l1", "0,1") + ["--json", "--jobs", "2",
-                                                                                     "--threads", "1"]) == 0
+    assert main(_args(bench, tmp_path / "b", "marl,marl-greedy,random,l1", "0,1") + ["--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = {(r["method"], r["seed"]): r for r in res["rows"]}
     assert len(res["rows"]) == 8 and set(rows) == {(m, s) for m in ("marl", "marl-greedy", "random", "l1")
@@ -105,12 +102,30 @@ def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, ca
     assert "'random' run" in capsys.readouterr().err
 
     # issue #18: marl alone gives marl the same row as after the other methods ran in this process
-    assert main(_args(bench, tmp_path / "alone", "marl", "0") + ["--threads", "1"]) == 0
+    assert main(_args(bench, tmp_path / "alone", "marl", "0")) == 0
     alone = json.loads((tmp_path / "alone" / "benchmark.json").read_text())["rows"][0]
     for k in ("psnr_vs_teacher", "ssim_vs_teacher", "macs", "params", "search_evaluations"):
         assert alone[k] == rows[("marl", 0)][k], k
     assert json.loads((tmp_path / "alone" / "marl" / "seed0" / "best_spec.json").read_text())["generator"] == \
         json.loads((tmp_path / "b" / "marl" / "seed0" / "best_spec.json").read_text())["generator"]
+
+
+def test_a_row_made_in_a_worker_process_is_the_row_made_here(bench, tmp_path):
+    """--jobs 2: the cat row, made in a fresh worker process, is the one this process made after uniform
+    (at the same thread count); the scheduling itself: tests/unit/test_benchmark_summary.py."""
+    from gan.determinism import default_threads
+
+    out, _, args = bench
+    args = list(args)
+    args[args.index("--out") + 1] = str(tmp_path / "jobs")
+    args[args.index("--methods") + 1] = "cat"
+    assert main(args + ["--jobs", "2", "--threads", str(default_threads())]) == 0
+    before = {r["method"]: r for r in json.loads((out / "benchmark.json").read_text())["rows"]}
+    rows = json.loads((tmp_path / "jobs" / "benchmark.json").read_text())["rows"]
+    assert [r["method"] for r in rows] == ["cat"]
+    for r in rows:
+        for k in ("psnr_vs_teacher", "ssim_vs_teacher", "macs", "params"):
+            assert r[k] == before[r["method"]][k], (r["method"], k)
 
 
 def test_every_method_and_option_is_checked_before_any_work(tmp_path, capsys):

@@ -34,3 +34,52 @@ def test_resume_key_is_the_code_not_the_commit():
 
 def test_seeds_parse():
     assert parse_seeds("0, 1,2") == [0, 1, 2] and parse_seeds([3]) == [3]
+
+
+def _timed_row(method: str, request: dict, tdir: str) -> dict:
+    """A row that takes ``request["s"]`` seconds (module level: the worker processes import it)."""
+    import os
+    import time
+
+    t0 = time.time()
+    if request.get("fail"):
+        raise ValueError(f"{method} failed")
+    time.sleep(request["s"])
+    return {"method": method, "start": t0, "end": time.time(), "pid": os.getpid()}
+
+
+def _schedule(rows: dict, jobs: int):
+    """Run ``rows`` (key → request) through the benchmark's scheduler: random waits for marl."""
+    from orchestration.benchmark import _run_rows
+
+    done = {}
+    _run_rows(list(rows), lambda k: k[0] != "random" or ("marl", k[1]) in done, lambda k: ({}, rows[k]),
+              lambda k, settings, row: done.__setitem__(k, row), jobs, "unused", run=_timed_row)
+    return done
+
+
+def test_jobs_run_rows_at_once_in_worker_processes_and_wait_for_their_dependencies():
+    import os
+
+    rows = {("marl", 0): {"s": 1.5}, ("random", 0): {"s": 0.1}, ("l1", 0): {"s": 0.1}, ("uniform", 0): {"s": 0.1}}
+    done = _schedule(rows, jobs=2)
+    assert set(done) == set(rows) and os.getpid() not in {r["pid"] for r in done.values()}
+    marl = done[("marl", 0)]
+    assert done[("random", 0)]["start"] >= marl["end"]  # its budget comes from marl's row
+    assert done[("l1", 0)]["start"] < marl["end"]  # ran beside marl
+    one = _schedule(rows, jobs=1)
+    assert {r["pid"] for r in one.values()} == {os.getpid()}
+
+
+def test_a_failed_row_lets_the_running_ones_finish_and_be_recorded():
+    import pytest
+
+    rows = {("l1", 0): {"s": 0.0, "fail": True}, ("uniform", 0): {"s": 1.0}, ("uniform", 1): {"s": 0.1}}
+    from orchestration.benchmark import _run_rows
+
+    done = {}
+    with pytest.raises(ValueError, match="l1 failed") as e:
+        _run_rows(list(rows), lambda k: True, lambda k: ({}, rows[k]),
+                  lambda k, settings, row: done.__setitem__(k, row), 2, "unused", run=_timed_row)
+    assert ("uniform", 0) in done and ("uniform", 1) not in done  # no new start after the failure
+    assert "benchmark row: l1 seed 0" in "".join(getattr(e.value, "__notes__", []))
