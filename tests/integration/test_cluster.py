@@ -117,15 +117,14 @@ def _client_server_logs(temp_dir: Path, chars: int = 2000) -> str:
     return "\n".join(f"--- {p.name}\n{p.read_text(errors='replace')[-chars:]}" for p in logs)
 
 
-@pytest.mark.parametrize("client", [True, False], ids=["ray-client", "gcs-address"])
-def test_a_tiny_marl_prune_on_a_two_node_loopback_cluster(tmp_path, client):
-    """Head (1 CPU) + one worker node (2 CPUs); 2 env runners + 1 backend worker at 1 CPU each need
-    all 3 CPUs, so the search necessarily spans both nodes.  Attached by ``host:port`` (a driver on a
-    node) and by ``ray://host:port`` (Ray Client, a driver outside the cluster)."""
-    teacher = tiny_teacher(tmp_path / "teacher", data_root=tmp_path / "data", size=32, steps=10)
-    temp_dir, port = Path("/tmp") / f"gp-{os.getpid()}-{int(client)}", _free_port()  # short: Ray's socket paths are limited
+@pytest.fixture(scope="module")
+def loopback_cluster(tmp_path_factory):
+    """Head (1 CPU) + one worker node (2 CPUs) on loopback, started once for both ways of attaching;
+    yields (teacher, gcs port, Ray Client port, temp dir, the drivers' environment)."""
+    tmp = tmp_path_factory.mktemp("loopback")
+    teacher = tiny_teacher(tmp / "teacher", data_root=tmp / "data", size=32, steps=10)
+    temp_dir, port = Path("/tmp") / f"gp-{os.getpid()}", _free_port()  # short: Ray's socket paths are limited
     client_port = _free_port()
-    address = f"ray://127.0.0.1:{client_port}" if client else f"127.0.0.1:{port}"
     env = {k: v for k, v in os.environ.items() if k != "RAY_AUTH_MODE"}
     node_env = dict(env)
     # the head's client proxy waits 30 s (Ray's default) for the per-client server it spawns; a loaded
@@ -141,17 +140,27 @@ def test_a_tiny_marl_prune_on_a_two_node_loopback_cluster(tmp_path, client):
                        check=True, env=head_env, capture_output=True, timeout=120)
         subprocess.run([ray_bin, "start", "--address", f"127.0.0.1:{port}", "--num-cpus", "2", *common],
                        check=True, env=node_env, capture_output=True, timeout=120)
-        out = tmp_path / "marl"
-        res = subprocess.run(
-            [str(BIN / "ganprune"), "prune", "--method", "marl", "--teacher", str(teacher), "--macs-target", "0.3",
-             "--address", address, "--num-env-runners", "2", "--backend-workers", "1",
-             "--iterations", "2", "--episodes", "2", "--backend-steps", "1", "--finetune-steps", "2",
-             "--finetune-backend", "torch", "--out", str(out), "--tracking-uri",
-             "sqlite:///" + str(tmp_path / "mlflow.db"), "--quiet"],
-            env=env, capture_output=True, text=True, timeout=600)
-        assert res.returncode == 0, res.stderr[-3000:] + "\n" + _client_server_logs(temp_dir)
+        yield teacher, port, client_port, temp_dir, env
     finally:
         _kill_cluster(temp_dir, port)
+
+
+@pytest.mark.parametrize("client", [True, False], ids=["ray-client", "gcs-address"])
+def test_a_tiny_marl_prune_on_a_two_node_loopback_cluster(loopback_cluster, tmp_path, client):
+    """2 env runners + 1 backend worker at 1 CPU each need all 3 CPUs of the loopback cluster, so the
+    search necessarily spans both nodes.  Attached by ``host:port`` (a driver on a node) and by
+    ``ray://host:port`` (Ray Client, a driver outside the cluster)."""
+    teacher, port, client_port, temp_dir, env = loopback_cluster
+    address = f"ray://127.0.0.1:{client_port}" if client else f"127.0.0.1:{port}"
+    out = tmp_path / "marl"
+    res = subprocess.run(
+        [str(BIN / "ganprune"), "prune", "--method", "marl", "--teacher", str(teacher), "--macs-target", "0.3",
+         "--address", address, "--num-env-runners", "2", "--backend-workers", "1",
+         "--iterations", "2", "--episodes", "2", "--backend-steps", "1", "--finetune-steps", "2",
+         "--finetune-backend", "torch", "--out", str(out), "--tracking-uri",
+         "sqlite:///" + str(tmp_path / "mlflow.db"), "--quiet"],
+        env=env, capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-3000:] + "\n" + _client_server_logs(temp_dir)
     summary = json.loads((out / "prune.json").read_text())
     assert summary["iterations"] == 2 and summary["macs"] <= summary["target_macs"]
     assert summary["backend"]["name"] == "local@1-workers" and summary["backend"]["episodes"] >= 4
