@@ -19,9 +19,13 @@ setup: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/ganprune demo
 
+# test files run on TEST_WORKERS pytest-xdist workers (a file's tests stay together: its module fixtures
+# are made once); each worker runs one torch thread (tests/conftest.py)
+TEST_WORKERS ?= 2
+
 test: $(STAMP)
 	$(BIN)/lint-imports  # the layer and no-cycle contracts in pyproject.toml
-	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q --durations=15 tests  # RLlib's results follow the string-hash seed
+	PYTHONHASHSEED=0 $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations=15 tests  # RLlib's results follow the string-hash seed
 
 clean:
 	rm -rf $(VENV) build *.egg-info

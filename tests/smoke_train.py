@@ -107,3 +107,6 @@ def _resume_check(models, config, stage: int, a) -> dict:
 
 if __name__ == "__main__":
     main()
+    if torch.distributed.is_initialized():  # as orchestration/launch.py does: a gloo group left to the
+        torch.distributed.barrier()        # interpreter's exit can abort a rank ("terminate called without
+        torch.distributed.destroy_process_group()  # an active exception", seen once on a loaded machine)
