@@ -119,7 +119,7 @@ def benchmark(request) -> dict:
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
     from agents.methods import names
-    from orchestration.prune import check_method, method_of, prune
+    from orchestration.prune import check_method, method_of
     from orchestration.rundir import clear_run_dir, write_json
     from orchestration.teacher_cache import ensure_teacher
     from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri

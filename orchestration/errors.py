@@ -10,7 +10,8 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     """Exception classes raised for bad input anywhere in the library.
 
     A corrupt or pickled checkpoint, a loss that went NaN/inf (the message names the step and the
-    last good checkpoint) and an ``--address`` with no Ray cluster are the user's to fix, too."""
+    last good checkpoint), an ``--address`` with no Ray cluster and a killed build's stale lock are the
+    user's to fix, too."""
     from agents.cluster import RayClusterError
     from gan.data import DatasetError
     from gan.export import ExportError
@@ -19,8 +20,10 @@ def input_error_types() -> tuple[type[BaseException], ...]:
     from gan.pruning.targets import TargetError
     from gan.teacher_run import TeacherRunError
     from gan.train.checkpoint import CheckpointError
+    from gan.train.engine import StaleBuildLockError
     from gan.train.kinds import TeacherConfigError
     from gan.train.pix2pix import NonFiniteLossError
 
     return (UsageError, DatasetError, ExportError, SpecError, TargetError, MetricUnavailable, TeacherRunError,
-            TeacherConfigError, CheckpointError, NonFiniteLossError, RayClusterError, FileNotFoundError)
+            TeacherConfigError, CheckpointError, NonFiniteLossError, RayClusterError, StaleBuildLockError,
+            FileNotFoundError)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -68,10 +69,57 @@ def prepare_environment() -> None:
         os.environ.setdefault("MASTER_PORT", str(_free_port()))
 
 
+class StaleBuildLockError(RuntimeError):
+    """A torch-extensions build lock that a killed build left: every later build waits on it forever."""
+
+
+#: a lock older than this is a killed build's (building DeepSpeed's CPU comm op takes 1-3 min)
+STALE_LOCK_S = 900
+
+
+def check_build_locks(now: float | None = None) -> None:
+    """Refuse to start when a torch-extensions build lock is stale.  Why: DeepSpeed JIT-builds its CPU
+    comm op on the first ``init_distributed`` under a ``FileBaton`` lock; a process killed meanwhile
+    (Ctrl-C in the first run) leaves the lock, and every later run waits on it without a word."""
+    import time
+
+    from torch.utils.cpp_extension import get_default_build_root
+
+    now = time.time() if now is None else now
+    root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())  # as torch resolves it
+    for lock in [*root.glob("*/lock"), *root.glob("*/*/lock")]:
+        try:
+            age = now - lock.stat().st_mtime
+        except FileNotFoundError:  # the build it guarded has just finished
+            continue
+        if age > STALE_LOCK_S:
+            raise StaleBuildLockError(f"{lock} is a build lock {age / 60:.0f} min old, left by a build that was "
+                                      f"killed, and every DeepSpeed start would wait on it forever; delete it "
+                                      f"(rm {lock}) and run again")
+
+
+def _without_shm_comm_op() -> None:
+    """Tell DeepSpeed its shared-memory all-reduce op is unavailable.  Why: one CPU process has no peer
+    to share memory with, yet DeepSpeed JIT-builds that op on its first start (1-3 min, once per machine
+    and environment) and then never uses it; gloo does a 1-process group's no-op collectives the same."""
+    import deepspeed.ops
+    from deepspeed.accelerator import get_accelerator
+
+    builder = get_accelerator().create_op_builder("ShareMemCommBuilder")
+    if builder is not None:
+        deepspeed.ops.__compatible_ops__[builder.NAME] = False
+
+
 def init_distributed() -> None:
     """``deepspeed.init_distributed`` once (gloo on CPU, nccl on GPU); world size from the launcher's env."""
     prepare_environment()
     import deepspeed
+
+    if not torch.distributed.is_initialized():
+        if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+            _without_shm_comm_op()
+        else:
+            check_build_locks()
 
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     if not torch.distributed.is_initialized():

@@ -178,3 +178,23 @@ def test_stateful_hook_state_resumes_exactly(tmp_path):
     second, data = run(4)
     second.resume(tmp_path)
     assert second.fit(data) == straight
+
+
+def test_a_stale_torch_extensions_build_lock_is_refused_with_the_fix(tmp_path, monkeypatch):
+    """A killed DeepSpeed JIT build leaves its lock; later starts would wait on it forever."""
+    import os
+    import time
+
+    from gan.train.engine import STALE_LOCK_S, StaleBuildLockError, check_build_locks
+    from orchestration.errors import input_error_types
+
+    monkeypatch.setenv("TORCH_EXTENSIONS_DIR", str(tmp_path))
+    lock = tmp_path / "deepspeed_shm_comm" / "lock"
+    lock.parent.mkdir()
+    lock.touch()
+    check_build_locks()  # a build in progress: wait for it, as torch does
+    old = time.time() - STALE_LOCK_S - 60
+    os.utime(lock, (old, old))
+    with pytest.raises(StaleBuildLockError, match=f"rm {lock}"):
+        check_build_locks()
+    assert issubclass(StaleBuildLockError, input_error_types())  # exit 2, one line
