@@ -21,7 +21,7 @@ demo: $(STAMP)
 
 # test files run on TEST_WORKERS pytest-xdist workers (a file's tests stay together: its module fixtures
 # are made once); each worker runs one torch thread (tests/conftest.py)
-TEST_WORKERS ?= 3
+TEST_WORKERS ?= 2
 
 test: $(STAMP)
 	$(BIN)/lint-imports  # the layer and no-cycle contracts in pyproject.toml

@@ -99,9 +99,12 @@ def check_build_locks(now: float | None = None) -> None:
 
 
 def _without_shm_comm_op() -> None:
-    """Tell DeepSpeed its shared-memory all-reduce op is unavailable.  Why: one CPU process has no peer
-    to share memory with, yet DeepSpeed JIT-builds that op on its first start (1-3 min, once per machine
-    and environment) and then never uses it; gloo does a 1-process group's no-op collectives the same."""
+    """Tell DeepSpeed its CPU shared-memory all-reduce op is unavailable, so gloo does the collectives.
+    Why: DeepSpeed JIT-builds that op on its first CPU start (1-3 min once per machine and environment,
+    measured up to 4.8 min on a loaded 2-core box, with every other DeepSpeed start waiting on its
+    lock), a 1-process group never uses it, and CPU multi-process runs here check the distributed path
+    on small models, where gloo's all-reduce costs nothing that matters; real multi-rank runs are GPU
+    (NCCL), which this does not touch."""
     import deepspeed.ops
     from deepspeed.accelerator import get_accelerator
 
@@ -116,10 +119,9 @@ def init_distributed() -> None:
     import deepspeed
 
     if not torch.distributed.is_initialized():
-        if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) == 1:
+        check_build_locks()
+        if not torch.cuda.is_available():
             _without_shm_comm_op()
-        else:
-            check_build_locks()
 
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     if not torch.distributed.is_initialized():
