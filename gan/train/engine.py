@@ -118,10 +118,9 @@ def init_distributed() -> None:
     prepare_environment()
     import deepspeed
 
-    if not torch.distributed.is_initialized():
-        check_build_locks()
-        if not torch.cuda.is_available():
-            _without_shm_comm_op()
+    check_build_locks()  # also when a launcher (Ray Train) made the process group: DeepSpeed's own
+    if not torch.cuda.is_available():  # communication backend, which builds the op, starts at initialize
+        _without_shm_comm_op()
 
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     if not torch.distributed.is_initialized():
