@@ -61,13 +61,25 @@ def init_ray(address: str | None, **init_kwargs) -> bool:
         use_cluster_token()
     kwargs = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False,
               "runtime_env": {"env_vars": {"PYTHONWARNINGS": "ignore"}}, **init_kwargs}
-    try:
-        ray.init(address=address or "local", **kwargs)
-    except (ConnectionError, TimeoutError) as e:
-        if not address:
-            raise
-        raise connect_error(address, e) from None
+    for attempt in range(CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1):
+        try:
+            ray.init(address=address or "local", **kwargs)
+            return True
+        except (ConnectionError, TimeoutError) as e:
+            if not address:
+                raise
+            if attempt + 1 < CLIENT_ATTEMPTS and address.startswith("ray://") and CLIENT_INIT_FAILURE in str(e):
+                ray.shutdown()  # Ray Client's per-client server died at start: ask the proxy for a new one
+                continue
+            raise connect_error(address, e) from None
     return True
+
+
+#: Ray Client's proxy starts one server per client; on a loaded machine that server has died at start
+#: (its log: "epoll_wait error: Bad file descriptor" after "Other threads are currently calling into
+#: gRPC, skipping fork() handlers"), which the driver sees as this message; a second try gets a new one
+CLIENT_INIT_FAILURE = "Initialization failure from server"
+CLIENT_ATTEMPTS = 2
 
 
 def use_cluster_token() -> None:
