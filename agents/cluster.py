@@ -61,18 +61,18 @@ def init_ray(address: str | None, **init_kwargs) -> bool:
         use_cluster_token()
     kwargs = {"include_dashboard": False, "logging_level": logging.ERROR, "log_to_driver": False,
               "runtime_env": {"env_vars": {"PYTHONWARNINGS": "ignore"}}, **init_kwargs}
-    for attempt in range(CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1):
+    attempts = CLIENT_ATTEMPTS if address and address.startswith("ray://") else 1
+    for attempt in range(1, attempts + 1):
         try:
             ray.init(address=address or "local", **kwargs)
             return True
         except (ConnectionError, TimeoutError) as e:
             if not address:
                 raise
-            if attempt + 1 < CLIENT_ATTEMPTS and address.startswith("ray://") and CLIENT_INIT_FAILURE in str(e):
+            if attempt < attempts and CLIENT_INIT_FAILURE in str(e):
                 ray.shutdown()  # Ray Client's per-client server died at start: ask the proxy for a new one
                 continue
             raise connect_error(address, e) from None
-    return True
 
 
 #: Ray Client's proxy starts one server per client; on a loaded machine that server has died at start

@@ -274,16 +274,14 @@ def run_row(method: str, row_request, tdir: str) -> dict:
     return _row(method, s, Path(tdir), time.perf_counter() - t0, row_request.threads)
 
 
-#: the variables ``gan.train.engine.prepare_environment`` sets for this process's own one-process group
-RENDEZVOUS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
-
-
 def _own_rendezvous() -> None:
     """Worker start-up: each worker is a one-process DeepSpeed group of its own; inheriting this
     process's rendezvous (its MASTER_PORT above all) would make two workers' groups collide."""
     import os
 
-    for k in RENDEZVOUS:
+    from gan.train.engine import RENDEZVOUS_VARS
+
+    for k in RENDEZVOUS_VARS:
         os.environ.pop(k, None)
 
 

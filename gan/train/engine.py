@@ -7,6 +7,7 @@ Why: the trainer must not care whether it runs on CPU or GPU, in one process or 
 """
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import socket
@@ -55,6 +56,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+#: the rendezvous variables of a process group; ``prepare_environment`` sets them for a 1-process one
+RENDEZVOUS_VARS = ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")
+
+
 def prepare_environment() -> None:
     """CPU accelerator when there is no CUDA, and single-process rendezvous variables when not launched.
 
@@ -77,7 +82,7 @@ class StaleBuildLockError(RuntimeError):
 STALE_LOCK_S = 900
 
 
-def check_build_locks(now: float | None = None) -> None:
+def check_build_locks() -> None:
     """Refuse to start when a torch-extensions build lock is stale.  Why: DeepSpeed JIT-builds its CPU
     comm op on the first ``init_distributed`` under a ``FileBaton`` lock; a process killed meanwhile
     (Ctrl-C in the first run) leaves the lock, and every later run waits on it without a word."""
@@ -85,7 +90,7 @@ def check_build_locks(now: float | None = None) -> None:
 
     from torch.utils.cpp_extension import get_default_build_root
 
-    now = time.time() if now is None else now
+    now = time.time()
     root = Path(os.environ.get("TORCH_EXTENSIONS_DIR") or get_default_build_root())  # as torch resolves it
     for lock in [*root.glob("*/lock"), *root.glob("*/*/lock")]:
         try:
@@ -113,14 +118,21 @@ def _without_shm_comm_op() -> None:
         deepspeed.ops.__compatible_ops__[builder.NAME] = False
 
 
+@functools.cache
+def _prepare_deepspeed() -> None:
+    """Once per process, before DeepSpeed's communication backend starts (at ``init_distributed``, or at
+    ``initialize`` when a launcher such as Ray Train made the process group)."""
+    check_build_locks()
+    if not torch.cuda.is_available():
+        _without_shm_comm_op()
+
+
 def init_distributed() -> None:
     """``deepspeed.init_distributed`` once (gloo on CPU, nccl on GPU); world size from the launcher's env."""
     prepare_environment()
     import deepspeed
 
-    check_build_locks()  # also when a launcher (Ray Train) made the process group: DeepSpeed's own
-    if not torch.cuda.is_available():  # communication backend, which builds the op, starts at initialize
-        _without_shm_comm_op()
+    _prepare_deepspeed()
 
     logging.getLogger("DeepSpeed").setLevel(logging.WARNING)
     if not torch.distributed.is_initialized():

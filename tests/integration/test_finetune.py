@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from gan import export as gexport
+from gan.train.engine import RENDEZVOUS_VARS
 from orchestration.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -20,7 +21,7 @@ def teacher(teacher_and_spec):
 
 def _env():
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+           if k not in RENDEZVOUS_VARS}
     return {**env, "PYTHONPATH": str(ROOT)}
 
 

@@ -13,6 +13,7 @@ import mlflow
 import pytest
 
 from gan import export as gexport
+from gan.train.engine import RENDEZVOUS_VARS
 
 pytestmark = pytest.mark.slow
 STEPS = 20
@@ -27,7 +28,7 @@ def cli(*args, env, timeout=600):
 def env(tmp_path_factory):
     root = tmp_path_factory.mktemp("num_procs")
     base = {k: v for k, v in os.environ.items()
-            if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+            if k not in RENDEZVOUS_VARS}
     # one thread per process in both runs: same kernels, and 2 OpenMP threads of a lone process on 2 shared
     # cores crawl (README, "Training a teacher")
     return {**base, "GANPRUNE_DATA": str(root / "data"), "MLFLOW_TRACKING_URI": f"sqlite:///{root / 'mlflow.db'}",

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+from gan.train.engine import RENDEZVOUS_VARS
+
 pytestmark = pytest.mark.slow
 ROOT = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -19,7 +21,7 @@ BIN = Path(sys.executable).parent
 
 def _env():
     env = {k: v for k, v in os.environ.items()
-           if k not in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "LOCAL_WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT")}
+           if k not in RENDEZVOUS_VARS}
     return {**env, "PYTHONPATH": str(ROOT)}
 
 
