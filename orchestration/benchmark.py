@@ -220,10 +220,15 @@ def benchmark(request) -> dict:
                     done[key] = prev["row"]
                     return None
                 say(f"[{i}/{total}] {m} seed {seed}: earlier run differs in {', '.join(differ)}; running again")
-            say(f"[{i}/{total}] {m} seed {seed}" + (" started" if jobs > 1 else ""))
+            started = out / m / f"seed{seed}.started.json"
+            go_on = resume and not saved.is_file() and _resumable(started, settings, run_dir)
+            say(f"[{i}/{total}] {m} seed {seed}" + (": resuming its unfinished run" if go_on else
+                                                   " started" if jobs > 1 else ""))
+            started.parent.mkdir(parents=True, exist_ok=True)
+            write_json(started, settings)
             row_request = replace(base_row, method=base, teacher=str(tdir), out=str(run_dir), seed=seed,
-                                  threads=threads, options=options.get(m) or {}, quiet=True, overwrite=True,
-                                  resume=False, search=replace(base_row.search, **search, **extra, **kw),
+                                  threads=threads, options=options.get(m) or {}, quiet=True, overwrite=not go_on,
+                                  resume=go_on, search=replace(base_row.search, **search, **extra, **kw),
                                   finetune=replace(base_row.finetune, steps=finetune_steps),
                                   placement=_placement(base, base_row.placement))
             return settings, row_request
@@ -255,6 +260,21 @@ def benchmark(request) -> dict:
         return result
     finally:
         tracker.end(status)
+
+
+def _resumable(started: Path, settings: dict, run_dir: Path) -> bool:
+    """An unfinished row (killed, or the session ended) goes on from its run's checkpoints (``prune
+    --resume``) when it was started with these settings by this code and its search left a checkpoint;
+    any other unfinished row starts again."""
+    from orchestration.prune import latest_search_checkpoint
+
+    if not started.is_file():
+        return False
+    then = json.loads(started.read_text())
+    same = {k: v for k, v in then.items() if k != "code_version"} == \
+        {k: v for k, v in settings.items() if k != "code_version"}
+    return same and _same_code(then.get("code_version"), settings["code_version"]) and \
+        latest_search_checkpoint(run_dir) is not None
 
 
 def row_threads(threads: int | None, jobs: int) -> int | None:
@@ -386,7 +406,8 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = 
             **{k: float(fid[k]) for k in METRICS if k in fid},
             **{k: s[k] for k in COST}, "backend_steps": s.get("backend_steps"),
             "search_s": float(s["search_s"]), "finetune_s": float(s["finetune_s"]), "wall_s": round(wall_s, 1),
-            "objective": s.get("objective"), "prune_run_id": s.get("mlflow_run_id"), "out": s["out"]}
+            "objective": s.get("objective"), "resumed": bool(s.get("resumed")),  # then CPU s: since the resume
+            "prune_run_id": s.get("mlflow_run_id"), "out": s["out"]}
 
 
 def _measure_latency(rows: list[dict], tdir: Path, runs: int = 50) -> None:

@@ -34,7 +34,9 @@ REGISTERED_MODEL = "ganprune-generator"
 FINETUNE_CHECKPOINTS = 10
 
 
-def _latest_search_checkpoint(out: Path):
+def latest_search_checkpoint(out: Path):
+    """The newest search checkpoint in a run directory (the methods that checkpoint their search: marl),
+    or None: what ``--resume`` continues from."""
     from agents.marl import checkpoints
 
     found = checkpoints(out)
@@ -74,7 +76,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
 
         check_ray_address(placement.address)
     out = Path(r.out)
-    last = claim_run_dir(out, r.resume, r.overwrite, _latest_search_checkpoint, "pruning search")
+    last = claim_run_dir(out, r.resume, r.overwrite, latest_search_checkpoint, "pruning search")
     teacher = r.teacher
     if last is not None:
         teacher = json.loads((last / "search_state.json").read_text())["problem"]["teacher"]
@@ -129,7 +131,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         else:
             summary = _finish(found, search_request, parent, objective=objective,
                               add=("vem",) if r.finetune.vem else (), resumed=last is not None)
-        summary.update(common, **cost, total_s=round(time.perf_counter() - t_start, 1),
+        summary.update(common, **cost, resumed=last is not None, total_s=round(time.perf_counter() - t_start, 1),
                        cpu_s=round(time.process_time() - cpu_start, 2), mlflow_run_id=parent.run_id)
         parent.log_metrics({k: v for k, v in cost.items()} | {"cpu_s": summary["cpu_s"]})
         write_json(out / "prune.json", summary)

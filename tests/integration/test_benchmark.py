@@ -109,6 +109,15 @@ def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, ca
     assert json.loads((tmp_path / "alone" / "marl" / "seed0" / "best_spec.json").read_text())["generator"] == \
         json.loads((tmp_path / "b" / "marl" / "seed0" / "best_spec.json").read_text())["generator"]
 
+    # a row killed after its search checkpoint (no row.json, no prune.json) goes on from it under --resume
+    for f in ("row.json", "prune.json"):
+        (tmp_path / "alone" / "marl" / "seed0" / f).unlink()
+    assert main(_args(bench, tmp_path / "alone", "marl", "0") + ["--resume"]) == 0
+    again = json.loads((tmp_path / "alone" / "benchmark.json").read_text())["rows"][0]
+    assert again["resumed"] and not alone["resumed"]
+    for k in ("psnr_vs_teacher", "ssim_vs_teacher", "macs", "params", "search_evaluations"):
+        assert again[k] == alone[k], k
+
 
 def test_a_row_made_in_a_worker_process_is_the_row_made_here(bench, tmp_path):
     """--jobs 2: the cat row, made in a fresh worker process, is the one this process made after uniform

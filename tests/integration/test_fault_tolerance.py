@@ -77,10 +77,10 @@ def reference(teacher, tmp_path_factory):
     return out
 
 
-def _kill_when(teacher, out: Path, ready) -> None:
+def _kill_when(teacher, out: Path, ready, *extra) -> None:
     """Start ``ganprune prune`` and ``kill -9`` its whole process group (driver, Ray head, env runners)
     as soon as ``ready()``."""
-    proc = subprocess.Popen(_prune_cmd(teacher, out, "--quiet"), env=ENV, start_new_session=True,
+    proc = subprocess.Popen(_prune_cmd(teacher, out, "--quiet", *extra), env=ENV, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 600
     while not ready():
@@ -111,34 +111,21 @@ def _layout(out: Path) -> set[str]:
     return files
 
 
-def test_kill_9_during_the_search_then_resume_finishes_with_the_uninterrupted_layout(teacher, reference,
-                                                                                      tmp_path):
+def test_kill_9_in_the_search_then_in_the_resumed_fine_tune_then_resume_ends_like_an_uninterrupted_run(
+        teacher, reference, tmp_path):
+    """One run killed twice (each kill costs a prune's start-up, so the two points share one run): in the
+    search, then in the fine-tune of the resumed run; the last resume ends with the reference's layout."""
+    from gan.train import checkpoint as ckpt
+
     out = tmp_path / "killed"
     _kill_when(teacher, out, lambda: (out / "checkpoints" / "iter_2").is_dir())
     done_before = int(checkpoints(out)[-1].name.split("_")[1])
     assert 2 <= done_before < 4
 
-    _resume(teacher, out)
-    assert _layout(out) == _layout(reference)
+    # resumed, the search finishes; killed again in the fine-tune
+    _kill_when(teacher, out, lambda: ckpt.latest(out / "finetune") is not None, "--resume")
     history = json.loads((out / "history.json").read_text())
     assert [h["iteration"] for h in history] == [1, 2, 3, 4]
-    summary = json.loads((out / "prune.json").read_text())
-    assert summary["iterations"] == 4 and summary["macs"] <= summary["target_macs"]
-    assert not list((out / "checkpoints").glob(".tmp-*")), "a half-written checkpoint was left behind"
-
-    # the resumed run continues the same MLflow run, every iteration logged once at least
-    ids = json.loads((out / "run.json").read_text())
-    client = mlflow.MlflowClient(tracking_uri="sqlite:///" + str(tmp_path / "killed.db"))
-    assert client.get_run(ids["parent"]).info.status == "FINISHED"
-    steps = {m.step for m in client.get_metric_history(ids["parent"], "generator_return")}
-    assert steps == {1, 2, 3, 4}
-
-
-def test_kill_9_during_the_fine_tune_then_resume_continues_the_fine_tune(teacher, reference, tmp_path):
-    from gan.train import checkpoint as ckpt
-
-    out = tmp_path / "killed"
-    _kill_when(teacher, out, lambda: ckpt.latest(out / "finetune") is not None)
     step = int(ckpt.latest(out / "finetune").name.split("_")[1])
     best = (out / "best_spec.json").read_text()
     assert 0 < step < FINETUNE_STEPS
@@ -147,7 +134,18 @@ def test_kill_9_during_the_fine_tune_then_resume_continues_the_fine_tune(teacher
     assert f"resuming the fine-tune at step {step} of {FINETUNE_STEPS}" in stdout
     assert (out / "best_spec.json").read_text() == best  # the same pair, from the search's last checkpoint
     assert _layout(out) == _layout(reference)
+    assert json.loads((out / "history.json").read_text()) == history
+    summary = json.loads((out / "prune.json").read_text())
+    assert summary["iterations"] == 4 and summary["macs"] <= summary["target_macs"]
+    assert not list((out / "checkpoints").glob(".tmp-*")), "a half-written checkpoint was left behind"
     ft = json.loads((out / "finetune" / "finetune.json").read_text())
     assert ft["history"][-1]["step"] == FINETUNE_STEPS
     assert [p.name for p in ckpt.complete(out / "finetune")] == [f"step_{FINETUNE_STEPS - 6}",
                                                                   f"step_{FINETUNE_STEPS}"]
+
+    # the resumed runs continue the same MLflow run, every iteration logged once at least
+    ids = json.loads((out / "run.json").read_text())
+    client = mlflow.MlflowClient(tracking_uri="sqlite:///" + str(tmp_path / "killed.db"))
+    assert client.get_run(ids["parent"]).info.status == "FINISHED"
+    steps = {m.step for m in client.get_metric_history(ids["parent"], "generator_return")}
+    assert steps == {1, 2, 3, 4}

@@ -83,3 +83,21 @@ def test_a_failed_row_lets_the_running_ones_finish_and_be_recorded():
                   lambda k, settings, row: done.__setitem__(k, row), 2, "unused", run=_timed_row)
     assert ("uniform", 0) in done and ("uniform", 1) not in done  # no new start after the failure
     assert "benchmark row: l1 seed 0" in "".join(getattr(e.value, "__notes__", []))
+
+
+def test_an_unfinished_row_resumes_only_when_started_alike_and_checkpointed(tmp_path):
+    import json
+
+    from agents.marl import CKPT_PREFIX, STATE
+    from orchestration.benchmark import _resumable
+
+    settings = {"method": "marl", "seed": 0, "iterations": 4, "code_version": "src-abc (git 1)"}
+    started, run_dir = tmp_path / "seed0.started.json", tmp_path / "seed0"
+    assert not _resumable(started, settings, run_dir)  # never started
+    started.write_text(json.dumps({**settings, "code_version": "src-abc (git 2)"}))  # a docs-only commit later
+    assert not _resumable(started, settings, run_dir)  # no search checkpoint yet
+    (run_dir / "checkpoints" / f"{CKPT_PREFIX}2").mkdir(parents=True)
+    (run_dir / "checkpoints" / f"{CKPT_PREFIX}2" / STATE).write_text("{}")
+    assert _resumable(started, settings, run_dir)
+    assert not _resumable(started, {**settings, "iterations": 5}, run_dir)
+    assert not _resumable(started, {**settings, "code_version": "src-def (git 2)"}, run_dir)
