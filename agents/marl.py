@@ -244,6 +244,7 @@ class MarlSearch:
         p = self.driver_env.problem
         decisions = len(records) * (len(p.generator.names) + len(p.discriminator.names))
         s["env_steps_per_s"] = decisions / train_s if train_s > 0 else float("nan")  # the search's throughput
+        s["episodes_per_s"] = len(records) / train_s if train_s > 0 else float("nan")
         s["evaluations_per_s"] = (len(records) - s["backend_cached"]) / train_s if train_s > 0 else float("nan")
         if self.cfg.num_env_runners:  # a killed runner shows as a dip until RLlib has restarted it
             s["healthy_env_runners"] = self.algo.env_runner_group.num_healthy_remote_workers()

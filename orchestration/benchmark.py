@@ -116,6 +116,7 @@ def benchmark(request) -> dict:
     the others only where they use it."""
     from dataclasses import replace
 
+    from envs.backends.options import options_dict
     from gan.teacher_run import load_teacher_run
     from orchestration.config import load_preset
     from agents.methods import names
@@ -149,6 +150,9 @@ def benchmark(request) -> dict:
     finetune_steps = base_row.finetune.resolved_steps(pre)
     budget = base_row.search.resolve(pre)
     search = {"iterations": budget.iterations, "episodes": budget.episodes, "backend_steps": budget.backend_steps}
+    #: the search backend and its resolved options: part of a search row's settings (--resume keys)
+    backend = {"backend": budget.backend, "backend_options": options_dict(budget.backend_options)}
+    local = {"backend": "local", "backend_options": {}}  # the rows of methods without a search backend
     if track:
         check_reachable(resolve_tracking_uri(tracking_uri))
     out = Path(request.out)
@@ -178,7 +182,7 @@ def benchmark(request) -> dict:
     try:
         tracker.log_params({"preset": preset, "methods": ",".join(methods), "macs_target": macs_target,
                             "finetune_steps": finetune_steps, "vem": vem, "teacher": str(tdir),
-                            "seeds": ",".join(map(str, seeds)), "code_version": version, **search})
+                            "seeds": ",".join(map(str, seeds)), "code_version": version, **search, **backend})
         order = [m for m in FIRST if m in methods] + [m for m in methods if m not in FIRST]
         pending = [(m, seed) for seed in seeds for m in order]
         done: dict[tuple[str, int], dict] = {}
@@ -205,7 +209,7 @@ def benchmark(request) -> dict:
                         "finetune_steps": finetune_steps, "finetune_backend": base_row.finetune.backend,
                         "vem": vem, "objective": objectives[m], "options": options.get(m) or {},
                         "evaluations": kw.get("evaluations"), "threads": threads, "code_version": version,
-                        **(search if method_of(base).uses_search_settings else {}), **extra}
+                        **({**search, **backend} if method_of(base).uses_search_settings else {}), **extra}
             run_dir = out / m / f"seed{seed}"
             saved = run_dir / "row.json"
             if resume and saved.is_file():  # a resumed benchmark keeps rows made alike
@@ -228,7 +232,9 @@ def benchmark(request) -> dict:
             write_json(started, settings)
             row_request = replace(base_row, method=base, teacher=str(tdir), out=str(run_dir), seed=seed,
                                   threads=threads, options=options.get(m) or {}, quiet=True, overwrite=not go_on,
-                                  resume=go_on, search=replace(base_row.search, **search, **extra, **kw),
+                                  resume=go_on, search=replace(base_row.search, **search, **extra, **kw,
+                                                               **({} if method_of(base).uses_search_settings
+                                                                  else local)),
                                   finetune=replace(base_row.finetune, steps=finetune_steps),
                                   placement=_placement(base, base_row.placement))
             return settings, row_request
@@ -247,7 +253,7 @@ def benchmark(request) -> dict:
         rows = [done[(m, seed)] for m in methods for seed in seeds]
         _measure_latency(rows, tdir)
         result = {"preset": preset, "teacher": str(tdir), "macs_target": macs_target, "seeds": seeds,
-                  "finetune_steps": finetune_steps, "vem": vem, "eval_items": EVAL_ITEMS, **search,
+                  "finetune_steps": finetune_steps, "vem": vem, "eval_items": EVAL_ITEMS, **search, **backend,
                   "code_version": version, "command": command, "rows": rows, "summary": summarize(rows),
                   "mlflow_run_id": tracker.run_id, "out": str(out)}
         write_json(out / "benchmark.json", result)

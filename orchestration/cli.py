@@ -32,6 +32,22 @@ def _threads(sp) -> None:
                     "with the run, as are the other process settings (gan/determinism.py)")
 
 
+def _backend_flags(sp, dest: str, *names: str) -> None:
+    """The search backend of marl, marl-greedy and random (``--backend`` on prune, ``--search-backend`` on
+    benchmark, where ``--finetune-backend`` is the trainer's) and its typed options."""
+    sp.add_argument(*names, dest=dest, choices=["local", "supernet"],
+                    default="local",
+                    help="what the search scores a candidate with (marl, marl-greedy, random): local (default: "
+                    "weight inheritance + --backend-steps fine-tune steps) or supernet (a once-for-all supernet "
+                    "trained once per teacher and settings, or reused from $GANPRUNE_CACHE; a candidate is a "
+                    "sliced sub-net scored by one forward pass; its training counts as search cost)")
+    sp.add_argument("--backend-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a search backend setting, repeatable, typed by the backend's options (local: "
+                    "objective=density|l1|gka|distill, vem=true, train_items, batch_size, eval_items; supernet: "
+                    "train_steps, fractions=1,0.75,0.5,0.25, batch_size, lr, lambda_distill, eval_items, "
+                    "cache=false); unknown keys are refused")
+
+
 def _cluster_flags(sp) -> None:
     """Where a search and its fine-tune run on Ray (prune, benchmark; docs/cluster.md)."""
     sp.add_argument("--finetune-workers", type=int, default=0, metavar="N",
@@ -178,7 +194,11 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = add("prune", "search a pruned (G, D) pair with two cooperating RL agents (MGGC), fine-tune it with "
              "the density objective, export and evaluate; everything logged to MLflow",
-             "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl",
+             "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl\n"
+             "  ganprune prune --method marl --backend supernet --backend-option train_steps=500 --preset tiny "
+             "--macs-target 0.25 --out runs/marl-supernet --json\n"
+             "  ganprune prune --method random --backend-option objective=distill --backend-option vem=true "
+             "--out runs/random-distill",
              commands.prune)
     sp.add_argument("--request", metavar="FILE",
                     help="run the request in FILE (an earlier run's request.json, or a YAML/JSON mapping of the "
@@ -212,7 +232,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="hide the peer's decisions and reward from each agent's observation")
     sp.add_argument("--action-prior", choices=["l1", "none"], default="l1",
                     help="l1 (default): actions scale the global-L1 allocation's keep ratios; none: absolute ratios")
-    sp.add_argument("--backend-steps", type=int, help="fine-tune steps per candidate inside the backend")
+    sp.add_argument("--backend-steps", type=int, help="fine-tune steps per candidate inside the local backend")
+    _backend_flags(sp, "backend", "--backend", "--search-backend")
     sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of the best pair (default per preset)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
     _cluster_flags(sp)
@@ -242,6 +263,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--iterations", type=int, help="MARL iterations (default per preset)")
     sp.add_argument("--episodes", type=int, help="MARL episodes per iteration (default per preset)")
     sp.add_argument("--backend-steps", type=int, help="MARL/random: fine-tune steps per candidate (default per preset)")
+    _backend_flags(sp, "search_backend", "--search-backend")
     sp.add_argument("--out", default="runs/bench", help="output directory (default runs/bench)")
     sp.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
     _cluster_flags(sp)

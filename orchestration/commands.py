@@ -161,15 +161,17 @@ def demo(args):
                     episodes=args.episodes, finetune_steps=args.finetune_steps, tracking_uri=args.tracking_uri)
 
 
-def _key_values(items, flag: str) -> dict:
-    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as JSON where they can be)."""
+def _key_values(items, flag: str, typed: bool = True) -> dict:
+    """``["a=1", "b=x"]`` → ``{"a": 1, "b": "x"}`` (values parsed as JSON where they can be; ``typed``
+    False: kept as strings, for options typed by their dataclass's fields)."""
     out = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise UsageError(f"{flag} {item!r} is not KEY=VALUE; e.g. {flag} supernet_steps=500")
+            example = "supernet_steps=500" if typed else "train_steps=500"
+            raise UsageError(f"{flag} {item!r} is not KEY=VALUE; e.g. {flag} {example}")
         try:
-            out[key.strip()] = json.loads(value)
+            out[key.strip()] = json.loads(value) if typed else value
         except json.JSONDecodeError:
             out[key.strip()] = value
     return out
@@ -206,6 +208,9 @@ def prune_request(args):
     if "method_option" in flags:
         flags["method_option"] = {**(base.options if base else {}),
                                   **_key_values(flags["method_option"], "--method-option")}
+    if "backend_option" in flags:
+        flags["backend_option"] = {**(base.search.backend_options if base else {}),
+                                   **_key_values(flags["backend_option"], "--backend-option", typed=False)}
     return build(flags, base)
 
 
@@ -229,7 +234,9 @@ def benchmark(args):
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     row = PruneRequest(preset=args.preset, teacher=args.teacher, macs_target=args.macs_target, threads=args.threads,
                        search=SearchFlags(iterations=args.iterations, episodes=args.episodes,
-                                          backend_steps=args.backend_steps),
+                                          backend_steps=args.backend_steps, backend=args.search_backend,
+                                          backend_options=_key_values(args.backend_option, "--backend-option",
+                                                                      typed=False)),
                        finetune=FinetuneFlags(steps=args.finetune_steps, backend=args.finetune_backend, vem=args.vem),
                        placement=Placement(**{k: getattr(args, k) for k in PLACEMENT_FLAGS}), quiet=True,
                        tracking_uri=args.tracking_uri)

@@ -69,6 +69,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     settings, placement = r.search.resolve(pre), r.placement
     finetune_steps = r.finetune.resolved_steps(pre)
     check_request(m, settings, placement, finetune_steps)
+    check_backend(m, r.search)
     if r.track:
         check_reachable(resolve_tracking_uri(r.tracking_uri))
     if m.uses_search_placement and placement.address:  # a dead --address fails now: Ray would retry it forever
@@ -206,6 +207,17 @@ def check_request(m, settings, placement, finetune_steps: int) -> None:
     if settings.search_from and not (Path(settings.search_from) / "checkpoints").is_dir():
         raise UsageError(f"--search-from {settings.search_from}: give a finished search's run directory "
                          f"(with checkpoints/)")
+
+
+def check_backend(m, flags) -> None:
+    """``--backend``/``--backend-option`` (``flags``: the request's ``SearchFlags``) only for a method that
+    scores candidates with an environment backend."""
+    from agents import methods
+
+    if not m.uses_search_settings and (flags.backend != "local" or flags.backend_options):
+        takers = [n for n, x in methods.REGISTRY.items() if x.uses_search_settings]
+        raise UsageError(f"--backend and --backend-option set the search backend of --method {' / '.join(takers)}; "
+                         f"{m.name} does not score candidates with one: drop them")
 
 
 def _say(quiet: bool, msg: str) -> None:

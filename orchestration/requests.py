@@ -31,19 +31,42 @@ class SearchFlags:
     peer_observation: bool = True
     evaluations: int | None = None     # random search's candidates
     search_from: str | None = None     # a finished marl run whose search marl/marl-greedy reuse
+    backend: str = "local"             # the search backend: local | supernet (docs/methods.md, "Search backends")
+    backend_options: dict = field(default_factory=dict)  # its --backend-option settings
+
+    def backend_opts(self):
+        """The backend's options dataclass (``envs.backends.options``); a bad key or value is a one-line
+        ``UsageError``."""
+        from envs.backends.options import BackendOptionError, parse_backend_options
+
+        try:
+            return parse_backend_options(self.backend, self.backend_options)
+        except BackendOptionError as e:
+            raise UsageError(str(e)) from None
 
     def resolve(self, preset):
         """The ``agents.methods.SearchSettings`` of this budget on ``preset`` (an
-        ``orchestration.config.Preset``)."""
+        ``orchestration.config.Preset``); the backend's options with the preset's values filled in."""
         from agents.methods import SearchSettings
 
         m = preset.marl
         pick = (lambda asked, default: default if asked is None else int(asked))
+        opts = self.backend_opts()
+        eval_items = opts.eval_items if opts.eval_items is not None else m.eval_items
+        backend_steps = pick(self.backend_steps, m.backend_steps)
+        if self.backend == "supernet":  # scores sliced sub-nets, no fine-tune steps per candidate
+            if self.backend_steps:
+                raise UsageError(f"--backend-steps {self.backend_steps}: the supernet backend scores sliced "
+                                 "sub-nets without fine-tune steps; drop --backend-steps or use --backend local")
+            backend_steps = 0
+            if opts.train_steps is None:
+                opts = dataclasses.replace(opts, train_steps=preset.gan_compression.supernet_steps)
         return SearchSettings(iterations=pick(self.iterations, m.iterations),
                               episodes=pick(self.episodes, m.episodes_per_iteration),
-                              backend_steps=pick(self.backend_steps, m.backend_steps), eval_items=m.eval_items,
+                              backend_steps=backend_steps, eval_items=eval_items,
                               beta=self.beta, prior=self.prior, peer_observation=self.peer_observation,
-                              evaluations=self.evaluations, search_from=self.search_from)
+                              evaluations=self.evaluations, search_from=self.search_from,
+                              backend=self.backend, backend_options=dataclasses.replace(opts, eval_items=eval_items))
 
 
 @dataclass(frozen=True)
@@ -194,6 +217,7 @@ PRUNE_FLAGS = {
     "iterations": "search.iterations", "episodes": "search.episodes", "backend_steps": "search.backend_steps",
     "peer_beta": "search.beta", "action_prior": "search.prior", "no_peer_observation": "search.peer_observation",
     "evaluations": "search.evaluations", "search_from": "search.search_from",
+    "backend": "search.backend", "backend_option": "search.backend_options",
     "finetune_steps": "finetune.steps", "finetune_backend": "finetune.backend", "objective": "finetune.objective",
     "vem": "finetune.vem", **{k: f"placement.{k}" for k in PLACEMENT_FLAGS},
     "resume": "resume", "overwrite": "overwrite", "quiet": "quiet", "tracking_uri": "tracking_uri"}

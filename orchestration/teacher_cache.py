@@ -5,13 +5,11 @@ into a temp dir and renamed, so two commands racing never see a half-written tea
 """
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
+from gan.cache import build_once, cache_root
 
-def cache_root() -> Path:
-    return Path(os.environ.get("GANPRUNE_CACHE") or Path.home() / ".cache" / "ganprune")
+__all__ = ["cache_root", "ensure_teacher"]
 
 
 def _preset_hash(pre) -> str:
@@ -43,15 +41,8 @@ def ensure_teacher(preset: str = "tiny", data: str | None = None, steps: int | N
         if not quiet:
             print(f"reusing the cached {preset} teacher at {final}", flush=True)
         return final
-    tmp = final.parent / f".tmp-{name}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     if not quiet:
         print(f"no cached {preset} teacher for {data}: training one (once) into {final}", flush=True)
-    train_teacher(TeacherRequest(preset=preset, data=data, out=str(tmp), steps=steps, backend=backend, quiet=quiet,
-                                 tracking_uri=tracking_uri))
-    if not (final / "teacher.json").is_file():
-        shutil.rmtree(final, ignore_errors=True)
-        os.replace(tmp, final)
-    else:
-        shutil.rmtree(tmp, ignore_errors=True)
+    build_once(final, "teacher.json", lambda tmp: train_teacher(TeacherRequest(
+        preset=preset, data=data, out=str(tmp), steps=steps, backend=backend, quiet=quiet, tracking_uri=tracking_uri)))
     return final

@@ -15,7 +15,6 @@
 """
 from __future__ import annotations
 
-import copy
 import json
 import sys
 import time
@@ -25,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from agents.baselines.evolution import EvolutionConfig, evolution_search, key
-from gan.train.supernet import DEFAULT_FRACTIONS, Supernet
+from gan.train.supernet import DEFAULT_FRACTIONS, Supernet, SupernetSettings, train_supernet
 
 METRICS = ("l1", "psnr")
 
@@ -54,21 +53,16 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     """
     from tqdm.auto import tqdm
 
-    from gan import data as gdata
-    from gan.losses.feature_distill import feature_distill
     from gan.metrics.image import psnr
     from gan.pruning.targets import resolve_macs_target
-    from gan.train.builder import build_trainer
-    from gan.train.distill import DistillHooks, TeacherTargets
-    from gan.train.pix2pix import TrainConfig
 
     if metric not in METRICS:
         raise ValueError(f"unknown search metric {metric!r}; choose one of {', '.join(METRICS)}")
     if supernet_steps < 0 or eval_items < 1:
         raise ValueError("supernet_steps must be ≥ 0 and eval_items ≥ 1")
-    if zero_stage == 3:  # ZeRO-3 gathers weights in module hooks, which the sliced sub-nets bypass
-        raise ValueError("the supernet slices its weights outside the modules, which ZeRO stage 3 partitions; "
-                         "use zero_stage 0, 1 or 2")
+    settings = SupernetSettings(steps=supernet_steps, batch_size=batch_size, lr=lr, gan_loss=gan_loss,
+                                lambda_recon=lambda_recon, lambda_distill=lambda_distill, fractions=tuple(fractions),
+                                criterion=criterion, seed=seed, backend=backend, zero_stage=zero_stage)
     out = Path(out)
     teacher, size = run.generator.eval(), int(run.size)
     target = resolve_macs_target(teacher, target_macs, size)
@@ -81,22 +75,11 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     say(f"gan-compression: supernet positions {'_'.join(supernet.position_names)}, "
         f"target {target / 1e6:.2f} M MACs ({target / full:.1%})")
 
-    # 1. supernet training --------------------------------------------------------------------
-    cfg = TrainConfig(steps=supernet_steps, batch_size=batch_size, lr=lr, gan_loss=gan_loss,
-                      lambda_l1=lambda_recon, backend=backend, zero_stage=zero_stage, seed=seed, quiet=quiet,
-                      log_every=max(1, supernet_steps // 20),
-                      extra={"method": "gan-compression", "lambda_distill": lambda_distill})
-    hook, aux = feature_distill(teacher, supernet, lambda_distill, size=size)
-    trainer = build_trainer("pix2pix", supernet.train(), copy.deepcopy(run.discriminator).train(), cfg,
-                            DistillHooks(hook, None, aux=aux))
+    # 1. supernet training (gan.train.supernet.train_supernet) -----------------------------------
+    trained = train_supernet(run, settings, quiet=quiet)
+    trainer, supernet_s = trained.trainer, trained.seconds
     device = trainer.g.device
     teacher = teacher.to(device)
-    root = gdata.resolve_dataset(run.data, size=size)
-    loader = gdata.make_loader(gdata.open_dataset(root, size=size, split="train"), batch_size, seed=seed)
-    t0 = time.perf_counter()
-    if supernet_steps:
-        trainer.fit(TeacherTargets(loader, teacher, device=device))
-    supernet_s = time.perf_counter() - t0
     if trainer.rank != 0:
         return {"rank": trainer.rank}
 

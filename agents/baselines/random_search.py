@@ -36,13 +36,14 @@ def random_search(problem_config: dict, evaluations: int, seed: int = 0, beta: f
         raise ValueError(f"evaluations must be ≥ 1, got {evaluations}")
     env = MultiAgentPruningEnv({**problem_config, "beta": beta, "episode_log": None})
     rng = np.random.default_rng(seed)
-    seen, best, trace = set(), None, []
+    seen, best, trace, episodes = set(), None, [], 0
     t0, cpu0 = time.perf_counter(), time.process_time()
     with tqdm(total=evaluations, desc="random", disable=quiet, dynamic_ncols=True) as bar:
         for _ in range(evaluations * MAX_TRIES_PER_EVALUATION):
             if len(seen) >= evaluations:
                 break
             rec = random_episode(env, rng)
+            episodes += 1
             key = candidate_key(rec)
             if key in seen:
                 continue
@@ -53,5 +54,5 @@ def random_search(problem_config: dict, evaluations: int, seed: int = 0, beta: f
             bar.update(1)
             if on_evaluation is not None:
                 on_evaluation(len(seen), rec, best)
-    return {"best": best, "evaluations": len(seen), "trace": trace, "search_s": time.perf_counter() - t0,
+    return {"best": best, "evaluations": len(seen), "episodes": episodes, "trace": trace, "search_s": time.perf_counter() - t0,
             "cpu_s": time.process_time() - cpu0, "env": env}

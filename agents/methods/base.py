@@ -48,6 +48,8 @@ class SearchSettings:
     peer_observation: bool = True
     evaluations: int | None = None     # random search's candidates (default: what marl scores at most)
     search_from: str | None = None     # a finished marl run whose search marl/marl-greedy reuse
+    backend: str = "local"             # the search backend (envs.backends.options.SEARCH_BACKENDS)
+    backend_options: Any = None        # its options dataclass (envs.backends.options; None: the defaults)
 
 
 @dataclass(frozen=True)

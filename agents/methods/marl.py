@@ -9,19 +9,20 @@ import time
 from pathlib import Path
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
+from agents.methods.search_backend import BackendSetup, charge, prepare_backend
 
 #: MarlConfig fields that place the search on a cluster without changing what it finds
 PLACEMENT = ("num_env_runners", "num_cpus_per_env_runner", "num_gpus_per_env_runner", "backend_workers",
              "num_cpus_per_backend_worker", "num_gpus_per_backend_worker", "num_gpus_per_learner", "address")
 
 
-def search_problem(request: SearchRequest):
-    """The problem marl and random search share: same teacher, target, prior, backend and items."""
+def search_problem(request: SearchRequest, backend: BackendSetup):
+    """The problem marl and random search share: same teacher, target, prior, backend and items;
+    ``backend``: ``search_backend.prepare_backend``'s."""
     from envs.problem import ProblemConfig
 
-    s = request.search
-    return ProblemConfig(teacher=request.teacher, macs_target=request.macs_target, seed=request.seed, prior=s.prior,
-                         backend_config={"finetune_steps": s.backend_steps, "eval_items": s.eval_items})
+    return ProblemConfig(teacher=request.teacher, macs_target=request.macs_target, seed=request.seed,
+                         prior=request.search.prior, backend=backend.name, backend_config=backend.config)
 
 
 def marl_config(request: SearchRequest):
@@ -103,7 +104,8 @@ class Marl(Method):
         from agents.marl import MarlSearch, checkpoints
 
         out, s = request.out, request.search
-        problem, cfg = search_problem(request), marl_config(request)
+        setup = prepare_backend(request, ctx)
+        problem, cfg = search_problem(request, setup), marl_config(request)
         resumed = request.resume_from is not None
         if s.search_from and not resumed:
             reused = _reuse(Path(s.search_from), problem, cfg, self.pick)
@@ -111,7 +113,7 @@ class Marl(Method):
                 ctx.log_params({"target_macs": reused.target_macs, "teacher_macs": reused.teacher_macs,
                                 "marl": cfg.to_dict(), "problem": problem.to_dict(), "search_from": s.search_from})
                 ctx.say(f"reusing the finished marl search of {s.search_from} (same problem and settings)")
-                return reused
+                return charge(reused, setup)
         search = MarlSearch(problem.to_dict(), cfg, out, quiet=request.quiet)
         runs = ctx.agent_runs
 
@@ -162,12 +164,16 @@ class Marl(Method):
             if ckpts:
                 ctx.log_artifacts(ckpts[-1], f"policies/{ckpts[-1].name}")
             found = _found(result, problem_obj, self.pick, search_s, s.beta)
-            found.backend = {"name": problem_obj.backend.name,
-                             "episodes": sum(h["episodes"] for h in result["history"]),
+            episodes = sum(h["episodes"] for h in result["history"])
+            found.backend = {"name": problem_obj.backend.name, "episodes": episodes,
                              "episode_seconds": round(sum(h["backend_s"] for h in result["history"]), 2),
                              "episode_cache_hits": sum(h["backend_cached"] for h in result["history"]),
                              "greedy_replays": problem_obj.backend.stats()}
-            return found
+            train_s = sum(h["train_s"] for h in result["history"])
+            found.backend["episodes_per_s"] = round(episodes / train_s, 3) if train_s > 0 else None
+            if train_s > 0:
+                ctx.log_metrics({"search_episodes_per_s": episodes / train_s})
+            return charge(found, setup)
         finally:
             search.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
 from agents.methods.marl import search_problem
+from agents.methods.search_backend import charge, prepare_backend
 
 
 class RandomSearch(Method):
@@ -18,7 +19,8 @@ class RandomSearch(Method):
 
         s = request.search
         evaluations = s.evaluations or s.iterations * (s.episodes + 1)
-        problem = search_problem(request)
+        setup = prepare_backend(request, ctx)
+        problem = search_problem(request, setup)
 
         def log(i: int, rec: dict, best: dict) -> None:
             ctx.log_metrics({"generator_own": rec["own"]["generator"], "best_generator_own": best["own"]["generator"],
@@ -30,10 +32,16 @@ class RandomSearch(Method):
         ctx.log_params({"target_macs": g_task.target_macs, "teacher_macs": g_task.full_macs,
                         "problem": problem.to_dict(), "evaluations": evaluations, "beta": s.beta})
         best = res["best"]
+        rate = round(res["episodes"] / res["search_s"], 3) if res["search_s"] > 0 else None
+        if rate is not None:
+            ctx.log_metrics({"search_episodes_per_s": rate})
         ctx.say(f"random search: {res['evaluations']} candidates, best at evaluation {best['evaluation']}: backend "
                 f"score PSNR vs teacher {best['scores']['metrics'].get('psnr_vs_teacher', float('nan')):.2f} dB")
-        return Found(generator=g_task.spec(best["generator_counts"]), discriminator=d_task.spec(best["discriminator_counts"]),
-                     target_macs=g_task.target_macs, teacher_macs=g_task.full_macs, best=best,
-                     search_s=res["search_s"], search_evaluations=res["evaluations"],
-                     search_finetune_steps=s.backend_steps * res["evaluations"], search_cpu_s=round(res["cpu_s"], 2),
-                     extra={"evaluations_requested": evaluations, "best_evaluation": best["evaluation"]})
+        found = Found(generator=g_task.spec(best["generator_counts"]), discriminator=d_task.spec(best["discriminator_counts"]),
+                      target_macs=g_task.target_macs, teacher_macs=g_task.full_macs, best=best,
+                      search_s=res["search_s"], search_evaluations=res["evaluations"],
+                      search_finetune_steps=s.backend_steps * res["evaluations"], search_cpu_s=round(res["cpu_s"], 2),
+                      extra={"evaluations_requested": evaluations, "best_evaluation": best["evaluation"]},
+                      backend={"name": setup.name, "episodes": res["episodes"], "episodes_per_s": rate,
+                               "stats": res["env"].problem.backend.stats()})
+        return charge(found, setup)

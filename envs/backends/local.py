@@ -2,8 +2,10 @@
 
 Scoring is deterministic for a given spec pair (fixed batches, a freshly seeded neighbour jitter per
 evaluation), so the cache by spec hash is exact and rewards carry no evaluation noise.  The optional
-K fine-tune steps run the one trainer (``gan.train.pix2pix``) with the density objective, so the
-agents are scored on what the final pruned pair is trained on (docs/methods.md, "MARL search").
+K fine-tune steps run the one trainer (``gan.train.builder``) with the objective ``LocalConfig.objective``
+(density by default; l1, gka = CAT's, distill = GAN Compression's; ``vem`` adds VEM's term), so the
+agents are scored on what the final pruned pair is trained on (docs/methods.md, "MARL search",
+"Search backends").
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from gan.pruning.physical import prune
 @dataclass
 class LocalConfig:
     finetune_steps: int = 0      # K fine-tune steps per candidate (0: weight inheritance only)
-    objective: str = "density"   # fine-tune objective of those steps (gan.train.distill)
+    objective: str = "density"   # fine-tune objective of those steps (gan.train.distill.OBJECTIVES)
+    vem: bool = False            # add VEM's term (gan.losses.vem) to those steps
     batch_size: int = 4
     train_items: int = 16        # fixed train-split items for the K steps
     eval_items: int = 8          # fixed search items (train split, disjoint from those) the scores use
@@ -113,16 +116,16 @@ class LocalBackend(CachedBackend):
 
     def _finetune(self, g, d):
         from gan.train.builder import build_trainer
-        from gan.train.distill import DistillConfig, distill_hooks
+        from gan.train.distill import distill_hooks
         from gan.train.pix2pix import TrainConfig
 
         c = self.cfg
         tc = TrainConfig(steps=c.finetune_steps, batch_size=c.batch_size, lr=c.lr, gan_loss=c.gan_loss,
                          lambda_l1=c.lambda_rec, backend="torch", quiet=True, seed=c.seed,
                          log_every=max(1, c.finetune_steps))
-        dc = DistillConfig(objective=c.objective, lambda_rec=c.lambda_rec, lambda_dens=c.lambda_dens)
         rng = torch.get_rng_state()
-        hooks = distill_hooks(dc, self.train_teacher, self.teacher_d, self.density_cfg)
+        hooks = distill_hooks(self.distill_config(), self.train_teacher, self.teacher_d, self.density_cfg,
+                              student=g, size=self.x.shape[-1])
         trainer = build_trainer("pix2pix", g.train(), d.train(), tc, hooks)
         n = len(self.train_x)
         data = [{"A": self.train_x[i:i + c.batch_size], "B": self.train_t[i:i + c.batch_size],
@@ -137,6 +140,14 @@ class LocalBackend(CachedBackend):
             self.teacher_g.cpu(), self.teacher_d.cpu()
         torch.set_rng_state(rng)  # the trainer seeds the global RNG; leave the caller's as it was
         return trainer.generator.cpu().eval(), trainer.discriminator.cpu().eval()
+
+    def distill_config(self):
+        """The K steps' objective (``LocalConfig.objective``, + VEM's term with ``vem``)."""
+        from gan.train.distill import DistillConfig
+
+        c = self.cfg
+        return DistillConfig(objective=c.objective, lambda_rec=c.lambda_rec, lambda_dens=c.lambda_dens,
+                             add=("vem",) if c.vem else ())
 
     def _evaluate(self, g_spec: dict, d_spec: dict) -> Scores:
         g, d = prune(self.teacher_g, g_spec), prune(self.teacher_d, d_spec)

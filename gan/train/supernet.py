@@ -28,8 +28,10 @@ computes exactly the config's sub-net.
 from __future__ import annotations
 
 import json
+import time
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
@@ -264,3 +266,124 @@ class Supernet(nn.Module):
 
     def extra_repr(self) -> str:
         return f"positions={self.position_names}, choices={self.choices}, seed={self.seed}"
+
+
+# ---------------------------------------------------------------------------------------- training
+
+@dataclass(frozen=True)
+class SupernetSettings:
+    """How a supernet is trained (GAN Compression's objective, docs/methods.md, "GAN Compression");
+    every field is part of the supernet cache key (``cached_supernet``)."""
+
+    steps: int = 1000
+    batch_size: int = 4
+    lr: float = 2e-4
+    gan_loss: str = "hinge"
+    lambda_recon: float = 10.0
+    lambda_distill: float = 1.0
+    fractions: tuple = DEFAULT_FRACTIONS
+    criterion: str = "l1"
+    seed: int = 0
+    backend: str = "deepspeed"   # the trainer's engine (gan.train.engine)
+    zero_stage: int = 0
+
+    def __post_init__(self):
+        if self.steps < 0:
+            raise ValueError(f"supernet steps must be ≥ 0, got {self.steps}")
+        if self.zero_stage == 3:  # ZeRO-3 gathers weights in module hooks, which the sliced sub-nets bypass
+            raise ValueError("the supernet slices its weights outside the modules, which ZeRO stage 3 partitions; "
+                             "use zero_stage 0, 1 or 2")
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["fractions"] = [float(f) for f in self.fractions]
+        return d
+
+
+@dataclass
+class SupernetTraining:
+    """A trained supernet, the D trained along, the trainer (its rank and history) and the cost."""
+
+    supernet: Supernet
+    discriminator: nn.Module
+    trainer: object
+    seconds: float
+    cpu_s: float
+
+
+def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> SupernetTraining:
+    """Train the teacher's supernet (``run``: a ``gan.teacher_run.TeacherRun``) on its train split with the
+    one pix2pix trainer: L_G = L_GAN + λ_recon·||G_S(x) − G_T(x)||_1 + λ_distill·L_distill
+    (``TeacherTargets`` makes G_T(x) the target, ``feature_distill`` adds the taps), one config sampled
+    per step, D = a copy of the teacher's D trained along.  Used by the GAN Compression baseline and
+    the ``supernet`` search backend."""
+    import copy
+
+    from gan import data as gdata
+    from gan.losses.feature_distill import feature_distill
+    from gan.train.builder import build_trainer
+    from gan.train.distill import DistillHooks, TeacherTargets
+    from gan.train.pix2pix import TrainConfig
+
+    s = settings
+    teacher, size = run.generator.eval(), int(run.size)
+    supernet = Supernet(teacher, size=size, fractions=s.fractions, criterion=s.criterion, seed=s.seed)
+    cfg = TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, gan_loss=s.gan_loss,
+                      lambda_l1=s.lambda_recon, backend=s.backend, zero_stage=s.zero_stage, seed=s.seed, quiet=quiet,
+                      log_every=max(1, s.steps // 20),
+                      extra={"method": "gan-compression", "lambda_distill": s.lambda_distill})
+    hook, aux = feature_distill(teacher, supernet, s.lambda_distill, size=size)
+    trainer = build_trainer("pix2pix", supernet.train(), copy.deepcopy(run.discriminator).train(), cfg,
+                            DistillHooks(hook, None, aux=aux))
+    device = trainer.g.device
+    teacher = teacher.to(device)
+    root = gdata.resolve_dataset(run.data, size=size)
+    loader = gdata.make_loader(gdata.open_dataset(root, size=size, split="train"), s.batch_size, seed=s.seed)
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    if s.steps:
+        trainer.fit(TeacherTargets(loader, teacher, device=device))
+    return SupernetTraining(trainer.generator, trainer.discriminator, trainer,
+                            time.perf_counter() - t0, time.process_time() - cpu0)
+
+
+#: the file of a cached supernet that records how it was trained and what that cost
+TRAINED = "trained.json"
+
+
+def supernet_key(run, settings: SupernetSettings) -> str:
+    """Cache key of ``run``'s supernet: the teacher's exported weights, data, size and the settings."""
+    import hashlib
+
+    from gan.cache import file_digest
+
+    exports = [Path(run.dir) / run.meta[m] for m in ("generator", "discriminator")]
+    weights = file_digest(*(f for e in exports for f in sorted(e.glob("*.safetensors")) + [e / "architecture.json"]))
+    blob = json.dumps({"teacher": weights, "data": str(run.data), "size": int(run.size),
+                       "settings": settings.to_dict()}, sort_keys=True)
+    return f"{weights[:8]}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+
+def cached_supernet(run, settings: SupernetSettings, folder=None, quiet: bool = True) -> tuple[Path, dict]:
+    """``run``'s supernet trained with ``settings``: reused from ``$GANPRUNE_CACHE/supernets/<key>`` when
+    it is there (``folder`` None), else trained now (into the cache, or into ``folder``).  Returns the
+    saved supernet's folder (``Supernet.load``) and its cost: ``steps``, ``train_s``, ``cpu_s`` (of the
+    training, whenever it ran) and ``cached`` (True: reused, no training in this call)."""
+    from gan.cache import build_once, cache_root
+
+    final = Path(folder) if folder is not None else cache_root() / "supernets" / supernet_key(run, settings)
+
+    def build(tmp: Path) -> None:
+        t = train_supernet(run, settings, quiet=quiet)
+        run.generator.cpu()  # the trainer took the teacher to its device; the backends score on the CPU
+        t.supernet.cpu().save(tmp, discriminator=t.discriminator.cpu())
+        (tmp / TRAINED).write_text(json.dumps({"settings": settings.to_dict(), "steps": settings.steps,
+                                               "train_s": round(t.seconds, 3), "cpu_s": round(t.cpu_s, 3),
+                                               "teacher": str(run.dir)}, indent=1))
+
+    if folder is not None:
+        import shutil
+
+        shutil.rmtree(final, ignore_errors=True)
+    cached = build_once(final, TRAINED, build)
+    rec = json.loads((final / TRAINED).read_text())
+    return final, {"steps": rec["steps"], "train_s": rec["train_s"], "cpu_s": rec["cpu_s"], "cached": cached}
