@@ -3,8 +3,8 @@ docs/methods.md, "Search backends"): what the problem config gets, and what prep
 
 ``local``: weight inheritance + K fine-tune steps per candidate, with the options' objective (density,
 l1, gka, distill; + VEM).  ``supernet``: a once-for-all supernet trained now with the one trainer
-(``gan.train.supernet.train_supernet``, DeepSpeed by default) or reused from the cache; each candidate's
-generator is its first-k slice scored by a forward pass.  Its training is part of the search cost
+(``gan.train.supernet.train_supernet``, on DeepSpeed unless ``trainer=torch``) or reused from the cache;
+each candidate's generator is its first-k slice, scored by a forward pass.  Its training is part of the search cost
 (``charge``), also when it came from the cache (``cached`` says so).
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def prepare_backend(request: SearchRequest, ctx: SearchContext) -> BackendSetup:
 
     settings = SupernetSettings(steps=opts.train_steps, batch_size=opts.batch_size, lr=opts.lr,
                                 lambda_distill=opts.lambda_distill, fractions=tuple(opts.fractions or DEFAULT_FRACTIONS),
-                                seed=request.seed, backend=request.finetune_backend)
+                                seed=request.seed, backend=opts.trainer)
     ctx.say(f"supernet backend: {'reusing or training' if opts.cache else 'training'} the supernet "
             f"({settings.steps} steps, {settings.backend})")
     folder = None if opts.cache else Path(request.out) / "supernet"

@@ -59,9 +59,12 @@ class SupernetOptions:
     lambda_distill: float = 1.0     # GAN Compression's feature-distillation weight
     eval_items: int | None = None   # search items scored on (None: the preset's marl.eval_items)
     cache: bool = True              # reuse/keep the supernet in $GANPRUNE_CACHE/supernets (False: train into --out)
+    trainer: str = "deepspeed"      # the supernet training's engine: deepspeed | torch (gan.train.engine)
 
     def __post_init__(self):
         _positive(self, "batch_size", "eval_items")
+        if self.trainer not in ("deepspeed", "torch"):
+            raise BackendOptionError(f"--backend-option trainer={self.trainer!r}: choose deepspeed or torch")
         if self.train_steps is not None and self.train_steps < 0:
             raise BackendOptionError(f"--backend-option train_steps={self.train_steps}: give 0 or more steps")
         if self.lr <= 0:
