@@ -412,7 +412,9 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = 
             **{k: float(fid[k]) for k in METRICS if k in fid},
             **{k: s[k] for k in COST}, "backend_steps": s.get("backend_steps"),
             "search_s": float(s["search_s"]), "finetune_s": float(s["finetune_s"]), "wall_s": round(wall_s, 1),
-            "objective": s.get("objective"), "resumed": bool(s.get("resumed")),  # then CPU s: since the resume
+            "objective": s.get("objective"), "search_backend": (s.get("search_backend") or {}).get("name"),
+            "supernet_cached": (s.get("supernet") or {}).get("cached"),
+            "resumed": bool(s.get("resumed")),  # then CPU s: since the resume
             "prune_run_id": s.get("mlflow_run_id"), "out": s["out"]}
 
 

@@ -79,3 +79,27 @@ def test_a_second_search_reuses_the_cached_supernet(env, marl):
     assert abs(s["macs"] / s["target_macs"] - 1) <= 0.02
     m = _metrics(env, run)
     assert m["supernet_cached"] == 1 and m["search_episodes_per_s"] > 0
+
+
+def test_benchmark_search_backend_reaches_the_search_rows_and_their_resume_keys(env, marl, capsys):
+    tmp, teacher, uri = env
+    out = tmp / "bench"
+    args = ["benchmark", "--teacher", str(teacher), "--preset", "tiny", "--methods", "random,uniform",
+            "--search-backend", "supernet", "--backend-option", f"train_steps={STEPS}", "--iterations", "1",
+            "--episodes", "2", "--macs-target", str(TARGET), "--finetune-steps", "1", "--finetune-backend", "torch",
+            "--out", str(out), "--tracking-uri", uri, "--quiet"]
+    assert main(args + ["--json"]) == 0
+    res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    rows = {r["method"]: r for r in res["rows"]}
+    assert rows["random"]["search_backend"] == "supernet" and rows["random"]["supernet_cached"] is True
+    assert rows["uniform"]["search_backend"] is None  # no search backend: its row is as before
+    settings = json.loads((out / "random" / "seed0" / "row.json").read_text())["settings"]
+    assert settings["backend"] == "supernet" and settings["backend_options"]["train_steps"] == STEPS
+    assert "backend" not in json.loads((out / "uniform" / "seed0" / "row.json").read_text())["settings"]
+    # --resume keeps rows made alike; another backend option is another row
+    assert main(args + ["--resume", "--backend-option", "eval_items=4"]) == 0
+    again = json.loads((out / "random" / "seed0" / "row.json").read_text())
+    assert again["settings"]["backend_options"]["eval_items"] == 4
+    assert again["row"]["prune_run_id"] != rows["random"]["prune_run_id"]
+    assert json.loads((out / "uniform" / "seed0" / "row.json").read_text())["row"]["prune_run_id"] == \
+        rows["uniform"]["prune_run_id"]
