@@ -279,3 +279,27 @@ def test_row11_overwrite_with_bad_input_keeps_the_old_run(env, capsys):
                 "--tracking-uri", env.uri, "--quiet")
     assert "no_such_teacher" in msg
     assert snapshot(old) == before
+
+
+def test_row12_search_backend_and_its_options(env, capsys):
+    """``--backend``/``--search-backend`` and ``--backend-option``: unknown keys, values of the wrong type
+    and settings the backend cannot take are refused before any work (no teacher, no --out)."""
+    out = env.tmp / "row12_out"
+    base = ("--teacher", env.teacher, "--out", out, "--tracking-uri", env.uri, "--quiet")
+    msg = fails(capsys, "prune", "--method", "marl", "--backend", "supernet", "--backend-option", "train_step=5", *base)
+    assert "unknown --backend-option 'train_step' for --backend supernet; known: train_steps, fractions" in msg
+    msg = fails(capsys, "prune", "--method", "marl", "--backend", "supernet", "--backend-option",
+                "train_steps=many", *base)
+    assert "--backend-option train_steps='many' for --backend supernet: expected int" in msg
+    msg = fails(capsys, "prune", "--method", "random", "--backend-option", "objective=magic", *base)
+    assert "objective='magic': choose one of density, l1, gka, distill" in msg
+    msg = fails(capsys, "prune", "--method", "marl", "--backend", "supernet", "--backend-steps", "4", *base)
+    assert "without fine-tune steps" in msg and "drop --backend-steps or use --backend local" in msg
+    msg = fails(capsys, "prune", "--method", "l1", "--backend", "supernet", *base)
+    assert "set the search backend of --method marl / marl-greedy / random" in msg and "drop them" in msg
+    msg = fails(capsys, "prune", "--method", "marl", "--backend-option", "vem", *base)
+    assert "--backend-option 'vem' is not KEY=VALUE" in msg
+    msg = fails(capsys, "benchmark", "--preset", env.preset, "--methods", "marl,uniform", "--search-backend",
+                "supernet", "--backend-option", "cache=maybe", *base)
+    assert "cache='maybe' for --backend supernet: expected bool" in msg
+    assert not out.exists()
