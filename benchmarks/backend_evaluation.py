@@ -4,10 +4,13 @@ The marl and random searches spend nearly all their time in these evaluations: p
 pair by a candidate spec, K density fine-tune steps on fixed train items, score on fixed search
 items.  Candidates are uniform L1 specs at 100 / 90 / 80 % of the MACs target; the first
 evaluation of the memo backend fills the memo.  Prints the wall time of each evaluation and
-checks that both backends give the same scores (the memo is exact).
+checks that both backends give the same scores (the memo is exact).  ``--supernet DIR`` (a supernet
+the ``supernet`` search backend trained, e.g. ``$GANPRUNE_CACHE/supernets/<key>``) also times the
+supernet backend on the same candidates: slicing + one scoring pass, no steps (docs/methods.md,
+"Search backends").
 
     .venv/bin/python benchmarks/backend_evaluation.py [--teacher RUN | --preset small] [--steps 4] \\
-        [--items 16] [--threads 1] [--json]
+        [--items 16] [--threads 1] [--supernet DIR] [--json]
 """
 from __future__ import annotations
 
@@ -31,6 +34,7 @@ def main() -> dict:
     ap.add_argument("--steps", type=int, default=4, help="fine-tune steps per candidate (benchmark's --backend-steps)")
     ap.add_argument("--items", type=int, default=16, help="search items scored (the preset's eval_items)")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--supernet", help="a trained supernet folder: time the supernet backend too")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -60,6 +64,18 @@ def main() -> dict:
     result["speedup_after_first"] = round(sum(result["plain"][1:]) / sum(result["memo"][1:]), 2)
     print(f"per evaluation, teacher every time: {result['plain']} s; with the memo: {result['memo']} s "
           f"(×{result['speedup_after_first']} after the first); same scores: {result['same_scores']}")
+    if args.supernet:
+        from envs.backends.supernet import SupernetBackend, SupernetConfig
+
+        backend = SupernetBackend.from_teacher_run(run, SupernetConfig(supernet=args.supernet, eval_items=args.items))
+        backend.supernet  # loaded once, before the clock (the search loads it when its backend is built)
+        times = []
+        for spec in specs:
+            t0 = time.perf_counter()
+            backend.evaluate(spec, {})
+            times.append(round(time.perf_counter() - t0, 4))
+        result["supernet"] = times
+        print(f"per evaluation, supernet backend (slice + score): {times} s")
     if args.json:
         print(json.dumps(result))
     return result
