@@ -453,7 +453,8 @@ def markdown(result: dict) -> str:
              f"{result['finetune_steps']} steps per method{' + VEM' if result.get('vem') else ''}; seeds "
              f"{', '.join(map(str, seeds))}; metrics on the first {result['eval_items']} {split} items; searches "
              f"score on train items only; MARL/random: {result.get('iterations')} iterations × "
-             f"{result.get('episodes')} episodes, {result.get('backend_steps')} backend fine-tune steps per "
+             f"{result.get('episodes')} episodes, {result.get('backend', 'local')} backend, "
+             f"{result.get('backend_steps')} backend fine-tune steps per "
              f"candidate; CPU latency at batch 1, teacher {rows[0].get('teacher_latency_ms', float('nan')):.2f} ms.",
              "", "Per method (mean ± std over seeds; Δ = paired difference per seed, mean ± standard error):", ""]
     head = ["method", "seeds", "PSNR vs teacher (dB)", "Δ vs l1", "Δ vs random", "SSIM vs teacher",

@@ -247,7 +247,9 @@ def _parser() -> argparse.ArgumentParser:
     sp = add("benchmark", "every method on one teacher at the same MACs target and fine-tune budget: one "
              "markdown + JSON table and a Pareto plot (MACs vs fidelity), in --out and MLflow",
              "ganprune benchmark --preset tiny --methods marl,marl-greedy,random,l1,uniform --seeds 0,1,2 "
-             "--macs-target 0.25 --out runs/bench --json", commands.benchmark)
+             "--macs-target 0.25 --out runs/bench --json\n"
+             "  ganprune benchmark --preset tiny --methods marl,random,l1 --search-backend supernet "
+             "--iterations 20 --macs-target 0.25 --out runs/bench-supernet --json", commands.benchmark)
     sp.add_argument("--preset", default="small", help="small (default), tiny, paper or a YAML path")
     sp.add_argument("--methods", default="marl,cat,gan-compression,ppcd,uniform,l1",
                     help="comma-separated: marl, marl-greedy, marl-beta0 (β = 0), random (as many evaluations as "
