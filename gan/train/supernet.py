@@ -365,7 +365,8 @@ def supernet_key(run, settings: SupernetSettings) -> str:
 
 def cached_supernet(run, settings: SupernetSettings, folder=None, quiet: bool = True) -> tuple[Path, dict]:
     """``run``'s supernet trained with ``settings``: reused from ``$GANPRUNE_CACHE/supernets/<key>`` when
-    it is there (``folder`` None), else trained now (into the cache, or into ``folder``).  Returns the
+    it is there (``folder`` None), else trained now (into the cache, or into ``folder``, which a
+    resumed run finds complete).  Returns the
     saved supernet's folder (``Supernet.load``) and its cost: ``steps``, ``train_s``, ``cpu_s`` (of the
     training, whenever it ran) and ``cached`` (True: reused, no training in this call)."""
     from gan.cache import build_once, cache_root
@@ -373,17 +374,18 @@ def cached_supernet(run, settings: SupernetSettings, folder=None, quiet: bool = 
     final = Path(folder) if folder is not None else cache_root() / "supernets" / supernet_key(run, settings)
 
     def build(tmp: Path) -> None:
-        t = train_supernet(run, settings, quiet=quiet)
+        from gan.determinism import ProcessSettings, controlled
+
+        # under its own seed, and the caller's generators restored after: a search that trains the
+        # supernet draws the same numbers afterwards as one that finds it in the cache
+        with controlled(settings.seed, ProcessSettings.current()):
+            t = train_supernet(run, settings, quiet=quiet)
         run.generator.cpu()  # the trainer took the teacher to its device; the backends score on the CPU
         t.supernet.cpu().save(tmp, discriminator=t.discriminator.cpu())
         (tmp / TRAINED).write_text(json.dumps({"settings": settings.to_dict(), "steps": settings.steps,
                                                "train_s": round(t.seconds, 3), "cpu_s": round(t.cpu_s, 3),
                                                "teacher": str(run.dir)}, indent=1))
 
-    if folder is not None:
-        import shutil
-
-        shutil.rmtree(final, ignore_errors=True)
     cached = build_once(final, TRAINED, build)
     rec = json.loads((final / TRAINED).read_text())
     return final, {"steps": rec["steps"], "train_s": rec["train_s"], "cpu_s": rec["cpu_s"], "cached": cached}

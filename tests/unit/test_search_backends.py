@@ -157,3 +157,24 @@ def test_supernet_backend_scores_a_sliced_subnet_without_training(tmp_path):
     assert a.cost_s < 1.0
     with torch.no_grad():
         assert sn.backend.subnet(g_spec)(sn.backend.x).shape == sn.backend.x.shape
+
+
+def test_a_supernet_is_trained_once_and_leaves_the_callers_random_state_alone(tmp_path, monkeypatch):
+    from gan.teacher_run import load_teacher_run
+    from gan.train.supernet import Supernet, SupernetSettings, cached_supernet
+    from tests.teachers import tiny_teacher
+
+    monkeypatch.setenv("GANPRUNE_CACHE", str(tmp_path / "cache"))
+    run = load_teacher_run(tiny_teacher(tmp_path / "teacher", data_root=tmp_path / "data", size=32, steps=1))
+    settings = SupernetSettings(steps=2, backend="torch")
+    torch.manual_seed(5)
+    path, cost = cached_supernet(run, settings)
+    after_training = torch.rand(3)
+    torch.manual_seed(5)
+    again, cost2 = cached_supernet(run, settings)
+    assert torch.equal(torch.rand(3), after_training)  # trained or cached: the search draws the same
+    assert again == path and (cost["cached"], cost2["cached"]) == (False, True) and cost2["steps"] == 2
+    assert cost2["cpu_s"] == cost["cpu_s"] > 0  # the recorded cost of its training
+    assert int(Supernet.load(path).draws) == 2  # one sampled config per step
+    other, _ = cached_supernet(run, SupernetSettings(steps=2, backend="torch", seed=1))
+    assert other != path  # every setting is in the key
