@@ -47,7 +47,8 @@ def prepare_backend(request: SearchRequest, ctx: SearchContext) -> BackendSetup:
     ctx.log_params({"supernet_dir": str(path), "supernet_settings": settings.to_dict()})
     ctx.log_metrics({"supernet_train_steps": cost["steps"], "supernet_train_s": cost["train_s"],
                      "supernet_cpu_s": cost["cpu_s"], "supernet_cached": float(cost["cached"])})
-    return BackendSetup("supernet", {"supernet": str(path), "finetune_steps": 0, "eval_items": s.eval_items},
+    return BackendSetup("supernet", {"supernet": str(path), "finetune_steps": 0, "eval_items": s.eval_items,
+                                     "density": opts.density},
                         options_dict(opts), {"dir": str(path), **cost})
 
 

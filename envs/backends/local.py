@@ -155,15 +155,17 @@ class LocalBackend(CachedBackend):
             g, d = self._finetune(g, d)
         return self._score(g, d)
 
-    def _score(self, g, d) -> Scores:
+    def _score(self, g, d, density: bool = True) -> Scores:
         """Rewards and metrics of a ready (G, D) pair on the held-out batch (rewards: docs/methods.md,
-        "MARL search")."""
+        "MARL search"); ``density`` False: r_G without the density term (one forward pass of G)."""
         g, d = g.eval().requires_grad_(False), d.eval().requires_grad_(False)
-        objective = DensityObjective(self.score_teacher, self.teacher_d, self.density_cfg)
         with torch.no_grad():
             s = g(self.x)
             rec = float(F.l1_loss(s, self.t))
-            dens = float(objective(g, self.x, torch.Generator().manual_seed(self.cfg.seed)).loss)
+            dens = 0.0
+            if density:
+                objective = DensityObjective(self.score_teacher, self.teacher_d, self.density_cfg)
+                dens = float(objective(g, self.x, torch.Generator().manual_seed(self.cfg.seed)).loss)
             real = _cat(self.x, self.y)
             d_real, d_fake = d(real), d(_cat(self.x, s))
             d_loss = float(self.gan.d_loss(d_real, d_fake))
@@ -173,7 +175,7 @@ class LocalBackend(CachedBackend):
         balance = abs(d_loss - self.d_teacher_loss)
         r_g = -(self.cfg.lambda_dens * dens + self.cfg.lambda_rec * rec)
         r_d = -(balance + agree)
-        metrics = {"density": dens, "rec_l1": rec, "psnr_vs_teacher": fidelity, "d_loss": d_loss,
+        metrics = {**({"density": dens} if density else {}), "rec_l1": rec, "psnr_vs_teacher": fidelity, "d_loss": d_loss,
                    "d_loss_teacher": self.d_teacher_loss, "d_balance": balance, "d_agreement": agree,
                    "finetune_steps": self.cfg.finetune_steps}
         return Scores(r_g, r_d, metrics)

@@ -6,7 +6,10 @@ its first-k slice; this makes each evaluation as cheap as weight inheritance whi
 the ones a fine-tune would start from.  The supernet keeps its channels in saliency order (the
 criterion ``PruningTask`` ranks by), so first-k of the supernet are the channels the spec names.
 Scores, rewards and metrics are the local backend's (weight-inheritance scoring on the same
-held-out batch); the discriminator is the teacher's D pruned by the D spec, as there.
+held-out batch); the discriminator is the teacher's D pruned by the D spec, as there.  With
+``density`` False (the ``prune --backend supernet`` default) r_G drops the density term, whose
+jittered neighbours cost most of an evaluation: r_G = −λ_rec·L1(G_S(x), G_T(x)), GAN Compression's
+own search metric, from one forward pass of the sliced G (docs/methods.md, "Search backends").
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from gan.pruning.slicing import first_k_spec
 @dataclass
 class SupernetConfig(LocalConfig):
     supernet: str | None = None  # folder the gan-compression pipeline saved (None: the teacher, saliency-ordered)
+    density: bool = True         # r_G with the density term (False: −λ_rec·L1 to the teacher, one forward pass)
 
 
 class SupernetBackend(LocalBackend):
@@ -59,4 +63,4 @@ class SupernetBackend(LocalBackend):
         return prune(net, first_k_spec(counts))
 
     def _evaluate(self, g_spec: dict, d_spec: dict) -> Scores:
-        return self._score(self.subnet(g_spec), prune(self.teacher_d, d_spec))
+        return self._score(self.subnet(g_spec), prune(self.teacher_d, d_spec), density=self.cfg.density)
