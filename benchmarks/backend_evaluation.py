@@ -6,7 +6,7 @@ items.  Candidates are uniform L1 specs at 100 / 90 / 80 % of the MACs target; t
 evaluation of the memo backend fills the memo.  Prints the wall time of each evaluation and
 checks that both backends give the same scores (the memo is exact).  ``--supernet DIR`` (a supernet
 the ``supernet`` search backend trained, e.g. ``$GANPRUNE_CACHE/supernets/<key>``) also times the
-supernet backend on the same candidates: slicing + one scoring pass, no steps (docs/methods.md,
+supernet backend on the same candidates: slicing + one forward pass (and with ``density=true``), no steps (docs/methods.md,
 "Search backends").
 
     .venv/bin/python benchmarks/backend_evaluation.py [--teacher RUN | --preset small] [--steps 4] \\
@@ -67,15 +67,18 @@ def main() -> dict:
     if args.supernet:
         from envs.backends.supernet import SupernetBackend, SupernetConfig
 
-        backend = SupernetBackend.from_teacher_run(run, SupernetConfig(supernet=args.supernet, eval_items=args.items))
-        backend.supernet  # loaded once, before the clock (the search loads it when its backend is built)
-        times = []
-        for spec in specs:
-            t0 = time.perf_counter()
-            backend.evaluate(spec, {})
-            times.append(round(time.perf_counter() - t0, 4))
-        result["supernet"] = times
-        print(f"per evaluation, supernet backend (slice + score): {times} s")
+        for density in (False, True):  # the prune default (one forward pass), and with the density term
+            backend = SupernetBackend.from_teacher_run(run, SupernetConfig(supernet=args.supernet, eval_items=args.items,
+                                                                           density=density))
+            backend.supernet  # loaded once, before the clock (the search loads it when its backend is built)
+            times = []
+            for spec in specs:
+                t0 = time.perf_counter()
+                backend.evaluate(spec, {})
+                times.append(round(time.perf_counter() - t0, 4))
+            key = "supernet_density" if density else "supernet"
+            result[key] = times
+            print(f"per evaluation, supernet backend (slice + score{', density term' if density else ''}): {times} s")
     if args.json:
         print(json.dumps(result))
     return result
