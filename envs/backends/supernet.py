@@ -63,4 +63,5 @@ class SupernetBackend(LocalBackend):
         return prune(net, first_k_spec(counts))
 
     def _evaluate(self, g_spec: dict, d_spec: dict) -> Scores:
-        return self._score(self.subnet(g_spec), prune(self.teacher_d, d_spec), density=self.cfg.density)
+        density = getattr(self.cfg, "density", True)  # a plain LocalConfig scores as the local backend
+        return self._score(self.subnet(g_spec), prune(self.teacher_d, d_spec), density=density)
