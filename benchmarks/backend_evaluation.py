@@ -67,7 +67,7 @@ def main() -> dict:
     if args.supernet:
         from envs.backends.supernet import SupernetBackend, SupernetConfig
 
-        for density in (False, True):  # the prune default (one forward pass), and with the density term
+        for density in (True, False):  # the prune default (with the density term), and density=false
             backend = SupernetBackend.from_teacher_run(run, SupernetConfig(supernet=args.supernet, eval_items=args.items,
                                                                            density=density))
             backend.supernet  # loaded once, before the clock (the search loads it when its backend is built)

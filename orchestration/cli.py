@@ -45,7 +45,7 @@ def _backend_flags(sp, dest: str, *names: str) -> None:
                     help="a search backend setting, repeatable, typed by the backend's options (local: "
                     "objective=density|l1|gka|distill, vem=true, train_items, batch_size, eval_items; supernet: "
                     "train_steps, fractions=1,0.75,0.5,0.25, batch_size, lr, lambda_distill, eval_items, "
-                    "cache=false, trainer=deepspeed|torch, density=true); unknown keys are refused")
+                    "cache=false, trainer=deepspeed|torch, density=false); unknown keys are refused")
 
 
 def _cluster_flags(sp) -> None:

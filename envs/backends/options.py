@@ -60,7 +60,7 @@ class SupernetOptions:
     eval_items: int | None = None   # search items scored on (None: the preset's marl.eval_items)
     cache: bool = True              # reuse/keep the supernet in $GANPRUNE_CACHE/supernets (False: train into --out)
     trainer: str = "deepspeed"      # the supernet training's engine: deepspeed | torch (gan.train.engine)
-    density: bool = False           # r_G with the density term too (False: −λ_rec·L1 to the teacher, one forward pass)
+    density: bool = True            # r_G with the density term, as local (False: −λ_rec·L1 to the teacher only)
 
     def __post_init__(self):
         _positive(self, "batch_size", "eval_items")

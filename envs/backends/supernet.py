@@ -7,9 +7,9 @@ the ones a fine-tune would start from.  The supernet keeps its channels in salie
 criterion ``PruningTask`` ranks by), so first-k of the supernet are the channels the spec names.
 Scores, rewards and metrics are the local backend's (weight-inheritance scoring on the same
 held-out batch); the discriminator is the teacher's D pruned by the D spec, as there.  With
-``density`` False (the ``prune --backend supernet`` default) r_G drops the density term, whose
-jittered neighbours cost most of an evaluation: r_G = −λ_rec·L1(G_S(x), G_T(x)), GAN Compression's
-own search metric, from one forward pass of the sliced G (docs/methods.md, "Search backends").
+``density`` False (``--backend-option density=false``) r_G drops the density term, whose jittered
+neighbours cost about half of an evaluation: r_G = −λ_rec·L1(G_S(x), G_T(x)), GAN Compression's own
+search metric, from one forward pass of the sliced G (docs/methods.md, "Search backends").
 """
 from __future__ import annotations
 

@@ -55,7 +55,7 @@ def test_marl_on_the_supernet_backend_hits_the_target_and_exports(marl):
     assert s["search_backend"] == {"name": "supernet", "options": {
         "train_steps": STEPS, "fractions": None, "batch_size": 4, "lr": 2e-4, "lambda_distill": 1.0,
         "eval_items": 8, "cache": True, "trainer": "deepspeed",
-        "density": False}}
+        "density": True}}
     sn = s["supernet"]
     assert sn["cached"] is False and sn["steps"] == STEPS and sn["cpu_s"] > 0
     # the supernet's training is search cost: no fine-tune steps per candidate, its steps and CPU time

@@ -155,7 +155,7 @@ def test_supernet_backend_scores_a_sliced_subnet_without_training(tmp_path):
     a, b = sn.backend.evaluate(g_spec, d_spec), local.backend.evaluate(g_spec, d_spec)
     assert a.generator == pytest.approx(b.generator, rel=1e-5) and a.metrics["finetune_steps"] == 0
     assert a.cost_s < 1.0
-    # the prune default (--backend-option density=false): r_G from one forward pass, −λ_rec·L1 to the teacher
+    # --backend-option density=false: r_G from one forward pass, −λ_rec·L1 to the teacher
     sn.backend.cfg.density = False
     sn.backend.cache.clear()
     c = sn.backend.evaluate(g_spec, d_spec)
