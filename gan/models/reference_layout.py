@@ -124,6 +124,13 @@ def _need(state: dict, key: str, what: str, flags: str, source: str, dims: int) 
     return t.shape
 
 
+def _dim(state: dict, key: str, axis: int, default: int) -> int:
+    """``state[key].shape[axis]``, or ``default`` when the file has no such 4-d tensor (the shape check
+    then names the first key that does not fit)."""
+    t = state.get(key)
+    return int(t.shape[axis]) if t is not None and t.dim() == 4 else default
+
+
 def _build_generator(state: dict, arch: str, norm: str, dropout: bool, source: str, meta: bool = False):
     from gan.models.resnet import ResnetGenerator
     from gan.models.unet import UnetGenerator
@@ -132,15 +139,15 @@ def _build_generator(state: dict, arch: str, norm: str, dropout: bool, source: s
     flags = _flags(arch, norm, dropout)
     if family == "resnet":
         stem = _need(state, "model.1.weight", arch, flags, source, 4)
-        head = _need(state, f"model.{17 + depth}.weight", arch, flags, source, 4)
-        kw = dict(input_nc=int(stem[1]), output_nc=int(head[0]), ngf=int(stem[0]), n_blocks=depth, norm=norm,
+        out_nc = _dim(state, f"model.{17 + depth}.weight", 0, int(stem[1]))
+        kw = dict(input_nc=int(stem[1]), output_nc=out_nc, ngf=int(stem[0]), n_blocks=depth, norm=norm,
                   dropout=DROPOUT if dropout else 0.0)
         cls, prefixes, info = ResnetGenerator, resnet_prefixes(depth, dropout), {"n_blocks": depth}
     else:
         outer = unet_level_prefix(1)
         down = _need(state, f"{outer}.0.weight", arch, flags, source, 4)
-        up = _need(state, f"{outer}.3.weight", arch, flags, source, 4)  # ConvTranspose: [in, out, k, k]
-        kw = dict(input_nc=int(down[1]), output_nc=int(up[1]), ngf=int(down[0]), num_downs=depth, norm=norm,
+        out_nc = _dim(state, f"{outer}.3.weight", 1, int(down[1]))  # ConvTranspose: [in, out, k, k]
+        kw = dict(input_nc=int(down[1]), output_nc=out_nc, ngf=int(down[0]), num_downs=depth, norm=norm,
                   dropout=DROPOUT if dropout else 0.0)
         cls, prefixes, info = UnetGenerator, unet_prefixes(depth), {"num_downs": depth}
     with torch.device("meta") if meta else torch.device("cpu"):
