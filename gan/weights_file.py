@@ -56,7 +56,7 @@ def _read_torch(p: Path) -> object:
         raise WeightsFileError(f"corrupt or truncated weights file {p} ({text.splitlines()[0] if text else 'unpickling failed'}); "
                                "download or save it again") from None
     except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0].rstrip(".")
         raise WeightsFileError(f"corrupt or truncated weights file {p} ({first}); download or save it "
                                "again") from None
 
