@@ -42,23 +42,26 @@ def _read_safetensors(p: Path) -> dict:
         raise WeightsFileError(f"corrupt or truncated safetensors file {p}: {e}; download or save it again") from None
 
 
+def _corrupt(p: Path, e: BaseException) -> WeightsFileError:
+    """A file the reader gave up on, with the first sentence of its reason."""
+    first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0].rstrip(".")
+    return WeightsFileError(f"corrupt or truncated weights file {p} ({first}); download or save it again")
+
+
 def _read_torch(p: Path) -> object:
     try:
         return torch.load(p, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         text = str(e)
-        if "Weights only load failed" in text:
-            m = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"global '?([\w.]+)", text)
-            what = f" (it names {m.group(1)})" if m else ""
-            raise WeightsFileError(f"refusing {p}: its pickle would run code{what}, and ganprune never runs a "
-                                   "pickle; save only the state dict (torch.save(net.state_dict(), …)) or "
-                                   "convert it to safetensors") from None
-        raise WeightsFileError(f"corrupt or truncated weights file {p} ({text.splitlines()[0] if text else 'unpickling failed'}); "
-                               "download or save it again") from None
-    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError) as e:
-        first = (str(e).strip().splitlines() or [type(e).__name__])[0].split(". ")[0].rstrip(".")
-        raise WeightsFileError(f"corrupt or truncated weights file {p} ({first}); download or save it "
-                               "again") from None
+        if "Weights only load failed" not in text or "GLOBAL" not in text:
+            raise _corrupt(p, e) from None
+        m = re.search(r"Unsupported global: GLOBAL (\S+)", text) or re.search(r"global '?([\w.]+)", text)
+        what = f" (it names {m.group(1)})" if m else ""
+        raise WeightsFileError(f"refusing {p}: its pickle would run code{what}, and ganprune never runs a "
+                               "pickle; save only the state dict (torch.save(net.state_dict(), …)) or "
+                               "convert it to safetensors") from None
+    except (EOFError, RuntimeError, zipfile.BadZipFile, OSError, ValueError, IndexError, KeyError) as e:
+        raise _corrupt(p, e) from None  # torch's readers fail in these ways on a cut file
 
 
 def read_state_dict(path) -> dict[str, torch.Tensor]:

@@ -189,3 +189,13 @@ def test_methods_declare_the_generators_they_prune(tmp_path):
     REGISTRY["ppcd"].check_teacher(conditional, REGISTRY)
     with pytest.raises(TeacherRunError):
         REGISTRY["cat"].check_teacher(conditional, REGISTRY)
+
+
+def test_a_cut_legacy_pickle_is_corrupt_not_code(tmp_path):
+    f = tmp_path / "old.pth"
+    torch.save({"model.0.weight": torch.zeros(64, 64)}, f, _use_new_zipfile_serialization=False)
+    data = f.read_bytes()
+    for n in (10, 200, len(data) // 2):
+        (tmp_path / "cut.pth").write_bytes(data[:n])
+        with pytest.raises(WeightsFileError, match="corrupt or truncated weights file"):
+            read_state_dict(tmp_path / "cut.pth")
