@@ -15,6 +15,7 @@ from typing import Any, Callable, ClassVar, Protocol
 
 
 #: the generator classes a teacher run can hold (``gan.models``); the default of ``Method.generators``
+#: (which method prunes which: docs/methods.md, "Which generators each method prunes")
 ZOO_GENERATORS = ("ResnetGenerator", "InceptionGenerator", "UnetGenerator", "ConditionalGenerator")
 
 

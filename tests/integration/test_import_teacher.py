@@ -112,6 +112,14 @@ def test_cat_refuses_the_unet_teacher_at_once(env, capsys):
     assert not out.exists() and time.perf_counter() - t0 < 20
 
 
+def test_benchmark_refuses_a_method_that_cannot_prune_the_teacher_before_any_row(env, capsys):
+    out = env.tmp / "unet_bench"
+    msg = fails(capsys, "benchmark", "--methods", "l1,gan-compression", "--teacher", env.unet, "--out", out,
+                "--tracking-uri", env.uri)
+    assert msg.startswith("ganprune benchmark: error: --methods gan-compression: gan-compression prunes only "
+                          "ResnetGenerator teachers") and not out.exists()
+
+
 class Payload:
     def __init__(self, marker):
         self.marker = str(marker)
