@@ -141,6 +141,17 @@ def randomize(net: nn.Module, seed: int = 0) -> nn.Module:
     return net.eval()
 
 
+class Payload:
+    """A pickle code payload for the refusal tests: unpickling it would create ``marker`` (its
+    ``__reduce__`` names ``open``); ``torch.save`` only records the call."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
 def images(n: int, channels: int, size: int, seed: int = 1) -> torch.Tensor:
     """Inputs in the image range [-1, 1]."""
     return torch.rand(n, channels, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1

@@ -15,7 +15,7 @@ from PIL import Image
 from gan import export as gexport
 from orchestration.cli import main
 from tests.integration.test_bad_input import fails
-from tests.reference_nets import RefResnetGenerator, RefUnetGenerator, images, randomize
+from tests.reference_nets import Payload, RefResnetGenerator, RefUnetGenerator, images, randomize
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -118,14 +118,6 @@ def test_benchmark_refuses_a_method_that_cannot_prune_the_teacher_before_any_row
                 "--tracking-uri", env.uri)
     assert msg.startswith("ganprune benchmark: error: --methods gan-compression: gan-compression prunes only "
                           "ResnetGenerator teachers") and not out.exists()
-
-
-class Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):  # unpickling would create the marker file
-        return (open, (self.marker, "w"))
 
 
 def _bad_file(env, case):

@@ -9,8 +9,8 @@ from safetensors.torch import save_file
 from gan.models.reference_layout import (ReferenceLayoutError, import_discriminator, import_generator,
                                          max_abs_difference, reference_forward)
 from gan.weights_file import WeightsFileError, read_state_dict
-from tests.reference_nets import (RefNLayerDiscriminator, RefResnetGenerator, RefUnetGenerator, images,
-                                  randomize)
+from tests.reference_nets import (Payload, RefNLayerDiscriminator, RefResnetGenerator, RefUnetGenerator,
+                                  images, randomize)
 
 GENERATORS = {  # id → (reference net, --arch, --norm, --dropout, size)
     "resnet9-instance": (lambda: RefResnetGenerator(ngf=4, norm="instance", n_blocks=9), "resnet_9blocks",
@@ -101,16 +101,6 @@ def test_unknown_keys_are_refused():
 
 
 # ------------------------------------------------------------------------------- reading files
-
-class Payload:
-    """Unpickling this would create ``marker`` (it names ``builtins.open``)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
 
 def test_a_pickle_with_a_code_payload_is_refused_without_running_it(tmp_path):
     marker = tmp_path / "marker"
