@@ -117,9 +117,9 @@ def benchmark(request) -> dict:
     from dataclasses import replace
 
     from envs.backends.options import options_dict
-    from gan.teacher_run import load_teacher_run
+    from gan.teacher_run import TeacherRunError, load_teacher_run
     from orchestration.config import load_preset
-    from agents.methods import names
+    from agents.methods import REGISTRY, names
     from orchestration.prune import check_method, method_of
     from orchestration.rundir import clear_run_dir, write_json
     from orchestration.teacher_cache import ensure_teacher
@@ -170,7 +170,12 @@ def benchmark(request) -> dict:
     teacher = base_row.teacher
     tdir = Path(teacher).resolve() if teacher else ensure_teacher(preset, steps=request.teacher_steps, quiet=quiet,
                                                                   tracking_uri=tracking_uri)
-    load_teacher_run(tdir)  # a bad --teacher is refused before --overwrite empties --out
+    run = load_teacher_run(tdir)  # a bad --teacher is refused before --overwrite empties --out
+    for m in methods:  # and a generator class a method cannot prune, before any row runs
+        try:
+            method_of(base_method(m)[0]).check_teacher(run, REGISTRY)
+        except TeacherRunError as e:
+            raise UsageError(f"--methods {m}: {e}") from None
     if not resume:  # --overwrite: the old results go only now that the teacher is good
         clear_run_dir(out, overwrite, None, inputs=(tdir,))
     out.mkdir(parents=True, exist_ok=True)

@@ -192,6 +192,34 @@ def _parser() -> argparse.ArgumentParser:
     _threads(sp)
     sp.add_argument("--seed", type=int, default=0)
 
+    sp = add("import-teacher", "make a teacher run from a generator trained by the reference pix2pix/CycleGAN "
+             "code (its .pth state dict, read without running pickled code); without --discriminator a PatchGAN "
+             "is warmed up against the frozen generator", "ganprune import-teacher --generator "
+             "latest_net_G.pth --arch unet_256 --norm batch --data edges2photos --out runs/imported --json",
+             commands.import_teacher)
+    sp.add_argument("--generator", required=True, metavar="G.pth",
+                    help="the reference generator's state dict (torch.save .pth, or .safetensors)")
+    sp.add_argument("--discriminator", metavar="D.pth", help="the reference NLayerDiscriminator trained with it "
+                    "(default: warm one up for --d-steps)")
+    sp.add_argument("--arch", required=True, help="the reference --netG: resnet_9blocks, resnet_6blocks, unet_256 "
+                    "or unet_128")
+    sp.add_argument("--norm", required=True, help="the reference --norm: instance or batch (G and D)")
+    sp.add_argument("--dropout", action="store_true", help="the generator was trained with dropout (the "
+                    "reference's default; --no_dropout runs: leave it off)")
+    sp.add_argument("--data", required=True, help="paired built-in dataset name or folder: the D warm-up's "
+                    "train split, val for the check and the metrics")
+    sp.add_argument("--out", required=True, help="the teacher run directory to write")
+    sp.add_argument("--d-steps", type=int, metavar="N", help="D warm-up steps (default 200 without "
+                    "--discriminator, 0 with one)")
+    sp.add_argument("--ndf", type=int, default=64, help="width of a warmed-up PatchGAN (default 64, the "
+                    "reference's)")
+    sp.add_argument("--size", type=int, help="image size (default 256; unet_128: 128)")
+    sp.add_argument("--backend", choices=["deepspeed", "torch"], default="torch", help="engine of the D "
+                    "warm-up (default torch)")
+    sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
+    sp.add_argument("--seed", type=int, default=0)
+    _threads(sp)
+
     sp = add("prune", "search a pruned (G, D) pair with two cooperating RL agents (MGGC), fine-tune it with "
              "the density objective, export and evaluate; everything logged to MLflow",
              "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl\n"

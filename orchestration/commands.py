@@ -153,6 +153,17 @@ def train_teacher(args):
                                             batch_size=args.batch_size, seed=args.seed, threads=args.threads))
 
 
+def import_teacher(args):
+    from orchestration.import_teacher import import_teacher as run_import
+    from orchestration.requests import ImportTeacherRequest
+
+    return run_import(ImportTeacherRequest(
+        generator=args.generator, arch=args.arch, norm=args.norm, data=args.data, out=args.out,
+        discriminator=args.discriminator, dropout=args.dropout, d_steps=args.d_steps, ndf=args.ndf,
+        size=args.size, backend=args.backend, seed=args.seed, threads=args.threads, overwrite=args.overwrite,
+        quiet=args.quiet))
+
+
 def demo(args):
     from orchestration.demo import run_demo
 

@@ -52,7 +52,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     request gives the same result whatever ran before in the process, and the process's settings
     are restored afterwards (``process`` is filled in with them).  ``<out>/request.json`` records
     the request (``ganprune prune --request`` runs it again)."""
-    from agents.methods import SearchContext, SearchRequest
+    from agents.methods import REGISTRY, SearchContext, SearchRequest
     from gan.determinism import seed_all
     from gan.teacher_run import load_teacher_run
     from orchestration import plots
@@ -85,6 +85,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         r.preset, r.data, quiet=r.quiet, tracking_uri=r.tracking_uri))
     seed_all(r.seed)  # the search starts from the seed, whatever the checks and teacher loading drew
     run = load_teacher_run(teacher, kinds=m.kinds)
+    m.check_teacher(run, REGISTRY)  # a generator class the method cannot prune: refused before any work
     if run.meta.get("kind", "pix2pix") == "pix2pix":  # an unreachable target fails before out/ is made
         from gan.pruning.targets import resolve_macs_target
 

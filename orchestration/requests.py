@@ -154,6 +154,30 @@ class TeacherRequest:
     tracking_uri: str | None = None
 
 
+@dataclass(frozen=True)
+class ImportTeacherRequest:
+    """One ``ganprune import-teacher`` (docs/import_teacher.md): a reference pix2pix/CycleGAN
+    generator file (and optionally its discriminator) made into a teacher run.  ``size`` None: the
+    arch's training size (256, unet_128: 128); ``d_steps`` None: 200 D warm-up steps without
+    ``discriminator``, none with one."""
+
+    generator: str
+    arch: str
+    norm: str
+    data: str
+    out: str
+    discriminator: str | None = None
+    dropout: bool = False
+    d_steps: int | None = None
+    ndf: int = 64                      # a warmed-up D's width (the reference's default)
+    size: int | None = None
+    backend: str = "torch"
+    seed: int = 0
+    threads: int | None = None
+    overwrite: bool = False
+    quiet: bool = False
+
+
 #: fine-tune global batch (split over the ranks of a multi-process run)
 DEFAULT_BATCH = 4
 

@@ -14,6 +14,11 @@ from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 
 
+#: the generator classes a teacher run can hold (``gan.models``); the default of ``Method.generators``
+#: (which method prunes which: docs/methods.md, "Which generators each method prunes")
+ZOO_GENERATORS = ("ResnetGenerator", "InceptionGenerator", "UnetGenerator", "ConditionalGenerator")
+
+
 class MethodOptionError(ValueError):
     """A ``--method-option`` the method does not have (the message names it and the known ones)."""
 
@@ -150,6 +155,8 @@ class PruningMethod(Protocol):
     Options: ClassVar[type]
     #: teacher kinds it prunes (``gan.teacher_run``)
     kinds: ClassVar[tuple[str, ...]]
+    #: teacher generator classes it prunes (class names of ``gan.models``)
+    generators: ClassVar[tuple[str, ...]]
     #: it trains and exports its student itself (no separate fine-tune)
     trains_itself: ClassVar[bool]
     #: agents with their own nested MLflow run
@@ -162,6 +169,8 @@ class PruningMethod(Protocol):
     #: the ``SearchSettings`` fields only it takes (e.g. random's ``evaluations``)
     own_settings: ClassVar[tuple[str, ...]]
 
+    def check_teacher(self, run, registry: dict | None = None) -> None: ...
+
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found: ...
 
 
@@ -172,6 +181,7 @@ class Method:
     objective: ClassVar[str | None] = "density"
     Options: ClassVar[type] = NoOptions
     kinds: ClassVar[tuple[str, ...]] = ("pix2pix",)
+    generators: ClassVar[tuple[str, ...]] = ZOO_GENERATORS
     trains_itself: ClassVar[bool] = False
     agents: ClassVar[tuple[str, ...]] = ()
     uses_search_settings: ClassVar[bool] = False
@@ -181,5 +191,20 @@ class Method:
     def options(self, options: dict | None):
         return parse_options(self.Options, self.name, options)
 
+    def check_teacher(self, run, registry: dict | None = None) -> None:
+        """Refuse (``TeacherRunError``, one line, exit 2) a teacher run whose generator class this method
+        cannot prune, before any work (``prune``: before the search; ``benchmark``: before any row);
+        ``registry`` (name → method, ``agents.methods.REGISTRY``): the fix names the methods that can."""
+        from gan.teacher_run import TeacherRunError
+
+        cls = type(run.generator).__name__
+        if cls not in self.generators:
+            takers = [n for n, m in (registry or {}).items() if cls in m.generators]
+            fix = (f"use --method {', '.join(takers[:-1])} or {takers[-1]}" if len(takers) > 1 else
+                   f"use --method {takers[0]}" if takers else "choose another teacher")
+            raise TeacherRunError(f"{self.name} prunes only {' and '.join(self.generators)} teachers, {run.dir} "
+                                  f"holds a {cls}; {fix}")
+
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         raise NotImplementedError
+

@@ -7,6 +7,9 @@ from agents.methods.base import Found, Method, SearchContext, SearchRequest
 class Cat(Method):
     name = "cat"
     objective = "gka"
+    #: the GKA taps and the floors read a residual trunk (``ResidualTrunk.features``: res_in, block{i};
+    #: ngf): ResNet and CAT's inception generator (docs/methods.md, "CAT")
+    generators = ("ResnetGenerator", "InceptionGenerator")
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         from agents.baselines.cat import cat

@@ -33,6 +33,9 @@ class GanCompressionOptions:
 class GanCompression(Method):
     name = "gan-compression"
     objective = "distill"
+    #: the supernet ties ResNet's "inner" groups into stages and the distillation taps read the residual
+    #: blocks (docs/methods.md, "GAN Compression"): ResNet only
+    generators = ("ResnetGenerator",)
     Options = GanCompressionOptions
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:

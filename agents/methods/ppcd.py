@@ -15,6 +15,8 @@ class Ppcd(Method):
     objective = None  # its own attention distillation
     Options = PPCDConfig
     kinds = KINDS
+    #: ``gan.models.ppcd.from_teacher`` builds masked twins of these two only (docs/methods.md, "PPCD")
+    generators = ("ResnetGenerator", "ConditionalGenerator")
     trains_itself = True
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:

@@ -8,6 +8,7 @@ DeepSpeed on GPUs under ``torchrun``/``deepspeed`` (each rank loads its shard of
 """
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -84,6 +85,9 @@ class TrainConfig:
     seed: int = 0
     out_dir: str | None = None
     quiet: bool = False
+    #: D steps only, against G in eval mode (an imported teacher's D warm-up, docs/import_teacher.md):
+    #: G is never stepped, its losses are still logged
+    freeze_generator: bool = False
     extra: dict = field(default_factory=dict)  # free-form, saved with the checkpoint
 
     def to_json(self) -> dict:
@@ -177,7 +181,9 @@ class Pix2PixTrainer:
         for opt in (self.g.optimizer, self.d.optimizer, self.aux_opt):
             for grp in (opt.param_groups if opt is not None else ()):
                 grp["lr"] = lr
-        fake = self.g(x)
+        frozen = self.cfg.freeze_generator
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            fake = self.g(x)
 
         _requires_grad(self.d.module, True)
         loss_d = self.gan.d_loss(self.d(torch.cat([x, y], 1)), self.d(torch.cat([x, fake.detach()], 1)))
@@ -192,10 +198,16 @@ class Pix2PixTrainer:
         self.d.step()
 
         _requires_grad(self.d.module, False)  # G step: gradients flow through D into G only
-        gan_g = self.gan.g_loss(self.d.module(torch.cat([x, fake], 1)))
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            gan_g = self.gan.g_loss(self.d.module(torch.cat([x, fake], 1)))
         l1 = F.l1_loss(fake, y)
         loss_g = gan_g + self.cfg.lambda_l1 * l1
         extra = {}
+        if frozen:
+            _requires_grad(self.d.module, True)
+            self.step = step
+            g_stats = self._mean({"loss_g": loss_g, "gan_g": gan_g, "l1": l1})
+            return {"step": step, **stats, **g_stats, "lr": lr}
         if self.extra_g_loss is not None:
             term, extra = self.extra_g_loss(batch, fake, self)
             loss_g = loss_g + term
@@ -262,7 +274,8 @@ class Pix2PixTrainer:
         quiet = c.quiet or self.rank != 0 or not sys.stderr.isatty()
         bar = tqdm(total=c.steps, initial=self.step, disable=quiet, desc="pix2pix", dynamic_ncols=True)
         start_step, t0 = self.step, time.perf_counter()
-        self.g.train(), self.d.train()
+        self.g.train(not c.freeze_generator)
+        self.d.train()
         batches = self._batches(data)
         try:
             while self.step < c.steps:

@@ -281,10 +281,10 @@ def test_row11_overwrite_with_bad_input_keeps_the_old_run(env, capsys):
     assert snapshot(old) == before
 
 
-def test_row12_search_backend_and_its_options(env, capsys):
+def test_row15_search_backend_and_its_options(env, capsys):
     """``--backend``/``--search-backend`` and ``--backend-option``: unknown keys, values of the wrong type
     and settings the backend cannot take are refused before any work (no teacher, no --out)."""
-    out = env.tmp / "row12_out"
+    out = env.tmp / "row15_out"
     base = ("--teacher", env.teacher, "--out", out, "--tracking-uri", env.uri, "--quiet")
     msg = fails(capsys, "prune", "--method", "marl", "--backend", "supernet", "--backend-option", "train_step=5", *base)
     assert "unknown --backend-option 'train_step' for --backend supernet; known: train_steps, fractions" in msg

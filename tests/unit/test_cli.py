@@ -7,8 +7,8 @@ import pytest
 
 from orchestration.cli import main
 
-COMMANDS = ["data", "export", "profile", "evaluate", "train-teacher", "finetune", "demo", "ui", "prune", "inspect",
-            "benchmark"]
+COMMANDS = ["data", "export", "profile", "evaluate", "train-teacher", "import-teacher", "finetune", "demo", "ui",
+            "prune", "inspect", "benchmark"]
 
 
 def run_cli(*args, env=None):
