@@ -1,7 +1,8 @@
 """``ganprune prune --method marl --backend supernet`` end to end at test sizes (issue #15, item 1):
 the supernet is trained once on the DeepSpeed trainer and reused from the cache by the next search,
 the pruned generator is within ±2 % of the MACs target and loads with ``gan.export.load``, MLflow
-has episodes/s and the supernet's cost, and the search cost includes the supernet's training."""
+has episodes/s and the supernet's cost, the search cost includes the supernet's training, and random,
+marl-greedy and benchmark --search-backend take the same backend."""
 import json
 
 import mlflow
@@ -104,3 +105,11 @@ def test_benchmark_search_backend_reaches_the_search_rows_and_their_resume_keys(
     assert again["row"]["prune_run_id"] != rows["random"]["prune_run_id"]
     assert json.loads((out / "uniform" / "seed0" / "row.json").read_text())["row"]["prune_run_id"] == \
         rows["uniform"]["prune_run_id"]
+
+
+def test_marl_greedy_reuses_the_supernet_search_of_the_marl_run(env, marl):
+    s, _ = _prune(env, "marl-greedy", "greedy", "--iterations", "3", "--search-from", str(marl[1]),
+                  "--finetune-backend", "torch")
+    assert s["search_from"] == str(marl[1]) and s["pick"] == "greedy"  # same problem: the supernet's path too
+    assert s["supernet"]["cached"] is True and s["search_finetune_steps"] == STEPS
+    assert abs(s["macs"] / s["target_macs"] - 1) <= 0.02
