@@ -305,17 +305,6 @@ def run_row(method: str, row_request, tdir: str) -> dict:
     return _row(method, s, Path(tdir), time.perf_counter() - t0, row_request.threads)
 
 
-def _own_rendezvous() -> None:
-    """Worker start-up: each worker is a one-process DeepSpeed group of its own; inheriting this
-    process's rendezvous (its MASTER_PORT above all) would make two workers' groups collide."""
-    import os
-
-    from gan.train.engine import RENDEZVOUS_VARS
-
-    for k in RENDEZVOUS_VARS:
-        os.environ.pop(k, None)
-
-
 def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path, run=run_row) -> None:
     """Run the rows ``pending`` names, in order, each once ``ready(key)``: ``start(key)`` gives (settings,
     request) or None (a kept row), ``finish(key, settings, row)`` records a row.  ``jobs`` 1: one at a time
@@ -338,7 +327,7 @@ def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path, run=ru
     from multiprocessing import get_context
 
     running, error = {}, None
-    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn"), initializer=_own_rendezvous) as pool:
+    with ProcessPoolExecutor(jobs, mp_context=get_context("spawn")) as pool:
         while running or (pending and error is None):
             while error is None and len(running) < jobs:
                 key = next((k for k in pending if ready(k)), None)

@@ -68,10 +68,23 @@ def prepare_environment() -> None:
     """
     if not torch.cuda.is_available():
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    if "RANK" not in os.environ:
-        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1")
-        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
-        os.environ.setdefault("MASTER_PORT", str(_free_port()))
+    if "RANK" not in os.environ or _inherited_own_group():
+        os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", LOCAL_WORLD_SIZE="1",
+                          MASTER_ADDR="127.0.0.1", MASTER_PORT=str(_free_port()))
+        os.environ[OWN_GROUP_VAR] = f"{os.getpid()}:{os.environ['MASTER_PORT']}"
+
+
+#: set beside the variables ``prepare_environment`` made up: "<pid>:<port>" of the process that made them
+OWN_GROUP_VAR = "GANPRUNE_OWN_RENDEZVOUS"
+
+
+def _inherited_own_group() -> bool:
+    """True when the rendezvous variables are another process's 1-process group, inherited (a ganprune
+    command or notebook that ran DeepSpeed in-process, then started a child).  Why: the child would
+    listen on the port the parent's store still holds (EADDRINUSE).  A launcher (torchrun, Ray Train)
+    sets a MASTER_PORT of its own, so its children's variables are kept."""
+    pid, _, port = os.environ.get(OWN_GROUP_VAR, "").partition(":")
+    return bool(pid) and pid != str(os.getpid()) and port == os.environ.get("MASTER_PORT")
 
 
 class StaleBuildLockError(RuntimeError):

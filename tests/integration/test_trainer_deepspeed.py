@@ -92,3 +92,21 @@ def test_zero_checkpoints_resume_exactly_on_two_processes(tmp_path):
         assert {"optim_G.rank0.safetensors", "optim_G.rank1.safetensors", "optim_D.rank1.json",
                 "rng.rank1.safetensors", "G.safetensors"} <= set(r["files"]), stage
         assert not [f for f in r["files"] if f.endswith((".pt", ".pth", ".pkl", ".bin"))]
+
+
+def test_a_child_of_an_in_process_deepspeed_run_makes_its_own_group():
+    """A process that ran DeepSpeed in-process (a notebook, a test worker, `benchmark --jobs`) leaves its
+    1-process group's MASTER_PORT in os.environ; a ganprune child that inherits it must not try to listen
+    on that port (the parent's store holds it: EADDRINUSE broke three CLI tests in CI)."""
+    from torch import nn
+
+    from gan.train.engine import make_engine
+
+    make_engine(nn.Linear(2, 2))  # this process now holds MASTER_PORT's store
+    held = os.environ["MASTER_PORT"]
+    code = ("import os; from torch import nn; from gan.train.engine import make_engine; "
+            "make_engine(nn.Linear(2, 2)); print(os.environ['MASTER_PORT'])")
+    r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    assert r.stdout.split()[-1] != held
