@@ -40,6 +40,7 @@ class MarlConfig:
     gamma: float = 1.0                 # AMC: undiscounted, reward at the episode's end
     entropy_coeff: float = 0.0
     hidden: tuple = (64, 64)
+    initial_log_std: float | None = None  # a state-free log σ starting here (None: σ is an output of the net)
     num_env_runners: int = 0           # 0: sample in the driver process
     num_cpus_per_env_runner: float = 1
     num_gpus_per_env_runner: float = 0  # > 0: the in-runner evaluations' K fine-tune steps run on it
@@ -50,7 +51,7 @@ class MarlConfig:
     ckpt_every: int = 1
     seed: int = 0
     address: str | None = None         # Ray cluster address (None: a local Ray instance)
-    extra: dict = field(default_factory=dict)
+    extra: dict = field(default_factory=dict)  # further PPOConfig.training() settings (e.g. clip_param)
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -145,10 +146,11 @@ class MarlSearch:
                 .multi_agent(policies=list(AGENTS), policy_mapping_fn=_map_agent)  # a set: module order (and each
                 # policy's initial weights) followed the per-process string hash seed (issue #18)
                 .rl_module(rl_module_spec=MultiRLModuleSpec(rl_module_specs={a: RLModuleSpec() for a in AGENTS}),
-                           model_config={"fcnet_hiddens": list(c.hidden), "vf_share_layers": False})
-                .training(train_batch_size_per_learner=batch, minibatch_size=min(c.minibatch_size, batch),
-                          num_epochs=c.num_epochs, lr=c.lr, gamma=c.gamma, lambda_=0.95,
-                          entropy_coeff=c.entropy_coeff)
+                           model_config={"fcnet_hiddens": list(c.hidden), "vf_share_layers": False,
+                                         "free_log_std": c.initial_log_std is not None})
+                .training(**{"train_batch_size_per_learner": batch, "minibatch_size": min(c.minibatch_size, batch),
+                             "num_epochs": c.num_epochs, "lr": c.lr, "gamma": c.gamma, "lambda_": 0.95,
+                             "entropy_coeff": c.entropy_coeff, **c.extra})
                 .fault_tolerance(restart_failed_env_runners=True)
                 .debugging(seed=c.seed, log_level="ERROR"))
 
@@ -183,6 +185,8 @@ class MarlSearch:
             self.scored = set(state.get("scored", []))
         else:
             self.algo = self.algorithm_config().build_algo()
+            if self.cfg.initial_log_std is not None:
+                set_log_std(self.algo, self.cfg.initial_log_std)
         settings.apply()  # ... the command's settings hold for the whole search (gan.determinism)
         self.resumed_from = last
 
@@ -305,6 +309,22 @@ class MarlSearch:
             for a in self.backend_actors:
                 ray.kill(a, no_restart=True)
             self.backend_actors = []
+
+
+def set_log_std(algo, value: float) -> None:
+    """Start every policy's state-free log σ at ``value`` (in RLlib's normalised action space, where the
+    env's [0, 1] is [−1, 1]), on the learner and the env runners alike."""
+    import torch
+
+    def fill(learner):
+        for a in AGENTS:
+            for name, p in learner.module[a].named_parameters():
+                if name.endswith("log_std"):
+                    with torch.no_grad():
+                        p.fill_(float(value))
+
+    algo.learner_group.foreach_learner(fill)
+    algo.env_runner_group.sync_weights(from_worker_or_learner_group=algo.learner_group, inference_only=True)
 
 
 def _map_agent(agent_id, episode=None, **kwargs):

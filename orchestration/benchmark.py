@@ -4,7 +4,7 @@ Each method × seed runs through ``ganprune prune`` (orchestration.prune.prune, 
 controlled process state) into ``out/<method>/seed<k>/``; every export is then evaluated by the same
 protocol (``gan.metrics.evaluate.evaluate_generator`` on the teacher's test split, the same items for
 everyone) and profiled the same way.  The searches score on train items only (``gan.data.splits``).
-``random`` spends, per seed, as many candidate evaluations as that seed's ``marl`` row; ``marl-greedy``
+``random`` and ``evolution`` spend, per seed, as many candidate evaluations as that seed's ``marl`` row; ``marl-greedy``
 fine-tunes the final policies' deterministic pick of that marl search.  Outputs:
 
     out/benchmark.md       per-method mean ± std, paired Δ vs l1 / random (mean ± SE), the budget, every row
@@ -13,8 +13,8 @@ fine-tunes the final policies' deterministic pick of that marl search.  Outputs:
     out/<method>/seed<k>/  each prune run (prune.json, generator/, ...) and row.json (the row + the settings
                            that made it: ``--resume`` keeps a row only when they, and the code, are the same)
 
-``--jobs N`` runs N rows at a time, each in a worker process of its own (random and marl-greedy wait for
-their seed's marl row); a row's numbers do not depend on it, its wall and CPU times do when the rows
+``--jobs N`` runs N rows at a time, each in a worker process of its own (random, evolution and marl-greedy
+wait for their seed's marl row); a row's numbers do not depend on it, its wall and CPU times do when the rows
 share cores (give each row its own: ``--jobs`` × ``--threads`` ≤ the cores).
 
 MLflow: one run in experiment "benchmark" with the table, the plot and one metric set per method (step =
@@ -38,6 +38,8 @@ DEFAULT_METHODS = ("marl", "cat", "gan-compression", "ppcd", "uniform", "l1")
 VARIANTS = {"marl-beta0": ("marl", {"beta": 0.0})}
 #: run first within a seed: random and marl-greedy take their budget and search from these rows
 FIRST = ("marl", "marl-beta0", "marl-greedy")
+#: searches on marl's env that get, per seed, the marl row's number of candidate evaluations
+BUDGET_MATCHED = ("random", "evolution")
 #: the paired differences the summary reports (method − baseline, per seed)
 BASELINES = ("l1", "random")
 EVAL_ITEMS = 64
@@ -111,7 +113,7 @@ def benchmark(request) -> dict:
     one teacher and tabulate them; returns {"rows": [...], "summary": {...}, ...}.  Every method ×
     seed runs through ``prune`` with ``request.row`` as its request (method, seed and run directory
     set; its own seeded, controlled process state: the order of the methods does not change a row).
-    ``random`` gets, per seed, the number of candidates the ``marl`` row scored; ``marl-greedy``
+    ``random`` and ``evolution`` get, per seed, the number of candidates the ``marl`` row scored; ``marl-greedy``
     fine-tunes that marl search's final greedy pick.  The row's placement serves the marl rows whole,
     the others only where they use it."""
     from dataclasses import replace
@@ -196,7 +198,7 @@ def benchmark(request) -> dict:
 
         def ready(key) -> bool:  # random and marl-greedy take their budget and search from marl's row
             m, seed = key
-            return m not in ("random", "marl-greedy") or "marl" not in methods or ("marl", seed) in done
+            return m not in (*BUDGET_MATCHED, "marl-greedy") or "marl" not in methods or ("marl", seed) in done
 
         def start(key):
             """(settings, the row's request), or None when --resume keeps its earlier row."""
@@ -205,7 +207,7 @@ def benchmark(request) -> dict:
             i = order.index(m) + len(order) * seeds.index(seed) + 1
             kw = {}
             marl_row = done.get(("marl", seed))
-            if m == "random":
+            if m in BUDGET_MATCHED:
                 kw["evaluations"] = marl_row["search_evaluations"] if marl_row else \
                     search["iterations"] * (search["episodes"] + 1)
             if m == "marl-greedy" and marl_row:

@@ -33,11 +33,11 @@ def _threads(sp) -> None:
 
 
 def _backend_flags(sp, dest: str, *names: str) -> None:
-    """The search backend of marl, marl-greedy and random (``--backend`` on prune, ``--search-backend`` on
+    """The search backend of marl, marl-greedy, random and evolution (``--backend`` on prune, ``--search-backend`` on
     benchmark, where ``--finetune-backend`` is the trainer's) and its typed options."""
     sp.add_argument(*names, dest=dest, choices=["local", "supernet"],
                     default="local",
-                    help="what the search scores a candidate with (marl, marl-greedy, random): local (default: "
+                    help="what the search scores a candidate with (marl, marl-greedy, random, evolution): local (default: "
                     "weight inheritance + --backend-steps fine-tune steps) or supernet (a once-for-all supernet "
                     "trained once per teacher and settings, or reused from $GANPRUNE_CACHE; a candidate is a "
                     "sliced sub-net scored by one forward pass; its training counts as search cost)")
@@ -233,10 +233,11 @@ def _parser() -> argparse.ArgumentParser:
                     "same shape); flags given on the command line override it")
     sp.add_argument("--method", default="marl",
                     help="marl (default, two RL agents: the best pair seen), marl-greedy (the trained policies' "
-                    "deterministic pick), random (random search, the control), cat, gan-compression, ppcd, uniform "
-                    "or l1")
+                    "deterministic pick), random (random search, the control), evolution (GAN Compression's evolution on "
+                    "marl's env and budget; --method-option population=16 levels=9 mutate_prob=0.3), cat, "
+                    "gan-compression, ppcd, uniform or l1")
     sp.add_argument("--evaluations", type=int, metavar="N",
-                    help="random: candidate pairs to score (default: what marl scores at most at the same "
+                    help="random, evolution: candidate pairs to score (default: what marl scores at most at the same "
                     "settings, iterations × (episodes + 1))")
     sp.add_argument("--search-from", metavar="RUN",
                     help="marl/marl-greedy: reuse the finished search of this marl run directory when it searched "
@@ -280,8 +281,8 @@ def _parser() -> argparse.ArgumentParser:
              "--iterations 20 --macs-target 0.25 --out runs/bench-supernet --json", commands.benchmark)
     sp.add_argument("--preset", default="small", help="small (default), tiny, paper or a YAML path")
     sp.add_argument("--methods", default="marl,cat,gan-compression,ppcd,uniform,l1",
-                    help="comma-separated: marl, marl-greedy, marl-beta0 (β = 0), random (as many evaluations as "
-                    "marl), cat, gan-compression, ppcd, uniform, l1 (default: marl,cat,gan-compression,ppcd,uniform,l1)")
+                    help="comma-separated: marl, marl-greedy, marl-beta0 (β = 0), random and evolution (as many "
+                    "evaluations as marl), cat, gan-compression, ppcd, uniform, l1 (default: marl,cat,gan-compression,ppcd,uniform,l1)")
     sp.add_argument("--seeds", default=None, help="comma-separated seeds, one row per method × seed (default: "
                     "--seed)")
     sp.add_argument("--macs-target", type=float, default=0.25,

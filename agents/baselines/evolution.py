@@ -67,8 +67,11 @@ def key(cfg: Sequence[int]) -> str:
 
 def evolution_search(choices: Sequence[Sequence[int]], score: Callable[[Config], float],
                      macs: Callable[[Config], int], budget: float, cfg: EvolutionConfig | None = None,
-                     progress: Callable[[dict], None] | None = None) -> EvolutionResult:
-    """The best config under ``budget`` MACs found by evolution; ``progress`` gets each generation's record."""
+                     progress: Callable[[dict], None] | None = None,
+                     spent: Callable[[], bool] | None = None) -> EvolutionResult:
+    """The best config under ``budget`` MACs found by evolution; ``progress`` gets each generation's record.
+    ``spent()`` True ends the search after the current generation (an evaluation budget: the caller's
+    ``score`` returns inf, unscored, for what it can no longer afford)."""
     cfg = cfg or EvolutionConfig()
     cfg.check()
     choices = [sorted({int(c) for c in cs}) for cs in choices]  # narrowest first
@@ -133,7 +136,7 @@ def evolution_search(choices: Sequence[Sequence[int]], score: Callable[[Config],
         history.append(rec)
         if progress is not None:
             progress(rec)
-        if gen == cfg.generations - 1:
+        if gen == cfg.generations - 1 or (spent is not None and spent()):
             break
         parents = ranked[:n_parents]
 

@@ -10,7 +10,7 @@ from agents.methods.cat import Cat
 from agents.methods.gan_compression import GanCompression
 from agents.methods.marl import Marl, MarlGreedy
 from agents.methods.ppcd import Ppcd
-from agents.methods.random_search import RandomSearch
+from agents.methods.random_search import EvolutionSearch, RandomSearch
 from agents.methods.simple import L1, Uniform
 
 #: the method `ganprune prune` runs when none is named
@@ -20,6 +20,7 @@ REGISTRY: dict[str, PruningMethod] = {m.name: m for m in (
     Marl(),
     MarlGreedy(),
     RandomSearch(),
+    EvolutionSearch(),
     Uniform(),
     L1(),
     Cat(),

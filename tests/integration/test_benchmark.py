@@ -73,17 +73,18 @@ def _args(bench, out, methods, seeds):
     return args + SEARCH + ["--seeds", seeds]
 
 
-def test_seeds_random_at_marls_budget_greedy_and_the_summary(bench, tmp_path, capsys):
+def test_seeds_random_and_evolution_at_marls_budget_greedy_and_the_summary(bench, tmp_path, capsys):
     capsys.readouterr()
-    assert main(_args(bench, tmp_path / "b", "marl,marl-greedy,random,l1", "0,1") + ["--json"]) == 0
+    assert main(_args(bench, tmp_path / "b", "marl,marl-greedy,random,evolution,l1", "0,1") + ["--json"]) == 0
     res = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     rows = {(r["method"], r["seed"]): r for r in res["rows"]}
-    assert len(res["rows"]) == 8 and set(rows) == {(m, s) for m in ("marl", "marl-greedy", "random", "l1")
-                                                   for s in (0, 1)}
+    methods = ("marl", "marl-greedy", "random", "evolution", "l1")
+    assert len(res["rows"]) == 10 and set(rows) == {(m, s) for m in methods for s in (0, 1)}
     for s in (0, 1):
         marl = rows[("marl", s)]
         assert marl["split"] == "test" and marl["search_evaluations"] >= 2
         assert rows[("random", s)]["search_evaluations"] == marl["search_evaluations"]
+        assert rows[("evolution", s)]["search_evaluations"] == marl["search_evaluations"]
         assert rows[("marl-greedy", s)]["search_evaluations"] == marl["search_evaluations"]  # the same search
         assert marl["search_finetune_steps"] == marl["search_evaluations"]  # 1 backend step per candidate
     greedy = json.loads((tmp_path / "b" / "marl-greedy" / "seed0" / "prune.json").read_text())
