@@ -41,6 +41,7 @@ class MarlConfig:
     entropy_coeff: float = 0.0
     hidden: tuple = (64, 64)
     initial_log_std: float | None = None  # a state-free log σ starting here (None: σ is an output of the net)
+    recenter: bool = False             # actions scale the best pair found so far instead of the L1 prior
     num_env_runners: int = 0           # 0: sample in the driver process
     num_cpus_per_env_runner: float = 1
     num_gpus_per_env_runner: float = 0  # > 0: the in-runner evaluations' K fine-tune steps run on it
@@ -183,6 +184,8 @@ class MarlSearch:
             self.iteration, self.best, self.history = state["iteration"], state["best"], state["history"]
             self.greedy, self.cpu_s = state.get("greedy"), state.get("cpu_s", 0.0)
             self.scored = set(state.get("scored", []))
+            if self.cfg.recenter and self.best is not None:
+                self.recenter()
         else:
             self.algo = self.algorithm_config().build_algo()
             if self.cfg.initial_log_std is not None:
@@ -191,6 +194,18 @@ class MarlSearch:
         self.resumed_from = last
 
     # ------------------------------------------------------------------ the loop
+
+    def recenter(self) -> None:
+        """Every env (the driver's and each env runner's) explores around the best pair found so far."""
+        ratios = {a: self.best[f"{a}_ratios"] for a in AGENTS}
+
+        def apply(runner):
+            env = runner.env  # None on the driver's runner when remote runners sample
+            for e in ([] if env is None else getattr(env, "envs", [env])):
+                e.unwrapped.recenter(ratios)
+
+        self.driver_env.recenter(ratios)
+        self.algo.env_runner_group.foreach_env_runner(apply, local_env_runner=True)
 
     def modules(self) -> dict:
         return {a: self.algo.get_module(a) for a in AGENTS}
@@ -205,10 +220,13 @@ class MarlSearch:
         greedy = greedy_episode(self.driver_env, self.modules())
         greedy["source"] = "greedy"
         self.cpu_s += time.process_time() - cpu0
+        before = self.best
         for rec in records + [greedy]:
             self.scored.add(candidate_key(rec))
             if better(rec, self.best):
                 self.best = {**rec, "iteration": self.iteration + 1}
+        if self.cfg.recenter and self.best is not before:
+            self.recenter()
         self.iteration += 1
         self.greedy = {**greedy, "iteration": self.iteration}
         summary = self._summarize(records, greedy, result, train_s)

@@ -1,5 +1,6 @@
 """Which search finds the best-scoring pair at the same number of evaluations? MARL (β 0.5), MARL β 0,
-random search and evolution on one supernet backend, per seed (issue #15 item 2).
+MARL with learning rate 0 (its initial policies: sampling, no learning), random search and evolution on one
+supernet backend, per seed (issue #15 item 2).
 
 Search-side only: every search scores candidates on the same seeded *search* items of the train split
 with the same backend (the supernet of that seed, as ``prune --backend supernet`` trains or reuses it),
@@ -14,7 +15,7 @@ supernet --methods marl,marl-beta0,random,evolution`` (README).  ``--ppo KEY=VAL
 are written per search × seed and kept on a rerun with the same settings (``--resume``).
 
     .venv/bin/python benchmarks/search_efficiency.py --preset tiny --evaluations 1000 --episodes 32 \\
-        --seeds 0,1,2 --searches marl,marl-beta0,random,evolution --out runs/search-efficiency
+        --seeds 0,1,2 --searches marl,marl-beta0,marl-lr0,random,evolution --out runs/search-efficiency
 """
 from __future__ import annotations
 
@@ -27,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-SEARCHES = ("marl", "marl-beta0", "random", "evolution")
+SEARCHES = ("marl", "marl-beta0", "marl-lr0", "random", "evolution")
 
 
 def _typed(field: dataclasses.Field, text: str):
@@ -71,14 +72,14 @@ def problem_config(run, tdir: Path, seed: int, args) -> tuple[dict, dict]:
     return cfg.to_dict(), cost
 
 
-def run_marl(problem: dict, seed: int, beta: float, args, out: Path) -> dict:
+def run_marl(problem: dict, seed: int, beta: float, args, out: Path, lr: float | None = None) -> dict:
     import shutil
 
     from agents.marl import MarlConfig, MarlSearch
 
     iterations = math.ceil(args.evaluations / (args.episodes + 1))
     cfg = MarlConfig(iterations=iterations, episodes_per_iteration=args.episodes, beta=beta, seed=seed,
-                     ckpt_every=0, **args.ppo)
+                     ckpt_every=0, **{**args.ppo, **({} if lr is None else {"lr": lr})})
     shutil.rmtree(out, ignore_errors=True)
     search = MarlSearch(problem, cfg, out, quiet=True)
     t0 = time.perf_counter()
@@ -95,6 +96,8 @@ def run_marl(problem: dict, seed: int, beta: float, args, out: Path) -> dict:
             "evaluations": res["evaluations"], "wall_s": time.perf_counter() - t0, "cpu_s": res["cpu_s"],
             "trace": [[h["evaluations"], h["best_generator_own"]] for h in hist],
             "greedy_trace": [[h["evaluations"], h["generator_greedy_own"]] for h in hist],
+            "entropy_trace": [[h["evaluations"], h.get("generator_entropy"), h.get("discriminator_entropy")]
+                              for h in hist],
             "config": cfg.to_dict()}
 
 
@@ -225,7 +228,8 @@ def main() -> dict:
                     continue
             with controlled(seed, ProcessSettings.default(args.threads)):
                 if s.startswith("marl"):
-                    r = run_marl(problem, seed, 0.0 if s == "marl-beta0" else 0.5, args, out / f"{s}-seed{seed}")
+                    r = run_marl(problem, seed, 0.0 if s == "marl-beta0" else 0.5, args, out / f"{s}-seed{seed}",
+                                 lr=0.0 if s == "marl-lr0" else None)
                     budget = budget or r["evaluations"]
                 else:
                     r = run_control(s, problem, seed, budget or args.evaluations)

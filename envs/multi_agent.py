@@ -69,6 +69,11 @@ class MultiAgentPruningEnv(MultiAgentEnv):
             self._log = ray.get_actor(self.log_name)
         ray.get(self._log.add.remote(record))
 
+    def recenter(self, ratios: dict[str, dict[str, float]]) -> None:
+        """Per agent, the allocation a = 0.5 replays from now on (``PruningTask.recenter``)."""
+        for a, r in ratios.items():
+            getattr(self.problem, a).recenter(r)
+
     # ------------------------------------------------------------------ MultiAgentEnv API
 
     def reset(self, *, seed=None, options=None):

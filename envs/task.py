@@ -38,7 +38,8 @@ PRIOR_SPAN = 2.0  # a prior's ratio is multiplied by PRIOR_SPAN ** (2a - 1), a i
 
 
 class PruningTask:
-    """Everything an env needs about one network; immutable after construction."""
+    """Everything an env needs about one network; fixed after construction except the action centre
+    (``recenter``)."""
 
     def __init__(self, model: ZooModel, size: int, macs_target: float, criterion: str = "l1",
                  min_ratio: float = 0.0, multiple: int = 1, prior: str = "none"):
@@ -77,6 +78,17 @@ class PruningTask:
 
         spec, _ = global_threshold_spec(self.model, self.target_macs, self.size, criterion="l1")
         return {g.name: len(spec[g.name]) / g.size for g in self.groups}
+
+    def recenter(self, ratios: dict[str, float]) -> None:
+        """Make ``ratios`` (e.g. the best allocation found so far) the allocation that a = 0.5 replays:
+        actions then scale it as they scaled the L1 prior's (``MarlConfig.recenter``)."""
+        if self.prior_ratios is None:
+            raise ValueError("recentering needs an action prior (prior 'l1'): with prior 'none' an action is an "
+                             "absolute keep ratio")
+        unknown = sorted(set(ratios) - set(self.names))
+        if unknown:
+            raise ValueError(f"unknown group {unknown[0]!r}; groups: {', '.join(self.names)}")
+        self.prior_ratios = {**self.prior_ratios, **{n: float(r) for n, r in ratios.items()}}
 
     # ------------------------------------------------------------------ features
 

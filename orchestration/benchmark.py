@@ -35,9 +35,9 @@ from orchestration.errors import UsageError
 EXPERIMENT = "benchmark"
 DEFAULT_METHODS = ("marl", "cat", "gan-compression", "ppcd", "uniform", "l1")
 #: benchmark-only names: a prune method with one setting changed (the ablations)
-VARIANTS = {"marl-beta0": ("marl", {"beta": 0.0})}
+VARIANTS = {"marl-beta0": ("marl", {"beta": 0.0}), "marl-beta1": ("marl", {"beta": 1.0})}
 #: run first within a seed: random and marl-greedy take their budget and search from these rows
-FIRST = ("marl", "marl-beta0", "marl-greedy")
+FIRST = ("marl", "marl-beta0", "marl-beta1", "marl-greedy")
 #: searches on marl's env that get, per seed, the marl row's number of candidate evaluations
 BUDGET_MATCHED = ("random", "evolution")
 #: the paired differences the summary reports (method − baseline, per seed)

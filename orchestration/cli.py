@@ -281,7 +281,7 @@ def _parser() -> argparse.ArgumentParser:
              "--iterations 20 --macs-target 0.25 --out runs/bench-supernet --json", commands.benchmark)
     sp.add_argument("--preset", default="small", help="small (default), tiny, paper or a YAML path")
     sp.add_argument("--methods", default="marl,cat,gan-compression,ppcd,uniform,l1",
-                    help="comma-separated: marl, marl-greedy, marl-beta0 (β = 0), random and evolution (as many "
+                    help="comma-separated: marl, marl-greedy, marl-beta0 and marl-beta1 (β = 0, 1), random and evolution (as many "
                     "evaluations as marl), cat, gan-compression, ppcd, uniform, l1 (default: marl,cat,gan-compression,ppcd,uniform,l1)")
     sp.add_argument("--seeds", default=None, help="comma-separated seeds, one row per method × seed (default: "
                     "--seed)")

@@ -106,3 +106,40 @@ def test_peer_reward_exchange_raises_the_team_score(ray_local, tmp_path):
     # and for the stated reason: without the exchange G follows its own term, with it D's preference
     assert abs(g[0.0] - COUPLED["g_own"]) < abs(g[0.0] - COUPLED["g_peer"]), g
     assert abs(g[BETA] - COUPLED["g_peer"]) < abs(g[BETA] - COUPLED["g_own"]), g
+
+
+def test_recenter_moves_every_envs_centre_to_the_best_pair_and_resume_keeps_it(ray_local, tmp_path):
+    """MarlConfig.recenter: after each iteration the driver's env and every env runner's env explore
+    around the best pair so far (a = 0.5 replays it); a resumed search re-applies it."""
+    targets = _reachable_targets()
+    problem = _problem({"mode": "target", "target_generator": targets["generator"],
+                        "target_discriminator": targets["discriminator"]})
+    config = MarlConfig(iterations=2, episodes_per_iteration=4, num_env_runners=1, ckpt_every=1, seed=SEED,
+                        recenter=True)
+
+    def centres(search):
+        def read(runner):
+            return [{a: dict(getattr(e.unwrapped.problem, a).prior_ratios) for a in ("generator", "discriminator")}
+                    for e in getattr(runner.env, "envs", [runner.env])]
+        remote = search.algo.env_runner_group.foreach_env_runner(read, local_env_runner=False)
+        return [{a: dict(getattr(search.driver_env.problem, a).prior_ratios) for a in ("generator", "discriminator")},
+                *[c for per_runner in remote for c in per_runner]]
+
+    search = MarlSearch(problem, config, tmp_path, quiet=True)
+    try:
+        search.setup()
+        initial = centres(search)[0]
+        search.run()
+        best = {a: search.best[f"{a}_ratios"] for a in ("generator", "discriminator")}
+        assert best != initial
+        seen = centres(search)
+        assert len(seen) >= 2 and all(c == best for c in seen)
+    finally:
+        search.close()
+    resumed = MarlSearch(problem, config, tmp_path, quiet=True)
+    try:
+        resumed.setup(resume=True)
+        assert resumed.resumed_from is not None
+        assert all(c == best for c in centres(resumed))
+    finally:
+        resumed.close()

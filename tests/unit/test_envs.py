@@ -76,6 +76,27 @@ def test_l1_prior_centres_the_actions_on_the_global_threshold_allocation(problem
         PruningTask(model, 32, 0.25, prior="magic")
 
 
+def test_recenter_makes_a_found_allocation_the_one_that_a_half_replays(problem):
+    """MarlConfig.recenter: after recentering on an episode's allocation, a = 0.5 everywhere replays it
+    (and differs from the L1 prior's); without a prior there is no centre to move."""
+    task = PruningTask(problem.generator.model, 32, 0.25, prior="l1")
+    ep = GroupEpisode(task)
+    rng = np.random.default_rng(0)
+    _run(ep, rng.uniform(0.1, 0.9, ep.length))
+    found = ep.final_counts()
+    ep = GroupEpisode(task)
+    _run(ep, [0.5] * ep.length)
+    assert ep.final_counts() != found
+    task.recenter(task.ratios(found))
+    ep = GroupEpisode(task)
+    _run(ep, [0.5] * ep.length)
+    assert ep.final_counts() == found
+    with pytest.raises(ValueError, match="unknown group 'nope'"):
+        task.recenter({"nope": 0.5})
+    with pytest.raises(ValueError, match="needs an action prior"):
+        PruningTask(problem.generator.model, 32, 0.25, prior="none").recenter(task.ratios(found))
+
+
 def test_absolute_macs_target(problem):
     full = PruningTask(problem.generator.model, 32, 1.0)
     task = PruningTask(problem.generator.model, 32, 0.4 * full.full_macs)  # a count, not a fraction
