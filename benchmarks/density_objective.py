@@ -2,12 +2,15 @@
 
 Every run starts from the same teacher, the same uniform L1-saliency spec at the MACs target (25 % by
 default) and the same seed; only the objective (gan.train.distill) and its knobs differ. Prints PSNR /
-SSIM vs the teacher and fid_proxy (val split, 32 images) before and after each, train wall time and
-steps/s, and each run's difference to the "l1" run of the same seed (measured in this one process).
+SSIM vs the teacher and fid_proxy (the dataset's report split: test when it has one) before and after
+each, train wall time and steps/s, and each run's difference to the "l1" run of the same seed, as mean
+± standard error over seeds (measured in this one process).
 
     python benchmarks/density_objective.py                      # trains a tiny teacher first
     python benchmarks/density_objective.py --teacher runs/teacher --steps 300 --backend deepspeed \\
         --variant dens_x4:lambda_dens=4 --variant k8:k_neighbors=8 --seeds 0,1
+    python benchmarks/density_objective.py --teacher ~/.cache/ganprune/teachers/tiny-labels2textures-c8fb5a74 \
+        --steps 200 --seeds 0,1,2 --variant memory:neighbors=memory --out runs/density-memory   # README
 
 A variant is NAME:key=value,...; keys are fields of ``DistillConfig`` (lambda_*) or ``DensityConfig``
 (k_neighbors, bandwidth_factor, gamma, feature, ...); its objective is "density" unless objective=l1.
@@ -117,6 +120,9 @@ def main(argv=None) -> dict:
                       f"{a['ssim_vs_teacher']:.3f} fid_proxy {a['fid_proxy']:.2f} "
                       f"({r['train_seconds']:.0f} s, {r['steps_per_sec']:.2f} steps/s)", flush=True)
 
+    def se(values) -> float:
+        return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+
     def mean(name, key, where="after"):
         return statistics.mean(s[where][key] if where else s[key] for s in rows[name]["seeds"].values())
 
@@ -128,20 +134,25 @@ def main(argv=None) -> dict:
         row["vs_l1"] = {  # per-seed differences to the l1 run, then averaged
             **{f"d_{k}": statistics.mean(row["seeds"][s]["after"][k] - rows["l1"]["seeds"][s]["after"][k]
                                          for s in seeds) for k in METRICS},
+            **{f"se_d_{k}": se([row["seeds"][s]["after"][k] - rows["l1"]["seeds"][s]["after"][k] for s in seeds])
+               for k in METRICS},
             "time_ratio": statistics.mean(row["seeds"][s]["train_seconds"]
                                           / rows["l1"]["seeds"][s]["train_seconds"] for s in seeds)}
+        row["se"] = {k: se([s["after"][k] for s in row["seeds"].values()]) for k in METRICS}
 
     print(f"teacher {tdir} ({'trained here in %.0f s' % teacher_s if not args.teacher else 'given'}), "
           f"{size}², uniform keep ratio {ratio:.3f}, {args.steps} steps, backend {args.backend}, "
           f"seeds {seeds}, {torch.get_num_threads()} torch threads")
-    print(f"{'run':<14}{'MACs %':>7}{'PSNR_T before':>14}{'PSNR_T':>8}{'ΔPSNR':>7}{'SSIM_T':>8}{'ΔSSIM':>8}"
-          f"{'fid_proxy':>10}{'Δfid':>7}{'train s':>9}{'steps/s':>8}{'time×':>7}")
+    print("| run | MACs % | PSNR vs teacher (dB), mean ± SE | Δ vs l1 (paired, ± SE) | SSIM vs teacher | Δ SSIM "
+          "| fid_proxy | Δ fid_proxy | train s | time × l1 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for name, r in rows.items():
-        m, d = r["mean"], r["vs_l1"]
-        print(f"{name:<14}{100 * r['macs'] / r['teacher_macs']:>7.1f}{m['before_psnr_vs_teacher']:>14.2f}"
-              f"{m['psnr_vs_teacher']:>8.2f}{d['d_psnr_vs_teacher']:>+7.2f}{m['ssim_vs_teacher']:>8.3f}"
-              f"{d['d_ssim_vs_teacher']:>+8.3f}{m['fid_proxy']:>10.3f}{d['d_fid_proxy']:>+7.2f}"
-              f"{m['train_seconds']:>9.1f}{m['steps_per_sec']:>8.2f}{d['time_ratio']:>7.2f}")
+        m, d, e = r["mean"], r["vs_l1"], r["se"]
+        print(f"| {name} | {100 * r['macs'] / r['teacher_macs']:.1f} | {m['psnr_vs_teacher']:.2f} ± "
+              f"{e['psnr_vs_teacher']:.2f} | {d['d_psnr_vs_teacher']:+.2f} ± {d['se_d_psnr_vs_teacher']:.2f} | "
+              f"{m['ssim_vs_teacher']:.3f} | {d['d_ssim_vs_teacher']:+.3f} ± {d['se_d_ssim_vs_teacher']:.3f} | "
+              f"{m['fid_proxy']:.3f} | {d['d_fid_proxy']:+.3f} ± {d['se_d_fid_proxy']:.3f} | "
+              f"{m['train_seconds']:.1f} | {d['time_ratio']:.2f} |")
     result = {"teacher": str(tdir), "size": size, "keep_ratio": ratio, "steps": args.steps,
               "backend": args.backend, "seeds": seeds, "threads": torch.get_num_threads(), "results": rows}
     (work / "density_benchmark.json").write_text(json.dumps(result, indent=1, default=float))

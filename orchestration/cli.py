@@ -138,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
                     help="density (MGGC, default), l1 (L1 to the teacher only), gka (CAT's kernel alignment), "
                     "distill (GAN Compression's feature distillation)")
     sp.add_argument("--add", action="append", default=[], help="add-on terms summed onto the objective: gka, vem (comma-separated or repeated)")
+    sp.add_argument("--density-option", action="append", default=[], metavar="KEY=VALUE",
+                    help="a knob of the density objective (gan.losses.DensityConfig), e.g. neighbors=memory "
+                    "(neighbours = nearest other training inputs in the teacher's feature space), k_neighbors=8, "
+                    "bandwidth_mode=perplexity; unknown keys are refused")
     sp.add_argument("--steps", type=int, help="fine-tuning steps (default 200)")
     sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")
     sp.add_argument("--batch-size", type=int, default=4, help="global batch, split over --num-procs or "

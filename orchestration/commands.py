@@ -127,10 +127,14 @@ def finetune(args):
     from orchestration.requests import FinetuneRequest
 
     add = tuple(a.strip() for item in args.add for a in item.split(",") if a.strip())
+    density = _density_options(args.density_option)
+    if density and args.objective != "density":
+        raise UsageError(f"--density-option sets the density objective; drop it or use --objective density "
+                         f"(not {args.objective})")
     request = FinetuneRequest(args.teacher, args.spec, args.out, objective=args.objective, add=add, steps=args.steps,
                               backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
                               batch_size=args.batch_size, resume=args.resume, ckpt_every=args.ckpt_every,
-                              threads=args.threads)
+                              threads=args.threads, density=density or None)
     if args.ckpt_every < 0:
         raise UsageError(f"--ckpt-every must be ≥ 0, got {args.ckpt_every}")
     if args.ray_workers:
@@ -170,6 +174,24 @@ def demo(args):
     return run_demo(out=Path(args.out), macs_target=args.macs_target, preset=args.preset, quiet=args.quiet,
                     teacher=args.teacher, teacher_steps=args.teacher_steps, iterations=args.iterations,
                     episodes=args.episodes, finetune_steps=args.finetune_steps, tracking_uri=args.tracking_uri)
+
+
+def _density_options(items) -> dict:
+    """``--density-option K=V`` → ``DensityConfig`` overrides, checked now (unknown keys and values refused)."""
+    import dataclasses
+
+    from gan.losses.density import DensityConfig
+
+    options = _key_values(items, "--density-option")
+    known = [f.name for f in dataclasses.fields(DensityConfig) if f.name != "feature"]
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise UsageError(f"unknown --density-option {unknown[0]!r}; known: {', '.join(known)}")
+    try:
+        DensityConfig(**options)
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"--density-option: {e}") from None
+    return options
 
 
 def _key_values(items, flag: str, typed: bool = True) -> dict:

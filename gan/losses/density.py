@@ -1,10 +1,12 @@
 """MGGC-style local density-structure objective — OUR design, not the paper's.
 
 The paper's equations are unread, so every choice here is a knob of ``DensityConfig`` and is
-listed in docs/methods.md, "MGGC density objective". Idea: around each input x_i, K jittered copies
-give a small neighbourhood on the generator's manifold; the teacher's soft neighbour distribution p_i
+listed in docs/methods.md, "MGGC density objective". Idea: around each input x_i, K neighbours give a
+small neighbourhood on the generator's manifold; the teacher's soft neighbour distribution p_i
 (Gaussian kernel on feature distances) must be kept by the student (KL), plus the distance scale the
-softmax drops.
+softmax drops. Neighbours are K jittered copies of x_i (``neighbors="jitter"``) or the K other
+training inputs nearest to x_i in the teacher's feature space, drawn from a memory bank of recent
+batches (``neighbors="memory"``, issue #15 item 4).
 """
 from __future__ import annotations
 
@@ -23,7 +25,9 @@ _EPS = 1e-12
 @dataclass
 class DensityConfig:
     """Every UNVERIFIED choice of the density objective (docs/methods.md, "MGGC density objective")."""
-    k_neighbors: int = 4          # K jittered neighbours per center
+    k_neighbors: int = 4          # K neighbours per center
+    neighbors: str = "jitter"     # "jitter": shifted/noisy copies of x_i; "memory": nearest bank inputs
+    bank_size: int = 64           # "memory": inputs of recent batches kept to draw neighbours from
     shift_px: int = 8             # max |shift|; capped at min(H, W) // 8 for small images
     noise_sigma: float = 0.05     # Gaussian input noise (inputs in [-1, 1])
     geometric_only: bool = False  # label maps: shift only, no noise
@@ -36,6 +40,13 @@ class DensityConfig:
     conditional: bool | None = None  # φ / adversarial D see cat(x, y); None = infer from D's in_channels
     adv_center: bool = False      # neighbourhood D also receives the center output on channels
     seed: int = 0                 # seed of DensityObjective's own jitter generator
+
+    def __post_init__(self):
+        if self.neighbors not in ("jitter", "memory"):
+            raise ValueError(f"unknown neighbors {self.neighbors!r}; use 'jitter' or 'memory'")
+        if self.neighbors == "memory" and self.bank_size < self.k_neighbors:
+            raise ValueError(f"bank_size must be ≥ k_neighbors ({self.k_neighbors}) to hold a neighbourhood, "
+                             f"got {self.bank_size}")
 
     def to_dict(self) -> dict:
         d = asdict(self)
@@ -63,6 +74,44 @@ def make_neighbors(x: torch.Tensor, cfg: DensityConfig, generator: torch.Generat
         noise = torch.randn(out.shape, generator=generator, device=gdev, dtype=out.dtype)
         out = out + cfg.noise_sigma * noise.to(x.device)
     return out
+
+
+class NeighbourBank:
+    """FIFO memory of recent training inputs with their teacher outputs and teacher features, so a
+    neighbourhood can be made of *other real samples* near x_i on the teacher's manifold rather than
+    jittered copies of x_i (docs/methods.md, "MGGC density objective"). Not checkpointed: a resumed
+    fine-tune refills it within ``bank_size / B`` steps."""
+
+    def __init__(self, size: int):
+        if size < 1:
+            raise ValueError(f"bank_size must be ≥ 1, got {size}")
+        self.size = int(size)
+        self.x = self.t = self.f = None
+
+    def __len__(self) -> int:
+        return 0 if self.x is None else len(self.x)
+
+    def nearest(self, x: torch.Tensor, t: torch.Tensor, f: torch.Tensor, k: int):
+        """For each row i of the batch, the K inputs (and teacher outputs) nearest in feature distance
+        among the bank and the batch's other rows: ((B, K, C, H, W), (B, K, C', H, W)), or None while
+        fewer than K candidates exist. Ties break by position (deterministic)."""
+        b = len(x)
+        pool_x = x if self.x is None else torch.cat([self.x, x])
+        pool_t = t if self.t is None else torch.cat([self.t, t])
+        pool_f = f if self.f is None else torch.cat([self.f, f])
+        if len(pool_x) - 1 < k:
+            return None
+        d = torch.cdist(f.double(), pool_f.double())
+        own = torch.arange(b, device=d.device) + len(pool_x) - b
+        d[torch.arange(b, device=d.device), own] = float("inf")
+        idx = torch.sort(d, dim=1, stable=True).indices[:, :k]
+        return pool_x[idx], pool_t[idx]
+
+    def add(self, x: torch.Tensor, t: torch.Tensor, f: torch.Tensor) -> None:
+        x, t, f = x.detach(), t.detach(), f.detach()
+        if self.x is not None:
+            x, t, f = torch.cat([self.x, x]), torch.cat([self.t, t]), torch.cat([self.f, f])
+        self.x, self.t, self.f = x[-self.size:], t[-self.size:], f[-self.size:]
 
 
 def _features(feature_fn: FeatureFn, y: torch.Tensor, cond: torch.Tensor | None) -> torch.Tensor:
@@ -247,6 +296,7 @@ class DensityObjective:
         else:
             raise ValueError(f"unknown feature {f!r}; use 'disc' or a callable")
         self.generator = torch.Generator().manual_seed(self.cfg.seed)
+        self.bank = NeighbourBank(self.cfg.bank_size) if self.cfg.neighbors == "memory" else None
 
     def _conditional(self, x: torch.Tensor, y: torch.Tensor) -> bool:
         if self.cfg.conditional is not None:
@@ -256,17 +306,31 @@ class DensityObjective:
 
     def __call__(self, student: nn.Module, x: torch.Tensor,
                  generator: torch.Generator | None = None) -> DensityResult:
-        """One jittered neighbourhood per input; one teacher (no grad) and one student forward over
-        centers + neighbours together."""
-        xn = make_neighbors(x, self.cfg, generator or self.generator)
-        b, k = xn.shape[:2]
-        inputs = torch.cat([x, xn.flatten(0, 1)])
-        with torch.no_grad():
-            t = self.teacher(inputs)
+        """One neighbourhood per input (jittered copies, or the nearest bank inputs once the bank holds
+        K candidates: until then, jitter); one teacher (no grad) and one student forward over centers +
+        neighbours together (bank neighbours reuse their stored teacher outputs)."""
+        found = None
+        if self.bank is not None:
+            with torch.no_grad():
+                tc = self.teacher(x)
+                cond = self._conditional(x, tc)
+                f = _features(self.feature_fn, tc, x if cond else None)
+            found = self.bank.nearest(x, tc, f, self.cfg.k_neighbors)
+            self.bank.add(x, tc, f)
+        if found is None:
+            xn = make_neighbors(x, self.cfg, generator or self.generator)
+            b, k = xn.shape[:2]
+            inputs = torch.cat([x, xn.flatten(0, 1)])
+            with torch.no_grad():
+                t = self.teacher(inputs)
+            tc, tn = t[:b], t[b:].view(b, k, *t.shape[1:])
+        else:
+            xn, tn = found
+            b, k = xn.shape[:2]
+            inputs = torch.cat([x, xn.flatten(0, 1)])
         s = student(inputs)
-        tc, tn = t[:b], t[b:].view(b, k, *t.shape[1:])
         sc, sn = s[:b], s[b:].view(b, k, *s.shape[1:])
-        cond = self._conditional(x, t)
+        cond = self._conditional(x, tc)
         loss, stats = density_loss(sc, sn, tc, tn, self.feature_fn, self.cfg,
                                    x if cond else None, xn if cond else None)
         return DensityResult(loss, stats, x, xn, tc, tn, sc, sn, cond, self.cfg.adv_center)

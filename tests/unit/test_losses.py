@@ -225,3 +225,50 @@ def test_perplexity_mode_density_zero_grows_and_reaches_student_only(setup):
     assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in student.parameters())
     assert all(p.grad is None for p in teacher.parameters())
     assert all(p.grad is None for p in obj.feature_fn.parameters())
+
+
+# --- memory-bank neighbourhoods (neighbors="memory") -------------------------------------------------
+
+def test_memory_neighbours_are_the_nearest_other_real_inputs_in_teacher_feature_space(setup):
+    teacher, disc, _ = setup
+    cfg = DensityConfig(neighbors="memory", k_neighbors=4, bank_size=6)
+    obj = DensityObjective(teacher, disc, cfg)
+    batches = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) * 2 - 1 for i in range(3)]
+    student = _perturbed(teacher, 0.1, 0)
+    first = obj(student, batches[0])  # 3 other inputs < K: jittered copies this once
+    assert not any(torch.equal(first.x_neighbors[0, j], b) for j in range(4) for b in batches[0])
+    assert len(obj.bank) == 4
+    r = obj(student, batches[1])
+    assert len(obj.bank) == 6  # FIFO: the oldest two dropped
+    pool = torch.cat([batches[0], batches[1]])
+    phi = FrozenFeatures(disc)
+    with torch.no_grad():
+        f = phi(teacher(pool))
+    for i in range(4):
+        d = ((f - f[4 + i]) ** 2).sum(1)
+        d[4 + i] = float("inf")  # never its own neighbour
+        want = torch.sort(d, stable=True).indices[:4]
+        assert all(torch.equal(r.x_neighbors[i, j], pool[want[j]]) for j in range(4))
+        with torch.no_grad():
+            assert torch.allclose(r.teacher_neighbors[i], teacher(pool[want]), atol=1e-5)
+    assert r.loss.requires_grad and r.stats["kl"] >= 0
+
+
+def test_memory_density_is_zero_for_the_teacher_and_grows_with_perturbation(setup):
+    teacher, disc, _ = setup
+    batches = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) * 2 - 1 for i in range(2)]
+
+    def loss(student):
+        obj = DensityObjective(teacher, disc, DensityConfig(neighbors="memory", bank_size=8))
+        obj(student, batches[0])
+        return obj(student, batches[1]).loss.item()
+
+    assert loss(copy.deepcopy(teacher)) < 1e-6
+    assert loss(_perturbed(teacher, 0.05, 1)) < loss(_perturbed(teacher, 0.5, 1))
+
+
+def test_unknown_neighbourhood_kind_and_too_small_bank_are_refused():
+    with pytest.raises(ValueError, match="unknown neighbors 'knn'; use 'jitter' or 'memory'"):
+        DensityConfig(neighbors="knn")
+    with pytest.raises(ValueError, match=r"bank_size must be ≥ k_neighbors \(4\)"):
+        DensityConfig(neighbors="memory", bank_size=3)
