@@ -41,5 +41,12 @@ class GANLoss:
             return -fake_logits.mean()
         return self._target(fake_logits, True)
 
+    def d_accuracy(self, real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+        """Mean of the fraction of real patches D puts on the real side of its decision threshold and
+        of fake patches on the fake side (0.5 for lsgan's 0/1 targets, 0 for logits): 1 = D separates
+        every patch (``gan.metrics.stability``)."""
+        t = 0.5 if self.kind == "lsgan" else 0.0
+        return ((real_logits > t).float().mean() + (fake_logits < t).float().mean()) / 2
+
     def __repr__(self) -> str:
         return f"GANLoss({self.kind!r}, d_scale={self.d_scale})"

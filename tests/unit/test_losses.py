@@ -47,6 +47,13 @@ def test_gan_loss_known_values():
     assert ls.g_loss(torch.zeros(1, 1, 30, 30)).item() == pytest.approx(1.0)
 
 
+def test_d_accuracy_uses_each_losss_decision_threshold():
+    real, fake = torch.tensor([0.9, 0.2, 0.8, 0.7]), torch.tensor([0.1, 0.6, -0.5, 0.3])
+    assert GANLoss("lsgan").d_accuracy(real, fake).item() == pytest.approx((3 / 4 + 3 / 4) / 2)
+    assert GANLoss("hinge").d_accuracy(real, fake).item() == pytest.approx((4 / 4 + 1 / 4) / 2)
+    assert GANLoss("vanilla").d_accuracy(-real, -real).item() == pytest.approx(0.5)
+
+
 def test_gan_loss_unknown_kind_lists_kinds():
     with pytest.raises(ValueError, match="lsgan, vanilla, hinge"):
         GANLoss("wgan")
