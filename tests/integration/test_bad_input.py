@@ -139,7 +139,7 @@ def test_row5_unknown_method_preset_and_config_key(env, capsys):
     out = env.tmp / "row5_out"
     msg = fails(capsys, "prune", "--method", "magic", "--teacher", env.teacher, "--out", out,
                 "--tracking-uri", env.uri, "--quiet")
-    assert "unknown --method 'magic'" in msg and "available: marl, marl-greedy, random, uniform, l1" in msg
+    assert "unknown --method 'magic'" in msg and "available: marl, marl-greedy, random, evolution, uniform, l1" in msg
     msg = fails(capsys, "benchmark", "--methods", "uniform,magic", "--teacher", env.teacher, "--out", out,
                 "--tracking-uri", env.uri, "--quiet")
     assert "unknown --methods magic" in msg and "available:" in msg
