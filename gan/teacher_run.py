@@ -2,6 +2,12 @@
 
 The envs, backends and baselines all start from a teacher; they need its G, D, dataset and size, and
 must not import ``orchestration``.  ``teacher.json`` names the member export directories.
+
+A CycleGAN run loads as the same pix2pix-like view (docs/methods.md, "Unpaired (CycleGAN) teachers"):
+``generator`` = G_A (A→B), ``discriminator`` = D_A (the D that judges domain-B images, i.e. G_A's
+outputs; ``gan.train.cyclegan``), ``data`` = the unpaired dataset; ``kind`` says so, and ``paired``
+tells the fine-tune, the backends and the metrics that there is no ground truth and that D is
+unconditional (it sees an image alone, not input|output).
 """
 from __future__ import annotations
 
@@ -12,6 +18,15 @@ from pathlib import Path
 from gan import export as gexport
 
 REQUIRED = ("generator", "discriminator", "data", "size")
+#: the image-to-image teacher kinds every search method prunes (G_A + D_A of a CycleGAN)
+IMAGE_KINDS = ("pix2pix", "cyclegan")
+#: kinds trained on unpaired data: no ground truth, the D judges images alone
+UNPAIRED_KINDS = ("cyclegan",)
+
+
+def is_paired(kind: str) -> bool:
+    """Whether a teacher of ``kind`` has aligned targets and a conditional (input|output) D."""
+    return kind not in UNPAIRED_KINDS
 
 
 class TeacherRunError(ValueError):
@@ -26,11 +41,17 @@ class TeacherRun:
     data: str
     size: int
     meta: dict = field(default_factory=dict)
+    kind: str = "pix2pix"
+
+    @property
+    def paired(self) -> bool:
+        """False for a CycleGAN teacher: unpaired data, unconditional D (see the module docstring)."""
+        return is_paired(self.kind)
 
 
-def load_teacher_run(path, kinds=("pix2pix",)) -> TeacherRun:
-    """The run's G, D, data and size; ``kinds``: the teacher kinds the caller can take (pix2pix for
-    the search methods; PPCD also takes class-conditional teachers)."""
+def load_teacher_run(path, kinds=IMAGE_KINDS) -> TeacherRun:
+    """The run's G, D, data and size; ``kinds``: the teacher kinds the caller can take (pix2pix and
+    CycleGAN for the search methods; PPCD also takes class-conditional teachers)."""
     d = Path(path)
     f = d / "teacher.json"
     if not f.is_file():
@@ -42,10 +63,9 @@ def load_teacher_run(path, kinds=("pix2pix",)) -> TeacherRun:
     kind = meta.get("kind", "pix2pix")
     if kind not in kinds:
         raise TeacherRunError(f"{d} is a {kind} teacher; this method takes {' or '.join(kinds)} teachers "
-                              "(PPCD also prunes class-conditional ones; CycleGAN teachers: distil one direction "
-                              "into a pix2pix teacher first)")
+                              "(class-conditional teachers: use --method ppcd)")
     missing = [k for k in REQUIRED if k not in meta]
     if missing:
         raise TeacherRunError(f"{f} has no {missing[0]!r}; is it a 'ganprune train-teacher' run?")
     return TeacherRun(d.resolve(), gexport.load(d / meta["generator"]), gexport.load(d / meta["discriminator"]),
-                      str(meta["data"]), int(meta["size"]), meta)
+                      str(meta["data"]), int(meta["size"]), meta, kind)

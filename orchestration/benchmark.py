@@ -43,7 +43,8 @@ BUDGET_MATCHED = ("random", "evolution")
 #: the paired differences the summary reports (method − baseline, per seed)
 BASELINES = ("l1", "random")
 EVAL_ITEMS = 64
-METRICS = ("psnr_vs_teacher", "ssim_vs_teacher", "psnr", "ssim", "fid_proxy", "miou")
+#: fid_proxy_teacher: the teacher's own, beside the student's, on unpaired (CycleGAN) data
+METRICS = ("psnr_vs_teacher", "ssim_vs_teacher", "psnr", "ssim", "fid_proxy", "fid_proxy_teacher", "miou")
 COST = ("search_evaluations", "search_finetune_steps", "search_cpu_s", "finetune_steps", "cpu_s")
 #: summarized too (the plot's x axis)
 SIZE = ("macs", "params")
@@ -136,6 +137,9 @@ def benchmark(request) -> dict:
     if not isinstance(request.jobs, int) or request.jobs < 1:
         raise UsageError(f"--jobs {request.jobs!r}: give how many rows run at once, 1 or more (e.g. --jobs 2 "
                          "on a 2-core machine with --threads 1)")
+    if base_row.teacher and base_row.data:
+        raise UsageError(f"--data {base_row.data} picks the preset's cached teacher; --teacher {base_row.teacher} "
+                         "brings its own data: drop one")
     if not methods or len(set(methods)) != len(methods):
         raise UsageError(f"--methods {','.join(methods) or '(none)'}: name each method once")
     unknown = [m for m in methods if base_method(m)[0] not in names()]
@@ -170,8 +174,8 @@ def benchmark(request) -> dict:
             print(msg, flush=True)
 
     teacher = base_row.teacher
-    tdir = Path(teacher).resolve() if teacher else ensure_teacher(preset, steps=request.teacher_steps, quiet=quiet,
-                                                                  tracking_uri=tracking_uri)
+    tdir = Path(teacher).resolve() if teacher else ensure_teacher(preset, base_row.data, steps=request.teacher_steps,
+                                                                  quiet=quiet, tracking_uri=tracking_uri)
     run = load_teacher_run(tdir)  # a bad --teacher is refused before --overwrite empties --out
     for m in methods:  # and a generator class a method cannot prune, before any row runs
         try:
@@ -453,16 +457,20 @@ def markdown(result: dict) -> str:
              f"{result.get('backend_steps')} backend fine-tune steps per "
              f"candidate; CPU latency at batch 1, teacher {rows[0].get('teacher_latency_ms', float('nan')):.2f} ms.",
              "", "Per method (mean ± std over seeds; Δ = paired difference per seed, mean ± standard error):", ""]
+    unpaired = "fid_proxy_teacher" in metrics  # a CycleGAN teacher: FID-proxy vs real B, the teacher's beside
+    teacher_fid = rows[0].get("fid_proxy_teacher", float("nan"))
     head = ["method", "seeds", "PSNR vs teacher (dB)", "Δ vs l1", "Δ vs random", "SSIM vs teacher",
-            *(["mIoU"] if "miou" in metrics else []), "search evaluations", "search fine-tune steps",
-            "search CPU s", "total CPU s"]
+            *(["mIoU"] if "miou" in metrics else []),
+            *([f"fid_proxy vs real B (teacher {teacher_fid:.2f})"] if unpaired else []), "search evaluations",
+            "search fine-tune steps", "search CPU s", "total CPU s"]
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for m, st in summary.items():
         d = st.get("psnr_vs_teacher_minus", {})
         cells = [m, str(len(st["seeds"])), _pm(st.get("psnr_vs_teacher")),
                  _pm(d.get("l1"), key="se"), _pm(d.get("random"), key="se"),
                  _pm(st.get("ssim_vs_teacher"), 3), *([_pm(st.get("miou"), 1)] if "miou" in metrics else []),
-                 _pm(st.get("search_evaluations"), 0), _pm(st.get("search_finetune_steps"), 0),
+                 *([_pm(st.get("fid_proxy"))] if unpaired else []), _pm(st.get("search_evaluations"), 0),
+                 _pm(st.get("search_finetune_steps"), 0),
                  _pm(st.get("search_cpu_s"), 0), _pm(st.get("cpu_s"), 0)]
         lines.append("| " + " | ".join(cells) + " |")
     head = ["method", "seed", "G MACs", "params", "CPU ms (speed-up)", *metrics, "evaluations", "search s",

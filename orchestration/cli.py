@@ -282,7 +282,9 @@ def _parser() -> argparse.ArgumentParser:
              "ganprune benchmark --preset tiny --methods marl,marl-greedy,random,l1,uniform --seeds 0,1,2 "
              "--macs-target 0.25 --out runs/bench --json\n"
              "  ganprune benchmark --preset tiny --methods marl,random,l1 --search-backend supernet "
-             "--iterations 20 --macs-target 0.25 --out runs/bench-supernet --json", commands.benchmark)
+             "--iterations 20 --macs-target 0.25 --out runs/bench-supernet --json\n"
+             "  ganprune benchmark --preset tiny --data photo2painting --methods marl,l1 --macs-target 0.25 "
+             "--out runs/bench-cyclegan --json", commands.benchmark)
     sp.add_argument("--preset", default="small", help="small (default), tiny, paper or a YAML path")
     sp.add_argument("--methods", default="marl,cat,gan-compression,ppcd,uniform,l1",
                     help="comma-separated: marl, marl-greedy, marl-beta0 and marl-beta1 (β = 0, 1), random and evolution (as many "
@@ -292,6 +294,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--macs-target", type=float, default=0.25,
                     help="generator MACs: fraction of the teacher's (0.1) or absolute count (3e9)")
     sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
+    sp.add_argument("--data", help="dataset of the preset's cached teacher when --teacher is not given; unpaired "
+                    "data (photo2painting) gives a CycleGAN teacher whose G_A and D_A are pruned")
     sp.add_argument("--teacher-steps", type=int, help="steps of the preset's cached teacher")
     sp.add_argument("--vem", action="store_true", help="add VEM's term to every method's fine-tune")
     sp.add_argument("--finetune-steps", type=int, help="fine-tune steps of every method (default per preset)")

@@ -13,7 +13,9 @@ export directories, its ``data`` and ``size``) and a spec JSON in one of three f
 Pruned G and D inherit the teacher's weights (``gan.pruning.physical.prune``) and are trained by
 ``gan.train.distill`` (objective "density" or the "l1" baseline). PSNR/SSIM vs the teacher on the
 test split (``gan.data.splits.report_split``) are measured before and after; results go to
-``out/finetune.json``.
+``out/finetune.json``.  A CycleGAN teacher run is its G_A and D_A (``gan.teacher_run``): the same
+fine-tune on unpaired data, D unconditional and shown real domain-B images (docs/methods.md,
+"Unpaired (CycleGAN) teachers"), fid_proxy vs the real B images beside PSNR/SSIM vs the teacher.
 """
 from __future__ import annotations
 
@@ -39,18 +41,22 @@ def read_teacher(teacher_dir) -> dict:
     from gan.teacher_run import load_teacher_run
 
     run = load_teacher_run(teacher_dir)
-    return {**run.meta, "G": run.generator, "D": run.discriminator, "dir": str(run.dir)}
+    return {**run.meta, "G": run.generator, "D": run.discriminator, "dir": str(run.dir), "kind": run.kind,
+            "paired": run.paired}
 
 
 def _eval(model, teacher, dataset) -> dict:
+    """PSNR/SSIM vs the teacher; fid_proxy vs the split's real targets (domain-B images for an
+    unpaired teacher, with the teacher's own ``fid_proxy_teacher`` beside it)."""
     from gan.metrics.evaluate import evaluate_generator
 
     r = evaluate_generator(model, dataset, teacher=teacher, max_items=EVAL_ITEMS)
-    return {k: float(r[k]) for k in ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy", "psnr", "ssim")
-            if k in r}
+    return {k: float(r[k]) for k in ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy", "fid_proxy_teacher",
+                                     "psnr", "ssim") if k in r}
 
 
-def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator):
+def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generator, init_discriminator,
+            lambda_gt: float = 0.0):
     """The checks of every input that need no training: (add-ons, steps, teacher, (G spec, D spec, how
     D's was made), pruned (G, D)); raises UsageError & co. on bad input."""
     from gan import export as gexport
@@ -69,6 +75,9 @@ def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generat
     if steps < 0:
         raise UsageError("--steps must be ≥ 0")
     t = read_teacher(teacher_dir)
+    if lambda_gt and not t["paired"]:  # docs/methods.md, "Unpaired (CycleGAN) teachers"
+        raise UsageError(f"lambda_gt {lambda_gt:g}: {t['dir']} is a {t['kind']} teacher, its unpaired data has no "
+                         "ground truth to pull toward; set lambda_gt 0")
     teacher, teacher_d = t["G"].eval(), t["D"].eval()
     raw = load_json(Path(spec_path), "spec")
     try:
@@ -89,6 +98,11 @@ def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generat
     return add, steps, t, specs, pruned
 
 
+def _lambda_gt(r: FinetuneRequest) -> float:
+    """The L1-to-ground-truth weight the fine-tune will use (a ``distill`` override wins)."""
+    return float((r.distill or {}).get("lambda_gt", r.lambda_gt) or 0.0)
+
+
 def check_inputs(request: FinetuneRequest) -> None:
     """``finetune``'s input checks without training or touching ``out`` (a launcher's driver runs them
     before it starts workers that would run them again)."""
@@ -97,7 +111,7 @@ def check_inputs(request: FinetuneRequest) -> None:
 
     r = request
     _inputs(r.teacher_dir, r.spec_path, r.objective, r.add, r.steps, r.backend, r.init_generator,
-            r.init_discriminator)
+            r.init_discriminator, _lambda_gt(r))
     claim_run_dir(r.out, r.resume, r.overwrite, ckpt.latest, "fine-tune", resume_empty=True)  # deletes nothing
 
 
@@ -123,7 +137,7 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
     teacher_dir, spec_path, objective, backend, quiet = r.teacher_dir, r.spec_path, r.objective, r.backend, r.quiet
     init_generator, init_discriminator, batch_size, seed = r.init_generator, r.init_discriminator, r.batch_size, r.seed
     add, steps, t, (gspec, dspec, d_how), (student, student_d) = _inputs(
-        teacher_dir, spec_path, objective, r.add, r.steps, backend, init_generator, init_discriminator)
+        teacher_dir, spec_path, objective, r.add, r.steps, backend, init_generator, init_discriminator, _lambda_gt(r))
     size, teacher, teacher_d = int(t["size"]), t["G"].eval(), t["D"].eval()
 
     def say(msg):
@@ -150,7 +164,12 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
         before = _eval(student, teacher, val_set)
         say(f"before fine-tuning: PSNR vs teacher {before['psnr_vs_teacher']:.2f} dB")
 
+    # a CycleGAN teacher (G_A, D_A): GAN Compression's unpaired recipe — pseudo pairs (x, G_T(x)) for
+    # the objective, the unconditional D learns real domain-B images vs the student's outputs
+    # (docs/methods.md, "Unpaired (CycleGAN) teachers")
+    paired = t["paired"]  # unpaired batches carry no "GT" (a lambda_gt was refused by _inputs)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=r.lr, lambda_l1=10.0, backend=backend,
+                      conditional_d=paired,
                       seed=seed, quiet=quiet, log_every=max(1, steps // 20), ckpt_every=int(r.ckpt_every),
                       keep_checkpoints=2, out_dir=str(out) if r.ckpt_every else None, extra={"objective": objective, "teacher": t["dir"]})
     dcfg = DistillConfig(**{"objective": objective, "lambda_rec": cfg.lambda_l1, "lambda_gt": r.lambda_gt,
@@ -162,7 +181,7 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
     device = trainer.g.device
     teacher.to(device)
     loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,
-                            device=device)
+                            device=device, paired=paired)
     if last is not None:
         trainer.resume(last)
         say(f"resuming the fine-tune at step {trainer.step} of {steps} from {last}")
@@ -187,7 +206,7 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
     gexport.save(student_d, out / "discriminator", size=size, source=source, onnx=False)
     result = {
         "out": str(out), "teacher": t["dir"], "objective": objective, "add": list(add), "steps": steps,
-        "backend": backend, "init_generator": str(init_generator) if init_generator else None,
+        "backend": backend, "kind": t["kind"], "init_generator": str(init_generator) if init_generator else None,
         "num_procs": trainer.world_size,
         "size": size, "data": str(root), "macs": macs, "teacher_macs": full_macs,
         "generator_spec": {k: len(v) for k, v in gspec.items()},

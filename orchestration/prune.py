@@ -54,7 +54,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     the request (``ganprune prune --request`` runs it again)."""
     from agents.methods import REGISTRY, SearchContext, SearchRequest
     from gan.determinism import seed_all
-    from gan.teacher_run import load_teacher_run
+    from gan.teacher_run import IMAGE_KINDS, load_teacher_run
     from orchestration import plots
     from orchestration.config import load_preset
     from orchestration.rundir import claim_run_dir, clear_run_dir
@@ -86,7 +86,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     seed_all(r.seed)  # the search starts from the seed, whatever the checks and teacher loading drew
     run = load_teacher_run(teacher, kinds=m.kinds)
     m.check_teacher(run, REGISTRY)  # a generator class the method cannot prune: refused before any work
-    if run.meta.get("kind", "pix2pix") == "pix2pix":  # an unreachable target fails before out/ is made
+    if run.kind in IMAGE_KINDS:  # an unreachable target fails before out/ is made
         from gan.pruning.targets import resolve_macs_target
 
         resolve_macs_target(run.generator, r.macs_target, run.size)
@@ -305,7 +305,8 @@ def _report_trained(found, run, out: Path, parent) -> dict:
 
 
 def _fidelity_vs_teacher(run, export: Path) -> dict:
-    """PSNR/SSIM vs the teacher on the report split (pix2pix), or on fixed (z, y) draws (conditional)."""
+    """PSNR/SSIM vs the teacher on the report split (pix2pix; CycleGAN: + fid_proxy vs real B), or on
+    fixed (z, y) draws (conditional)."""
     import torch
 
     from gan import export as gexport
@@ -313,7 +314,7 @@ def _fidelity_vs_teacher(run, export: Path) -> dict:
     from orchestration.finetune import EVAL_ITEMS, _eval
 
     model, teacher = gexport.load(export).eval(), run.generator.eval()
-    if run.meta.get("kind", "pix2pix") == "pix2pix":
+    if run.kind != "conditional":
         from gan import data as gdata
 
         root = gdata.resolve_dataset(run.data, size=run.size)
@@ -349,7 +350,8 @@ def print_summary(s: dict) -> None:
     cols = ["model", "MACs", "params", "CPU ms", "PSNR vs teacher (dB)", "fid_proxy"]
     rows = [{"model": "teacher", "MACs": f"{s['teacher_macs'] / 1e6:.2f} M",
              "params": f"{s['teacher_params'] / 1e3:.1f} k", "CPU ms": f"{s['teacher_latency_ms']:.2f}",
-             "PSNR vs teacher (dB)": "—", "fid_proxy": "—"},
+             "PSNR vs teacher (dB)": "—",
+             "fid_proxy": f"{f['fid_proxy_teacher']:.3f}" if "fid_proxy_teacher" in f else "—"},
             {"model": f"pruned ({s['method']} + fine-tune)",
              "MACs": f"{s['macs'] / 1e6:.2f} M ({s['macs_ratio']:.1%})", "params": f"{s['params'] / 1e3:.1f} k",
              "CPU ms": f"{s['latency_ms']:.2f} (×{s['teacher_latency_ms'] / s['latency_ms']:.2f})",

@@ -57,7 +57,9 @@ from gan.pruning.macs import MacsModel
 from gan.pruning.targets import TargetError, resolve_macs_target
 from gan.train.pix2pix import split_batch
 
-KINDS = ("pix2pix", "conditional")
+#: a CycleGAN teacher's G_A is an image-to-image G like pix2pix's: the same path, on unpaired data
+#: (docs/methods.md, "Unpaired (CycleGAN) teachers")
+KINDS = ("pix2pix", "cyclegan", "conditional")
 
 
 @dataclass
@@ -363,8 +365,8 @@ def load_run(path):
 def _kind(run) -> str:
     kind = run.meta.get("kind", "pix2pix")
     if kind not in KINDS:
-        raise ValueError(f"PPCD takes pix2pix or class-conditional teachers, this one is {kind!r}; "
-                         "train a paired or class-folder teacher")
+        raise ValueError(f"PPCD takes pix2pix, CycleGAN or class-conditional teachers, this one is {kind!r}; "
+                         "train a paired, unpaired or class-folder teacher")
     return kind
 
 
@@ -418,13 +420,13 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
                   zero_stage=cfg.zero_stage, log_every=max(1, steps // 20),
                   extra={"method": "ppcd", "teacher": str(run.dir), "target_macs": target})
     disc = copy.deepcopy(run.discriminator).train().requires_grad_(True)
-    if kind == "pix2pix":
+    if kind != "conditional":  # pix2pix, or a CycleGAN's G_A with its unconditional D_A on unpaired data
         hook = pix2pix_hook(schedule, teacher, taps, cfg)
-        trainer = build_trainer(kind, student, disc, train_config(kind, lambda_l1=cfg.lambda_out, **common),
-                                DistillHooks(hook, None))
+        tcfg = train_config("pix2pix", lambda_l1=cfg.lambda_out, conditional_d=run.paired, **common)
+        trainer = build_trainer("pix2pix", student, disc, tcfg, DistillHooks(hook, None))
         teacher.to(trainer.g.device)
         loader = TeacherTargets(gdata.make_loader(train_set, batch_size, shuffle=True, seed=seed), teacher,
-                                device=trainer.g.device)
+                                device=trainer.g.device, paired=run.paired)
     else:
         classes = getattr(train_set, "classes", None)
         if classes is None or len(classes) != int(teacher.num_classes):
@@ -481,7 +483,7 @@ def _samples(kind, dense, teacher, run, root, size) -> list[torch.Tensor]:
     column per class (up to 8), student row then teacher row, fixed z."""
     from gan import data as gdata
 
-    if kind == "pix2pix":
+    if kind != "conditional":
         val = gdata.open_dataset(root, size=size, split="val")
         x = torch.stack([val[i]["A"] for i in range(min(4, len(val)))])
         rows = [dense(x), teacher(x)]

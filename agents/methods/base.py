@@ -180,7 +180,8 @@ class Method:
     name: ClassVar[str] = ""
     objective: ClassVar[str | None] = "density"
     Options: ClassVar[type] = NoOptions
-    kinds: ClassVar[tuple[str, ...]] = ("pix2pix",)
+    #: pix2pix and CycleGAN (its G_A and D_A; docs/methods.md, "Unpaired (CycleGAN) teachers")
+    kinds: ClassVar[tuple[str, ...]] = ("pix2pix", "cyclegan")
     generators: ClassVar[tuple[str, ...]] = ZOO_GENERATORS
     trains_itself: ClassVar[bool] = False
     agents: ClassVar[tuple[str, ...]] = ()

@@ -6,6 +6,11 @@ K fine-tune steps run the one trainer (``gan.train.builder``) with the objective
 (density by default; l1, gka = CAT's, distill = GAN Compression's; ``vem`` adds VEM's term), so the
 agents are scored on what the final pruned pair is trained on (docs/methods.md, "MARL search",
 "Search backends").
+
+A CycleGAN teacher (G_A, D_A; ``paired`` False) is scored the same way on its unpaired search
+items: r_G against the teacher's outputs as for pix2pix, r_D with the unconditional D on the real
+domain-B images of those items vs the student's outputs (docs/methods.md, "Unpaired (CycleGAN)
+teachers").
 """
 from __future__ import annotations
 
@@ -37,10 +42,6 @@ class LocalConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
-
-
-def _cat(*ts):
-    return torch.cat(ts, 1)
 
 
 class TeacherMemo(torch.nn.Module):
@@ -76,8 +77,11 @@ class LocalBackend(CachedBackend):
 
     def __init__(self, teacher_g, teacher_d, train: tuple[torch.Tensor, torch.Tensor],
                  held_out: tuple[torch.Tensor, torch.Tensor], cfg: LocalConfig | None = None,
-                 density: DensityConfig | None = None, memo: bool = True):
+                 density: DensityConfig | None = None, memo: bool = True, paired: bool = True):
+        """``train``/``held_out``: (inputs, targets) — for ``paired`` False (a CycleGAN teacher) the
+        targets are unrelated real domain-B images, what the unconditional D calls real."""
         super().__init__()
+        self.paired = paired
         self.cfg = cfg or LocalConfig()
         self.density_cfg = density or DensityConfig(seed=self.cfg.seed)
         self.teacher_g = teacher_g.eval().requires_grad_(False)
@@ -88,9 +92,9 @@ class LocalBackend(CachedBackend):
         with torch.no_grad():
             self.train_t = self.teacher_g(self.train_x)
             self.t = self.teacher_g(self.x)
-            real = _cat(self.x, self.y)
-            self.d_teacher_real = self.teacher_d(real)
-            self.d_teacher_loss = float(self.gan.d_loss(self.d_teacher_real, self.teacher_d(_cat(self.x, self.t))))
+            self.d_teacher_real = self.teacher_d(self.d_input(self.x, self.y))
+            self.d_teacher_loss = float(self.gan.d_loss(self.d_teacher_real,
+                                                        self.teacher_d(self.d_input(self.x, self.t))))
         # memo=False: the teacher runs at every evaluation (the exactness test compares both)
         whole = memo and self.cfg.objective in ("density", "l1")
         self.train_teacher = TeacherMemo(self.teacher_g) if whole else self.teacher_g
@@ -106,11 +110,16 @@ class LocalBackend(CachedBackend):
 
         cfg = cfg or LocalConfig()
         root = gdata.resolve_dataset(run.data, size=run.size)
-        if gdata.detect_layout(root) not in ("aligned", "labels"):
-            raise ValueError(f"the local backend scores paired (pix2pix) teachers; {run.data} is "
-                             f"{gdata.detect_layout(root)} data")
+        layout = gdata.detect_layout(root)
+        if layout not in (("aligned", "labels") if run.paired else ("unaligned",)):
+            raise ValueError(f"{run.dir} is a {run.kind} teacher but its data {run.data} is {layout}; "
+                             "retrain the teacher on its own kind of data")
         score, fit = search_batches(root, run.size, cfg.eval_items, cfg.train_items, cfg.seed)
-        return cls(run.generator, run.discriminator, fit, score, cfg, density, memo=memo)
+        return cls(run.generator, run.discriminator, fit, score, cfg, density, memo=memo, paired=run.paired)
+
+    def d_input(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """D's input: cat(x, image) for a pix2pix D, the image alone for a CycleGAN D."""
+        return torch.cat([x, image], 1) if self.paired else image
 
     # ------------------------------------------------------------------ one candidate
 
@@ -122,20 +131,20 @@ class LocalBackend(CachedBackend):
         c = self.cfg
         tc = TrainConfig(steps=c.finetune_steps, batch_size=c.batch_size, lr=c.lr, gan_loss=c.gan_loss,
                          lambda_l1=c.lambda_rec, backend="torch", quiet=True, seed=c.seed,
-                         log_every=max(1, c.finetune_steps))
+                         log_every=max(1, c.finetune_steps), conditional_d=self.paired)
         rng = torch.get_rng_state()
         hooks = distill_hooks(self.distill_config(), self.train_teacher, self.teacher_d, self.density_cfg,
                               student=g, size=self.x.shape[-1])
         trainer = build_trainer("pix2pix", g.train(), d.train(), tc, hooks)
-        n = len(self.train_x)
+        n, gt = len(self.train_x), "GT" if self.paired else "real"  # as gan.train.distill.TeacherTargets
         data = [{"A": self.train_x[i:i + c.batch_size], "B": self.train_t[i:i + c.batch_size],
-                 "GT": self.train_y[i:i + c.batch_size]} for i in range(0, n - c.batch_size + 1, c.batch_size)]
+                 gt: self.train_y[i:i + c.batch_size]} for i in range(0, n - c.batch_size + 1, c.batch_size)]
         # the engine trains on a GPU when the process has one: the hooks' teachers go with it, and the
         # scores are computed on the CPU batches afterwards
         device = trainer.g.device
         self.teacher_g.to(device), self.teacher_d.to(device)
         try:
-            trainer.fit(data or [{"A": self.train_x, "B": self.train_t, "GT": self.train_y}])
+            trainer.fit(data or [{"A": self.train_x, "B": self.train_t, gt: self.train_y}])
         finally:
             self.teacher_g.cpu(), self.teacher_d.cpu()
         torch.set_rng_state(rng)  # the trainer seeds the global RNG; leave the caller's as it was
@@ -166,11 +175,11 @@ class LocalBackend(CachedBackend):
             if density:
                 objective = DensityObjective(self.score_teacher, self.teacher_d, self.density_cfg)
                 dens = float(objective(g, self.x, torch.Generator().manual_seed(self.cfg.seed)).loss)
-            real = _cat(self.x, self.y)
-            d_real, d_fake = d(real), d(_cat(self.x, s))
+            fake = self.d_input(self.x, s)
+            d_real, d_fake = d(self.d_input(self.x, self.y)), d(fake)
             d_loss = float(self.gan.d_loss(d_real, d_fake))
             agree = float(0.5 * ((d_real - self.d_teacher_real).abs().mean()
-                                 + (d_fake - self.teacher_d(_cat(self.x, s))).abs().mean()))
+                                 + (d_fake - self.teacher_d(fake)).abs().mean()))
             fidelity = float(psnr(s, self.t))
         balance = abs(d_loss - self.d_teacher_loss)
         r_g = -(self.cfg.lambda_dens * dens + self.cfg.lambda_rec * rec)

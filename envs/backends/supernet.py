@@ -35,12 +35,12 @@ class SupernetBackend(LocalBackend):
     config_cls = SupernetConfig
 
     def __init__(self, teacher_g, teacher_d, train, held_out, cfg: LocalConfig | None = None, density=None,
-                 memo: bool = True, supernet=None):
+                 memo: bool = True, supernet=None, paired: bool = True):
         cfg = cfg or SupernetConfig()
         if cfg.finetune_steps:
             raise ValueError(f"the supernet backend scores sliced sub-nets without training; set finetune_steps 0 "
                              f"(got {cfg.finetune_steps}) or use the local backend")
-        super().__init__(teacher_g, teacher_d, train, held_out, cfg, density, memo=memo)
+        super().__init__(teacher_g, teacher_d, train, held_out, cfg, density, memo=memo, paired=paired)
         self._supernet = supernet if supernet is not None else getattr(cfg, "supernet", None)
 
     @property

@@ -129,6 +129,12 @@ class UnalignedDataset(_Base):
         return {"A": self._image(pa, g.draw(i)), "B": self._image(pb, g.draw(i + len(self))),
                 "path_A": str(pa), "path_B": str(pb)}
 
+    def domain_b(self, n: int | None = None) -> torch.Tensor:
+        """The split's first ``n`` domain-B images in file order, each once: the real set an A→B
+        generator's FID is measured against (``__getitem__``'s B partners are drawn with repeats)."""
+        return torch.stack([self._image(p, self.geometry.draw(len(self) + i))
+                            for i, p in enumerate(self.paths_b[:n])])
+
 
 class ClassFolderDataset(_Base):
     """``root/<split>/<class>/*`` (or ``root/<class>/*``) → ``{"image", "label", "path"}``."""

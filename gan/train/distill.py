@@ -47,11 +47,17 @@ ADD_ONS = ("gka", "vem")
 
 class TeacherTargets:
     """Wrap a DataLoader of ``{"A", "B"}`` batches: ``B`` ← G_T(A) (no grad), ground truth kept as
-    ``GT``. Exposes ``generator``/``dataset`` so the trainer's resume-safe reseeding still works."""
+    ``GT``. Exposes ``generator``/``dataset`` so the trainer's resume-safe reseeding still works.
 
-    def __init__(self, loader, teacher, device=None):
+    ``paired=False`` (a CycleGAN teacher's unpaired data; docs/methods.md, "Unpaired (CycleGAN)
+    teachers"): the loader's ``B`` is an unrelated real domain-B image, kept as ``real`` — what the
+    trainer's D learns as real (``gan.train.pix2pix.real_images``) — and there is no ``GT``: the
+    pseudo pair (x, G_T(x)) is GAN Compression's unpaired distillation target."""
+
+    def __init__(self, loader, teacher, device=None, paired: bool = True):
         self.loader, self.teacher = loader, teacher.eval().requires_grad_(False)
         self.device = device or next(teacher.parameters()).device
+        self.paired = paired
         self.generator = getattr(loader, "generator", None)
         self.dataset = getattr(loader, "dataset", None)
 
@@ -64,7 +70,7 @@ class TeacherTargets:
             x = x.to(self.device)
             with torch.no_grad():
                 t = self.teacher(x)
-            yield {"A": x, "B": t, "GT": y.to(self.device)}
+            yield {"A": x, "B": t, ("GT" if self.paired else "real"): y.to(self.device)}
 
 
 @dataclass

@@ -178,8 +178,9 @@ class CycleGANKind(TeacherKind):
         from gan.metrics.evaluate import evaluate_generator, generate
 
         res = evaluate_generator(t.g_a, self.val_ds, max_items=EVAL_ITEMS)
-        x, _, real, _ = generate(torch.nn.Identity(), self.val_ds, max_items=EVAL_ITEMS)
-        ref = evaluate_fidelity(x, real=real, paired=False, kid_subset_size=min(1000, len(x)))
+        x = generate(torch.nn.Identity(), self.val_ds, max_items=EVAL_ITEMS)[0]
+        ref = evaluate_fidelity(x, real=self.val_ds.domain_b(EVAL_ITEMS), paired=False,
+                                kid_subset_size=min(1000, len(x)))
         res.update({f"{k}_input": v for k, v in ref.items() if k != "n"})
         return res
 

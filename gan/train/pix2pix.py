@@ -88,6 +88,9 @@ class TrainConfig:
     #: D steps only, against G in eval mode (an imported teacher's D warm-up, docs/import_teacher.md):
     #: G is never stepped, its losses are still logged
     freeze_generator: bool = False
+    #: D sees cat(x, image) (pix2pix); False: the image alone, as CycleGAN's D — the fine-tune of a
+    #: CycleGAN G_A with its D_A (docs/methods.md, "Unpaired (CycleGAN) teachers")
+    conditional_d: bool = True
     extra: dict = field(default_factory=dict)  # free-form, saved with the checkpoint
 
     def to_json(self) -> dict:
@@ -99,6 +102,13 @@ def split_batch(batch) -> tuple[torch.Tensor, torch.Tensor]:
     if isinstance(batch, dict):
         return batch["A"], batch["B"]
     return batch[0], batch[1]
+
+
+def real_images(batch, y: torch.Tensor) -> torch.Tensor:
+    """What D learns as real: ``batch["real"]`` when the batch carries it (unpaired distillation:
+    real domain-B images, while ``B`` is the teacher's output the L1 term pulls toward), else the
+    target ``y``."""
+    return batch["real"] if isinstance(batch, dict) and "real" in batch else y
 
 
 class Pix2PixTrainer:
@@ -173,10 +183,16 @@ class Pix2PixTrainer:
             if not math.isfinite(v):
                 raise NonFiniteLossError(step, k, v, self.last_checkpoint)
 
+    def d_input(self, x: torch.Tensor, image: torch.Tensor) -> torch.Tensor:
+        """D's input for ``image`` generated from (or paired with) ``x``: cat(x, image), or the image
+        alone for an unconditional D (``TrainConfig.conditional_d``)."""
+        return torch.cat([x, image], 1) if self.cfg.conditional_d else image
+
     def train_step(self, batch) -> dict[str, float]:
         """One D step then one G step on ``batch``; returns the step's (rank-averaged) scalars."""
         step = self.step + 1
         x, y = (self._local(t) for t in split_batch(batch))
+        real = self._local(real_images(batch, y))
         lr = self.lr_at(self.step)
         for opt in (self.g.optimizer, self.d.optimizer, self.aux_opt):
             for grp in (opt.param_groups if opt is not None else ()):
@@ -186,7 +202,7 @@ class Pix2PixTrainer:
             fake = self.g(x)
 
         _requires_grad(self.d.module, True)
-        loss_d = self.gan.d_loss(self.d(torch.cat([x, y], 1)), self.d(torch.cat([x, fake.detach()], 1)))
+        loss_d = self.gan.d_loss(self.d(self.d_input(x, real)), self.d(self.d_input(x, fake.detach())))
         d_extra = {}
         if self.extra_d_loss is not None:  # e.g. the neighbourhood D term of gan.train.distill
             term, d_extra = self.extra_d_loss(batch, fake.detach(), self)
@@ -199,7 +215,7 @@ class Pix2PixTrainer:
 
         _requires_grad(self.d.module, False)  # G step: gradients flow through D into G only
         with torch.no_grad() if frozen else contextlib.nullcontext():
-            gan_g = self.gan.g_loss(self.d.module(torch.cat([x, fake], 1)))
+            gan_g = self.gan.g_loss(self.d.module(self.d_input(x, fake)))
         l1 = F.l1_loss(fake, y)
         loss_g = gan_g + self.cfg.lambda_l1 * l1
         extra = {}

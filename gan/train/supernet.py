@@ -316,7 +316,9 @@ def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> Super
     one pix2pix trainer: L_G = L_GAN + λ_recon·||G_S(x) − G_T(x)||_1 + λ_distill·L_distill
     (``TeacherTargets`` makes G_T(x) the target, ``feature_distill`` adds the taps), one config sampled
     per step, D = a copy of the teacher's D trained along.  Used by the GAN Compression baseline and
-    the ``supernet`` search backend."""
+    the ``supernet`` search backend.  A CycleGAN teacher (``run.paired`` False): GAN Compression's
+    unpaired recipe — the same pseudo pairs, its unconditional D_A shown real domain-B images
+    (docs/methods.md, "Unpaired (CycleGAN) teachers")."""
     import copy
 
     from gan import data as gdata
@@ -330,7 +332,7 @@ def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> Super
     supernet = Supernet(teacher, size=size, fractions=s.fractions, criterion=s.criterion, seed=s.seed)
     cfg = TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, gan_loss=s.gan_loss,
                       lambda_l1=s.lambda_recon, backend=s.backend, zero_stage=s.zero_stage, seed=s.seed, quiet=quiet,
-                      log_every=max(1, s.steps // 20),
+                      log_every=max(1, s.steps // 20), conditional_d=run.paired,
                       extra={"method": "gan-compression", "lambda_distill": s.lambda_distill})
     hook, aux = feature_distill(teacher, supernet, s.lambda_distill, size=size)
     trainer = build_trainer("pix2pix", supernet.train(), copy.deepcopy(run.discriminator).train(), cfg,
@@ -341,7 +343,7 @@ def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> Super
     loader = gdata.make_loader(gdata.open_dataset(root, size=size, split="train"), s.batch_size, seed=s.seed)
     t0, cpu0 = time.perf_counter(), time.process_time()
     if s.steps:
-        trainer.fit(TeacherTargets(loader, teacher, device=device))
+        trainer.fit(TeacherTargets(loader, teacher, device=device, paired=run.paired))
     return SupernetTraining(trainer.generator, trainer.discriminator, trainer,
                             time.perf_counter() - t0, time.process_time() - cpu0)
 

@@ -150,3 +150,42 @@ def test_every_method_and_option_is_checked_before_any_work(tmp_path, capsys):
     capsys.readouterr()
     assert main(["benchmark", "--preset", "tiny", "--methods", "marl", "--jobs", "0", "--out",
                  str(tmp_path / "b")]) == 2 and "--jobs" in capsys.readouterr().err
+
+
+def test_a_cyclegan_benchmark_prunes_the_presets_unpaired_teacher(tmp_path):
+    """`ganprune benchmark --preset tiny --data photo2painting` (issue #16 item 1): the preset's cached
+    teacher is a CycleGAN one (trained here, 4 steps), every row prunes its G_A, and the table shows the
+    fidelity of docs/methods.md, "Unpaired (CycleGAN) teachers": FID-proxy vs real B beside the
+    teacher's, PSNR/SSIM vs the teacher (no ground truth).  A subprocess: the teacher trains on DeepSpeed."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "GANPRUNE_CACHE": str(tmp_path / "cache"), "GANPRUNE_DATA": str(tmp_path / "data"),
+           "OMP_NUM_THREADS": "1"}
+    out = tmp_path / "bench"
+    r = subprocess.run([sys.executable, "-m", "orchestration.cli", "benchmark", "--preset", "tiny", "--data",
+                        "photo2painting", "--teacher-steps", "4", "--methods", "l1,uniform", "--finetune-steps", "2",
+                        "--finetune-backend", "torch", "--macs-target", "0.3", "--threads", "1", "--out", str(out),
+                        "--tracking-uri", f"sqlite:///{tmp_path / 'mlflow.db'}", "--quiet", "--json"],
+                       capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stderr[-3000:]
+    res = json.loads(r.stdout.strip().splitlines()[-1])
+    assert json.loads((tmp_path / "cache" / "teachers" / os.listdir(tmp_path / "cache" / "teachers")[0]
+                       / "teacher.json").read_text())["kind"] == "cyclegan"
+    assert [row["method"] for row in res["rows"]] == ["l1", "uniform"]
+    for row in res["rows"]:
+        assert {"fid_proxy", "fid_proxy_teacher", "psnr_vs_teacher", "ssim_vs_teacher"} <= set(row)
+        assert "psnr" not in row and "miou" not in row and row["macs"] <= row["target_macs"]
+    assert res["rows"][0]["fid_proxy_teacher"] == res["rows"][1]["fid_proxy_teacher"]  # one teacher, one real set
+    md = (out / "benchmark.md").read_text()
+    assert f"fid_proxy vs real B (teacher {res['rows'][0]['fid_proxy_teacher']:.2f})" in md
+    assert "| fid_proxy | fid_proxy_teacher |" in md
+
+
+def test_data_and_teacher_together_are_refused(tmp_path, capsys):
+    rc = main(["benchmark", "--preset", "tiny", "--data", "photo2painting", "--teacher", str(tmp_path / "t"),
+               "--methods", "l1", "--out", str(tmp_path / "b")])
+    err = capsys.readouterr().err
+    assert rc == 2 and "--data" in err and "--teacher" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "b").exists()

@@ -276,7 +276,7 @@ def test_ppcd_pipeline_conditional(tmp_path):
     assert model_macs(g, 16) == r["macs"] and r["kind"] == "conditional"
     assert {"cad", "l1_teacher", "mask_l1", "cad_fc", "gan_g"} <= set(r["history"][-1])
     assert [h["step"] for h in r["sparsity_history"]] == [2, 4, 6, 8, 9]
-    with pytest.raises(ValueError, match="cyclegan"):
-        (tmp_path / "cyc").mkdir()
-        (tmp_path / "cyc" / "teacher.json").write_text(json.dumps({"kind": "cyclegan"}))
-        load_run(tmp_path / "cyc")
+    with pytest.raises(ValueError, match="is a video teacher"):
+        (tmp_path / "vid").mkdir()
+        (tmp_path / "vid" / "teacher.json").write_text(json.dumps({"kind": "video"}))
+        load_run(tmp_path / "vid")

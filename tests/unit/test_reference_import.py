@@ -166,7 +166,7 @@ def test_methods_declare_the_generators_they_prune(tmp_path):
     from gan.teacher_run import TeacherRunError
 
     unet = SimpleNamespace(generator=UnetGenerator(ngf=2, num_downs=5), dir=tmp_path)
-    for name in ("marl", "marl-greedy", "random", "uniform", "l1"):
+    for name in ("marl", "marl-greedy", "random", "evolution", "uniform", "l1"):
         REGISTRY[name].check_teacher(unet, REGISTRY)
     for name in ("cat", "gan-compression", "ppcd"):
         with pytest.raises(TeacherRunError, match=f"^{name} prunes only .*holds a UnetGenerator; use --method "
