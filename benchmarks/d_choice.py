@@ -39,7 +39,7 @@ FIDELITY = ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy")
 STABILITY = ("ratio_mean", "ratio_drift_per_100", "ratio_var_late", "d_acc_mean", "d_saturated_steps")
 
 
-def spec_for(choice: str, best: dict) -> dict:
+def spec_for(choice: str, best: dict, teacher_dir) -> dict:
     """The fine-tune spec of one D choice around the search's G."""
     if choice == "agent":
         if not best.get("discriminator"):
@@ -47,7 +47,11 @@ def spec_for(choice: str, best: dict) -> dict:
                              "give a --method marl run")
         return {"generator": best["generator"], "discriminator": best["discriminator"]}
     if choice == "teacher-width":
-        return {"generator": best["generator"], "discriminator": {}}  # no group named: every channel kept
+        from gan.teacher_run import load_teacher_run
+
+        disc = load_teacher_run(teacher_dir).discriminator
+        return {"generator": best["generator"],
+                "discriminator": {g.name: list(range(g.size)) for g in disc.channel_groups()}}
     return {"generator": best["generator"]}  # finetune prunes D to G's keep ratio
 
 
@@ -67,7 +71,7 @@ def run_one(args, seed: int, choice: str, search: Path, out: Path, tracker_uri: 
     best = json.loads((search / "best_spec.json").read_text())
     out.mkdir(parents=True, exist_ok=True)
     spec = out / "spec.json"
-    spec.write_text(json.dumps(spec_for(choice, best)))
+    spec.write_text(json.dumps(spec_for(choice, best, args.teacher)))
     r = finetune(FinetuneRequest(str(args.teacher), str(spec), str(out / "finetune"), steps=args.steps,
                                  backend=args.backend, seed=seed, log_every=1, export_onnx=False, overwrite=True,
                                  quiet=True, threads=args.threads))
@@ -143,7 +147,7 @@ def main(argv=None) -> dict:
             "d_vs_agent_psnr": (statistics.mean(per_seed[s]["after"]["psnr_vs_teacher"]
                                                 - rows["agent"][s]["after"]["psnr_vs_teacher"] for s in seeds),
                                 se([per_seed[s]["after"]["psnr_vs_teacher"]
-                                    - rows["agent"][s]["after"]["psnr_vs_teacher"] for s in seeds]))},
+                                    - rows["agent"][s]["after"]["psnr_vs_teacher"] for s in seeds]))}
     lines = ["| D choice | PSNR vs teacher (dB) | Δ vs agent (paired) | SSIM vs teacher | fid_proxy | D/G loss ratio "
              "| ratio drift / 100 steps | ratio variance (2nd half) | D accuracy | D-saturated steps |",
              "|---|---|---|---|---|---|---|---|---|---|"]

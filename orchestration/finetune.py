@@ -170,7 +170,7 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
     paired = t["paired"]  # unpaired batches carry no "GT" (a lambda_gt was refused by _inputs)
     cfg = TrainConfig(steps=steps, batch_size=batch_size, lr=r.lr, lambda_l1=10.0, backend=backend,
                       conditional_d=paired,
-                      seed=seed, quiet=quiet, log_every=max(1, steps // 20), ckpt_every=int(r.ckpt_every),
+                      seed=seed, quiet=quiet, log_every=r.log_every or max(1, steps // 20), ckpt_every=int(r.ckpt_every),
                       keep_checkpoints=2, out_dir=str(out) if r.ckpt_every else None, extra={"objective": objective, "teacher": t["dir"]})
     dcfg = DistillConfig(**{"objective": objective, "lambda_rec": cfg.lambda_l1, "lambda_gt": r.lambda_gt,
                             "add": add, **(r.distill or {})})

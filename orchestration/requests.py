@@ -211,6 +211,7 @@ class FinetuneRequest:
     threads: int | None = None
     export_onnx: bool = True
     ckpt_every: int = 0
+    log_every: int | None = None       # history record every N steps (None: 20 records per run)
     resume: bool = False
     overwrite: bool = False
     quiet: bool = False

@@ -71,7 +71,8 @@ class ConditionalGANTrainer(Pix2PixTrainer):
         _requires_grad(self.d.module, True)
         real_logits, fake_logits = self.d(x, y), self.d(fake.detach(), y)
         loss_d = self.gan.d_loss(real_logits, fake_logits)
-        stats = self._mean({"loss_d": loss_d, "d_real": real_logits.mean(), "d_fake": fake_logits.mean()})
+        stats = self._mean({"loss_d": loss_d, "d_real": real_logits.mean(), "d_fake": fake_logits.mean(),
+                            "d_acc": self.gan.d_accuracy(real_logits.detach(), fake_logits.detach())})
         self._check(stats, step)
         self.d.backward(loss_d)
         self.d.step()

@@ -202,13 +202,15 @@ class Pix2PixTrainer:
             fake = self.g(x)
 
         _requires_grad(self.d.module, True)
-        loss_d = self.gan.d_loss(self.d(self.d_input(x, real)), self.d(self.d_input(x, fake.detach())))
+        real_logits, fake_logits = self.d(self.d_input(x, real)), self.d(self.d_input(x, fake.detach()))
+        loss_d = self.gan.d_loss(real_logits, fake_logits)
+        d_acc = self.gan.d_accuracy(real_logits.detach(), fake_logits.detach())  # gan.metrics.stability
         d_extra = {}
         if self.extra_d_loss is not None:  # e.g. the neighbourhood D term of gan.train.distill
             term, d_extra = self.extra_d_loss(batch, fake.detach(), self)
             loss_d = loss_d + term
             d_extra = {"loss_d_extra": term, **d_extra}
-        stats = self._mean({"loss_d": loss_d, **{k: torch.as_tensor(v) for k, v in d_extra.items()}})
+        stats = self._mean({"loss_d": loss_d, "d_acc": d_acc, **{k: torch.as_tensor(v) for k, v in d_extra.items()}})
         self._check(stats, step)
         self.d.backward(loss_d)
         self.d.step()
