@@ -4,7 +4,8 @@
    saliency-ordered channels; trained by the one pix2pix trainer on the teacher's train split with
    L_G = L_GAN + λ_recon·||G_S(x) − G_T(x)||_1 + λ_distill·L_distill (``TeacherTargets`` makes G_T(x)
    the target, ``feature_distill`` adds the taps); one config sampled per step; D = a copy of the
-   teacher's D, trained along.
+   teacher's D, trained along.  A U-Net teacher has no distillation taps: λ_distill = 0, said in one
+   line and recorded as ``feature_distill`` False (docs/methods.md, "GAN Compression").
 2. Search (``agents.baselines.evolution``): every config scored by slicing the trained supernet (no
    training) — L1 (or −PSNR) to the teacher on ``eval_items`` search items (gan.data.splits); configs over the
    MACs budget are never scored.  GAN Compression searches on a held-out part of the *train* set
@@ -24,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from agents.baselines.evolution import EvolutionConfig, evolution_search, key
-from gan.train.supernet import DEFAULT_FRACTIONS, Supernet, SupernetSettings, train_supernet
+from gan.losses.feature_distill import no_taps_notice
+from gan.train.supernet import DEFAULT_FRACTIONS, Supernet, SupernetSettings, effective_settings, train_supernet
 
 METRICS = ("l1", "psnr")
 
@@ -49,7 +51,9 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
 
     Returns {"spec": {"generator": teacher-indexed spec}, "config", "macs", "score", "target_macs",
     "teacher_macs", "search_s", "supernet_s", "history", "train_history", "init_generator",
-    "init_discriminator", "supernet", "extra"}; on ranks > 0 of a multi-process run {"rank": r}.
+    "init_discriminator", "supernet", "feature_distill", "extra"}; on ranks > 0 of a multi-process run
+    {"rank": r}.  ``feature_distill`` False: the teacher has no distillation taps (a U-Net), the supernet
+    trained with λ_distill = 0 (``gan.train.supernet.effective_settings``).
     """
     from tqdm.auto import tqdm
 
@@ -63,6 +67,8 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     settings = SupernetSettings(steps=supernet_steps, batch_size=batch_size, lr=lr, gan_loss=gan_loss,
                                 lambda_recon=lambda_recon, lambda_distill=lambda_distill, fractions=tuple(fractions),
                                 criterion=criterion, seed=seed, backend=backend, zero_stage=zero_stage)
+    settings, feature_distill = effective_settings(run.generator, settings)
+    lambda_distill = settings.lambda_distill
     out = Path(out)
     teacher, size = run.generator.eval(), int(run.size)
     target = resolve_macs_target(teacher, target_macs, size)
@@ -74,6 +80,8 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
     say(f"gan-compression: supernet positions {'_'.join(supernet.position_names)}, "
         f"target {target / 1e6:.2f} M MACs ({target / full:.1%})")
+    if not feature_distill:
+        say(no_taps_notice(teacher, "the supernet"))
 
     # 1. supernet training (gan.train.supernet.train_supernet) -----------------------------------
     trained = train_supernet(run, settings, quiet=quiet)
@@ -126,17 +134,17 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     macs = int(MacsModel(supernet.net, supernet.size).macs(counts)) if fill else res.best_macs
 
     # 4. export ------------------------------------------------------------------------------------
-    sdir = supernet.save(out / "supernet", discriminator=trainer.discriminator)
+    sdir = supernet.save(out / "supernet", discriminator=trainer.discriminator, feature_distill=feature_distill)
     result = {
         "spec": {"generator": spec}, "config": key(res.best), "filled_counts": counts,
         "macs": macs, "config_macs": res.best_macs, "score": res.best_score, "metric": metric, "target_macs": target,
         "teacher_macs": full, "search_s": search_s, "supernet_s": supernet_s, "history": res.history,
         "train_history": trainer.history, "init_generator": str(sdir / "generator"),
-        "init_discriminator": str(sdir / "discriminator"), "supernet": str(sdir),
+        "init_discriminator": str(sdir / "discriminator"), "supernet": str(sdir), "feature_distill": feature_distill,
         "extra": {"config": key(res.best), "positions": supernet.position_names, "evaluated": res.evaluated,
                   "supernet_steps": supernet_steps, "population": population, "generations": generations,
                   "evolution": ecfg.to_dict(), "lambda_recon": lambda_recon, "lambda_distill": lambda_distill,
-                  "config_macs": res.best_macs, "filled": fill},
+                  "config_macs": res.best_macs, "filled": fill, "feature_distill": feature_distill},
     }
     (sdir / "search.json").write_text(json.dumps(result, indent=1, default=float))
     return result

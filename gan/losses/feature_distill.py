@@ -13,6 +13,10 @@ equal to the mapping's full input width.
 
 The student's taps are recorded during the trainer's own G forward (the supernet stores them, a
 plain student gets forward hooks), so distillation costs no second student forward.
+
+Generators without these taps (the U-Net: no residual trunk): ``has_distill_taps`` is False and the
+callers leave the term out — the supernet trains with λ_distill = 0 and the "distill" fine-tune keeps
+its L1-to-teacher + GAN terms — and say so (``no_taps_notice``; docs/methods.md, "GAN Compression").
 """
 from __future__ import annotations
 
@@ -21,6 +25,27 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.losses.attention import FeatureTaps, tap_modules
+
+
+#: what the taps (``res_in``, ``block{i}``) and the tap forward read: the ``ResidualTrunk`` layout
+TRUNK = ("features", "down2", "blocks", "up1", "up2", "head")
+
+
+def has_distill_taps(model: nn.Module) -> bool:
+    """Whether GAN Compression's feature distillation can tap ``model`` (a generator or a supernet):
+    a residual trunk (ResNet, CAT's inception G).  A U-Net has no residual blocks to tap, and its
+    ``features()`` (bottleneck and decoder outputs) are not the taps GAN Compression distils
+    (docs/methods.md, "GAN Compression")."""
+    net = getattr(model, "net", model)  # a supernet's full-width generator
+    return all(hasattr(net, a) for a in TRUNK)
+
+
+def no_taps_notice(model: nn.Module, where: str) -> str:
+    """The one-line notice a run prints when ``where`` (the supernet, the fine-tune) goes without the
+    feature term because ``model`` has no distillation taps."""
+    name = type(getattr(model, "net", model)).__name__
+    return (f"feature distillation off: {name} has no residual-trunk taps, so {where} uses L1 to the teacher + "
+            "GAN loss only (lambda_distill = 0; docs/methods.md, \"GAN Compression\")")
 
 
 def forward_with_taps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -89,6 +114,9 @@ def feature_distill(teacher: nn.Module, student: nn.Module, lambda_distill: floa
     ``student`` is a plain generator of fixed widths or a ``gan.train.supernet.Supernet`` (mappings
     sized for its full width, sliced to the active one).  ``teacher`` is frozen here.
     """
+    if not has_distill_taps(teacher):  # callers check first and leave the term out (the module docstring)
+        raise ValueError(f"{type(teacher).__name__} has no residual-trunk taps to distil; check has_distill_taps "
+                         "first and train without the feature term")
     teacher.eval().requires_grad_(False)
     t_ch = tap_channels(teacher, size)
     full = getattr(student, "net", student)  # a supernet's full-width generator

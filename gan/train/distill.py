@@ -12,6 +12,8 @@ and ``distill_loss`` is the ``extra_g_loss`` hook that adds the objective-specif
 * "l1" (baseline): optionally λ_gt·||G_S(x) − y||_1 against the ground truth, nothing else;
 * "distill" (GAN Compression; docs/methods.md, "GAN Compression"): + λ_distill·Σ MSE(f_t(student
   tap), teacher tap) with learnable 1×1 mappings f_t (trainer ``aux_modules``, stepped with G);
+  a teacher without the taps (``gan.losses.feature_distill.has_distill_taps``: a U-Net) keeps only
+  the L1-to-teacher + GAN terms;
 * "gka" (CAT; docs/methods.md, "CAT"): − λ_distill·Σ KA(student tap, teacher tap) over the four taps;
 * "density": + λ_dens·L_density (``gan.losses.density``, features = a frozen copy of the teacher D)
   + λ_nb·L_adv on the student's jittered neighbours (G side of the neighbourhood adversarial term);
@@ -163,10 +165,12 @@ def distill_hooks(cfg: DistillConfig, teacher, teacher_disc, density_cfg: Densit
     if cfg.objective == "distill":
         if student is None:
             raise ValueError('objective "distill" sizes its 1×1 mappings from the student: pass student=')
-        from gan.losses.feature_distill import feature_distill
+        from gan.losses.feature_distill import feature_distill, has_distill_taps
 
-        hook, aux = feature_distill(teacher, student, cfg.lambda_distill, size)
-        terms.append(hook)
+        if has_distill_taps(teacher):  # a U-Net has no taps: the L1-to-teacher + GAN terms alone, the
+            # caller says so (docs/methods.md, "GAN Compression")
+            hook, aux = feature_distill(teacher, student, cfg.lambda_distill, size)
+            terms.append(hook)
     stateful = {}
     if "vem" in cfg.add:
         from gan.losses.vem import VEMConfig, VEMTerm

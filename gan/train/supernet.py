@@ -3,9 +3,12 @@
 A config fixes one width per *position*: every channel group is a position, except the residual
 blocks' inner groups, which GAN Compression ties into three stages of n_blocks/3 blocks (fewer
 stages when there are fewer than three blocks).  For ResNet-9: stem, down1, res, stage1..3, up1,
-up2 → 8 positions, written ``"c0_c1_…_c7"``.  Our config values are the channel counts themselves
-(GAN Compression writes ngf-like numbers that each position multiplies by 1, 2 or 4).  Width
-choices are fractions of each position's full width (default 1, 7/8, …, 1/8, rounded, ≥ 1).
+up2 → 8 positions, written ``"c0_c1_…_c7"``.  A U-Net has no inner groups: each encoder and
+decoder group is a position (unet_256: enc1..enc8, dec1..dec7 → 15); its decoder convs read the
+skip concat of two groups, which the slicing cuts at both groups' offsets (``gan.pruning.slicing``).
+Our config values are the channel counts themselves (GAN Compression writes ngf-like numbers that
+each position multiplies by 1, 2 or 4).  Width choices are fractions of each position's full width
+(default 1, 7/8, …, 1/8, rounded, ≥ 1).
 
 In train mode every forward samples one config (its own seeded generator, drawn from
 ``seed`` and a draw counter kept as a buffer: identical on every rank and exact across a resume);
@@ -235,19 +238,22 @@ class Supernet(nn.Module):
                 inverse[n][c] = j
         return permute_channels(self.net, inverse)
 
-    def save(self, out_dir, discriminator=None) -> Path:
+    def save(self, out_dir, discriminator=None, feature_distill: bool | None = None) -> Path:
         """``out_dir/generator`` (teacher channel order, ``gan.export``), optional ``discriminator``,
-        and ``supernet.json`` (channel order, fractions, seed, draws) from which ``load`` rebuilds it."""
+        and ``supernet.json`` (channel order, fractions, seed, draws; ``feature_distill``: whether the
+        training had the feature term, when given) from which ``load`` rebuilds it."""
         from gan import export as gexport
 
         out = Path(out_dir)
         gexport.save(self.unpermuted(), out / "generator", size=self.size, onnx=False, latency_runs=1)
         if discriminator is not None:
             gexport.save(discriminator, out / "discriminator", size=self.size, onnx=False, latency_runs=1)
-        (out / META).write_text(json.dumps(
-            {"order": self.order, "fractions": list(self.fractions), "criterion": self.criterion,
-             "seed": self.seed, "size": self.size, "draws": int(self.draws),
-             "positions": self.positions, "choices": self.choices}, indent=1))
+        meta = {"order": self.order, "fractions": list(self.fractions), "criterion": self.criterion,
+                "seed": self.seed, "size": self.size, "draws": int(self.draws),
+                "positions": self.positions, "choices": self.choices}
+        if feature_distill is not None:  # trained with the feature term (False: a U-Net, no taps)
+            meta["feature_distill"] = bool(feature_distill)
+        (out / META).write_text(json.dumps(meta, indent=1))
         return out
 
     @classmethod
@@ -300,15 +306,30 @@ class SupernetSettings:
         return d
 
 
+def effective_settings(teacher, settings: SupernetSettings) -> tuple[SupernetSettings, bool]:
+    """(the settings the supernet of ``teacher`` trains with, whether they include the feature term):
+    a generator without distillation taps (a U-Net) trains with λ_distill = 0 — reconstruction + GAN
+    loss only (docs/methods.md, "GAN Compression") — and its cache key says so; ResNet's are unchanged."""
+    from dataclasses import replace
+
+    from gan.losses.feature_distill import has_distill_taps
+
+    if has_distill_taps(teacher):
+        return settings, True
+    return replace(settings, lambda_distill=0.0), False
+
+
 @dataclass
 class SupernetTraining:
-    """A trained supernet, the D trained along, the trainer (its rank and history) and the cost."""
+    """A trained supernet, the D trained along, the trainer (its rank and history) and the cost;
+    ``feature_distill``: whether the objective had the feature term (``effective_settings``)."""
 
     supernet: Supernet
     discriminator: nn.Module
     trainer: object
     seconds: float
     cpu_s: float
+    feature_distill: bool = True
 
 
 def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> SupernetTraining:
@@ -318,7 +339,8 @@ def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> Super
     per step, D = a copy of the teacher's D trained along.  Used by the GAN Compression baseline and
     the ``supernet`` search backend.  A CycleGAN teacher (``run.paired`` False): GAN Compression's
     unpaired recipe — the same pseudo pairs, its unconditional D_A shown real domain-B images
-    (docs/methods.md, "Unpaired (CycleGAN) teachers")."""
+    (docs/methods.md, "Unpaired (CycleGAN) teachers").  A teacher without distillation taps (a U-Net):
+    λ_distill = 0, no feature term (``effective_settings``; the callers print the notice)."""
     import copy
 
     from gan import data as gdata
@@ -327,16 +349,19 @@ def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> Super
     from gan.train.distill import DistillHooks, TeacherTargets
     from gan.train.pix2pix import TrainConfig
 
-    s = settings
     teacher, size = run.generator.eval(), int(run.size)
+    s, taps = effective_settings(teacher, settings)
     supernet = Supernet(teacher, size=size, fractions=s.fractions, criterion=s.criterion, seed=s.seed)
     cfg = TrainConfig(steps=s.steps, batch_size=s.batch_size, lr=s.lr, gan_loss=s.gan_loss,
                       lambda_l1=s.lambda_recon, backend=s.backend, zero_stage=s.zero_stage, seed=s.seed, quiet=quiet,
                       log_every=max(1, s.steps // 20), conditional_d=run.paired,
-                      extra={"method": "gan-compression", "lambda_distill": s.lambda_distill})
-    hook, aux = feature_distill(teacher, supernet, s.lambda_distill, size=size)
-    trainer = build_trainer("pix2pix", supernet.train(), copy.deepcopy(run.discriminator).train(), cfg,
-                            DistillHooks(hook, None, aux=aux))
+                      extra={"method": "gan-compression", "lambda_distill": s.lambda_distill,
+                             "feature_distill": taps})
+    hooks = None  # no taps: the trainer's own terms, L_GAN + λ_recon·L1 to the teacher
+    if taps:
+        hook, aux = feature_distill(teacher, supernet, s.lambda_distill, size=size)
+        hooks = DistillHooks(hook, None, aux=aux)
+    trainer = build_trainer("pix2pix", supernet.train(), copy.deepcopy(run.discriminator).train(), cfg, hooks)
     device = trainer.g.device
     teacher = teacher.to(device)
     root = gdata.resolve_dataset(run.data, size=size)
@@ -345,7 +370,7 @@ def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> Super
     if s.steps:
         trainer.fit(TeacherTargets(loader, teacher, device=device, paired=run.paired))
     return SupernetTraining(trainer.generator, trainer.discriminator, trainer,
-                            time.perf_counter() - t0, time.process_time() - cpu0)
+                            time.perf_counter() - t0, time.process_time() - cpu0, taps)
 
 
 #: the file of a cached supernet that records how it was trained and what that cost
@@ -370,9 +395,11 @@ def cached_supernet(run, settings: SupernetSettings, folder=None, quiet: bool = 
     it is there (``folder`` None), else trained now (into the cache, or into ``folder``, which a
     resumed run finds complete).  Returns the
     saved supernet's folder (``Supernet.load``) and its cost: ``steps``, ``train_s``, ``cpu_s`` (of the
-    training, whenever it ran) and ``cached`` (True: reused, no training in this call)."""
+    training, whenever it ran), ``cached`` (True: reused, no training in this call) and
+    ``feature_distill`` (False: a teacher without taps, trained with λ_distill = 0; ``effective_settings``)."""
     from gan.cache import build_once, cache_root
 
+    settings, taps = effective_settings(run.generator, settings)  # a U-Net's key records λ_distill = 0
     final = Path(folder) if folder is not None else cache_root() / "supernets" / supernet_key(run, settings)
 
     def build(tmp: Path) -> None:
@@ -383,11 +410,13 @@ def cached_supernet(run, settings: SupernetSettings, folder=None, quiet: bool = 
         with controlled(settings.seed, ProcessSettings.current()):
             t = train_supernet(run, settings, quiet=quiet)
         run.generator.cpu()  # the trainer took the teacher to its device; the backends score on the CPU
-        t.supernet.cpu().save(tmp, discriminator=t.discriminator.cpu())
+        t.supernet.cpu().save(tmp, discriminator=t.discriminator.cpu(), feature_distill=t.feature_distill)
         (tmp / TRAINED).write_text(json.dumps({"settings": settings.to_dict(), "steps": settings.steps,
                                                "train_s": round(t.seconds, 3), "cpu_s": round(t.cpu_s, 3),
-                                               "teacher": str(run.dir)}, indent=1))
+                                               "feature_distill": t.feature_distill, "teacher": str(run.dir)},
+                                              indent=1))
 
     cached = build_once(final, TRAINED, build)
     rec = json.loads((final / TRAINED).read_text())
-    return final, {"steps": rec["steps"], "train_s": rec["train_s"], "cpu_s": rec["cpu_s"], "cached": cached}
+    return final, {"steps": rec["steps"], "train_s": rec["train_s"], "cpu_s": rec["cpu_s"], "cached": cached,
+                   "feature_distill": bool(rec.get("feature_distill", taps))}

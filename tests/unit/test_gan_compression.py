@@ -310,3 +310,100 @@ def test_supernet_backend_scores_are_finite_and_match_local_untrained(pipeline, 
         a.metrics["psnr_vs_teacher"], rel=1e-4)
     with pytest.raises(ValueError, match="finetune_steps"):
         SupernetBackend.from_teacher_run(teacher_run, LocalConfig(finetune_steps=2))
+
+
+# ------------------------------------------------------------------------------------- U-Net (issue #16 item 2)
+
+def _unet(ngf=4, num_downs=5):
+    """A pix2pix-style U-Net (BatchNorm, dropout) whose running statistics are not the init's."""
+    from gan.models.unet import UnetGenerator
+
+    torch.manual_seed(0)
+    g = UnetGenerator(ngf=ngf, num_downs=num_downs, norm="batch", dropout=0.5).train()
+    with torch.no_grad():
+        for i in range(2):
+            g(_x(4, seed=10 + i))
+    return g.eval()
+
+
+def test_unet_supernet_positions_slices_exports_and_macs_agree():
+    teacher = _unet()
+    net = Supernet(teacher, size=SIZE).eval()
+    assert net.position_names == ["enc1", "enc2", "enc3", "enc4", "enc5", "dec1", "dec2", "dec3", "dec4"]
+    with torch.no_grad():
+        assert torch.allclose(net(_x()), teacher(_x()), atol=1e-5)
+    gen = torch.Generator().manual_seed(0)
+    for cfg in [net.smallest] + [net.sample(gen) for _ in range(3)]:
+        net.set_config(cfg)
+        dense = net.export(cfg).eval()
+        with torch.no_grad():  # the decoder convs read concat(enc_i, dec_i): cut at both groups' offsets
+            y = net(_x())
+            assert torch.allclose(y, dense(_x()), atol=1e-5)
+            assert torch.allclose(y, prune(net.unpermuted(), net.teacher_spec(cfg)).eval()(_x()), atol=1e-5)
+        assert model_macs(dense, SIZE) == net.macs(cfg) == spec_macs(teacher, net.teacher_spec(cfg), SIZE)
+    net.set_config(None)
+    net.train()
+    stats = net.net.down[1].norm.running_mean.clone()
+    net(_x()).square().mean().backward()  # one sampled sub-net, BatchNorm in train mode
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in net.parameters())
+    assert not torch.equal(stats, net.net.down[1].norm.running_mean)  # first-k statistics updated in place
+
+
+def test_unet_has_no_distillation_taps_and_the_distill_objective_falls_back():
+    from gan.losses.feature_distill import has_distill_taps, no_taps_notice
+    from gan.train.distill import DistillConfig, distill_hooks
+    from gan.train.supernet import SupernetSettings, effective_settings
+
+    unet, resnet = _unet(), _teacher()
+    assert not has_distill_taps(unet) and not has_distill_taps(Supernet(unet, size=SIZE))
+    assert has_distill_taps(resnet) and has_distill_taps(Supernet(resnet, size=SIZE))
+    assert no_taps_notice(unet, "the supernet").startswith(
+        "feature distillation off: UnetGenerator has no residual-trunk taps, so the supernet uses L1 to the teacher")
+    with pytest.raises(ValueError, match="UnetGenerator has no residual-trunk taps"):
+        feature_distill(unet, unet, size=SIZE)
+    s = SupernetSettings(steps=3)
+    assert effective_settings(resnet, s) == (s, True)  # ResNet: unchanged
+    assert effective_settings(unet, s) == (SupernetSettings(steps=3, lambda_distill=0.0), False)
+    # the fine-tune's "distill" objective on a U-Net: the trainer's L1-to-teacher + GAN terms, no mappings
+    d = PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2)
+    student = prune(unet, {"enc2": [0, 1, 2], "dec3": list(range(8))}).train()
+    hooks = distill_hooks(DistillConfig("distill"), unet, d, student=student, size=SIZE)
+    assert hooks.aux == () and hooks.d is None
+    x = _x()
+    with torch.no_grad():
+        y = unet(x)
+    hist = _trainer(student, extra_g_loss=hooks.g).fit([{"A": x, "B": y}])
+    assert len(hist) == 3 and "distill" not in hist[-1] and math.isfinite(hist[-1]["l1"])
+    # ResNet keeps its feature term
+    assert len(distill_hooks(DistillConfig("distill"), resnet, d, student=resnet, size=SIZE).aux) == 1
+
+
+def test_unet_pipeline_trains_the_supernet_without_feature_distillation(tmp_path, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from agents.baselines.gan_compression import gan_compression
+    from gan import data as gdata
+    from gan import export as gexport
+
+    root = gdata.prepare("edges2photos", root=tmp_path / "data", size=SIZE)
+    teacher = _unet()
+    run = SimpleNamespace(generator=teacher, discriminator=PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2),
+                          data=str(root), size=SIZE, paired=True)
+    target = int(0.4 * spec_macs(teacher, {}, SIZE))
+    r = gan_compression(run, target, tmp_path / "out", supernet_steps=3, population=4, generations=2, eval_items=2,
+                        batch_size=2, backend="torch")
+    said = capsys.readouterr().out
+    assert "feature distillation off: UnetGenerator has no residual-trunk taps, so the supernet uses" in said
+    assert r["feature_distill"] is False and r["extra"]["feature_distill"] is False
+    assert r["extra"]["lambda_distill"] == 0
+    assert len(r["train_history"]) == 3 and all("distill" not in h for h in r["train_history"])
+    assert spec_macs(teacher, r["spec"]["generator"], SIZE) == r["macs"] <= target
+    assert json.loads((tmp_path / "out" / "supernet" / "supernet.json").read_text())["feature_distill"] is False
+    assert json.loads((tmp_path / "out" / "supernet" / "search.json").read_text())["feature_distill"] is False
+    init = gexport.load(r["init_generator"])
+    assert type(init).__name__ == "UnetGenerator"
+    net = Supernet.load(r["supernet"])
+    net.set_config(r["config"])
+    with torch.no_grad():
+        assert torch.allclose(prune(init, net.teacher_spec(r["config"])).eval()(_x()), net(_x()), atol=1e-5)
