@@ -179,7 +179,8 @@ def benchmark(request) -> dict:
     run = load_teacher_run(tdir)  # a bad --teacher is refused before --overwrite empties --out
     for m in methods:  # and a generator class a method cannot prune, before any row runs
         try:
-            method_of(base_method(m)[0]).check_teacher(run, REGISTRY)
+            taker = method_of(base_method(m)[0])
+            taker.check_teacher(run, REGISTRY, taker.options(options.get(m)))
         except TeacherRunError as e:
             raise UsageError(f"--methods {m}: {e}") from None
     if not resume:  # --overwrite: the old results go only now that the teacher is good

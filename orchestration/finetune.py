@@ -126,6 +126,7 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
     from gan.data.splits import report_split
     from gan.pruning.targets import spec_macs
     from gan.losses.density import DensityConfig
+    from gan.losses.feature_distill import has_distill_taps, no_taps_notice
     from gan.train.builder import build_trainer
     from gan.train.distill import DistillConfig, TeacherTargets, distill_hooks
     from gan.train.pix2pix import TrainConfig
@@ -177,6 +178,11 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
     dens_cfg = DensityConfig(**(r.density or {}))
     cfg.extra.update(distill=dataclasses.asdict(dcfg), density=dens_cfg.to_dict())
     hooks = distill_hooks(dcfg, teacher, teacher_d, dens_cfg, student=student, size=size)
+    # "distill" on a teacher without distillation taps (a U-Net): the L1-to-teacher + GAN terms alone,
+    # said here and recorded (docs/methods.md, "GAN Compression")
+    feature_distill = {"feature_distill": has_distill_taps(teacher)} if objective == "distill" else {}
+    if feature_distill and not feature_distill["feature_distill"]:
+        say(no_taps_notice(teacher, "the distill fine-tune"))
     trainer = build_trainer("pix2pix", student.train(), student_d.train(), cfg, hooks)
     device = trainer.g.device
     teacher.to(device)
@@ -211,7 +217,8 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
         "size": size, "data": str(root), "macs": macs, "teacher_macs": full_macs,
         "generator_spec": {k: len(v) for k, v in gspec.items()},
         "discriminator_spec": {k: len(v) for k, v in dspec.items()}, **d_how,
-        "distill": cfg.extra["distill"], "density": cfg.extra["density"] if objective == "density" else None,
+        "distill": cfg.extra["distill"], **feature_distill,
+        "density": cfg.extra["density"] if objective == "density" else None,
         "before": before, "after": after, "train_seconds": train_s,
         "steps_per_sec": trainer.steps_per_sec, "eval_split": report, "eval_items": EVAL_ITEMS, "process": process,
         "history": trainer.history,

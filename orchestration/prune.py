@@ -85,7 +85,8 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         r.preset, r.data, quiet=r.quiet, tracking_uri=r.tracking_uri))
     seed_all(r.seed)  # the search starts from the seed, whatever the checks and teacher loading drew
     run = load_teacher_run(teacher, kinds=m.kinds)
-    m.check_teacher(run, REGISTRY)  # a generator class the method cannot prune: refused before any work
+    m.check_teacher(run, REGISTRY, m.options(r.options))  # a generator class (or an option) the method
+    # cannot take for this teacher: refused before any work
     if run.kind in IMAGE_KINDS:  # an unreachable target fails before out/ is made
         from gan.pruning.targets import resolve_macs_target
 

@@ -169,7 +169,7 @@ class PruningMethod(Protocol):
     #: the ``SearchSettings`` fields only it takes (e.g. random's ``evaluations``)
     own_settings: ClassVar[tuple[str, ...]]
 
-    def check_teacher(self, run, registry: dict | None = None) -> None: ...
+    def check_teacher(self, run, registry: dict | None = None, options=None) -> None: ...
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found: ...
 
@@ -192,10 +192,12 @@ class Method:
     def options(self, options: dict | None):
         return parse_options(self.Options, self.name, options)
 
-    def check_teacher(self, run, registry: dict | None = None) -> None:
+    def check_teacher(self, run, registry: dict | None = None, options=None) -> None:
         """Refuse (``TeacherRunError``, one line, exit 2) a teacher run whose generator class this method
         cannot prune, before any work (``prune``: before the search; ``benchmark``: before any row);
-        ``registry`` (name → method, ``agents.methods.REGISTRY``): the fix names the methods that can."""
+        ``registry`` (name → method, ``agents.methods.REGISTRY``): the fix names the methods that can;
+        ``options`` (the method's parsed ``--method-option`` settings): a method refuses those this
+        teacher cannot honour (gan-compression's ``lambda_distill`` on a U-Net)."""
         from gan.teacher_run import TeacherRunError
 
         cls = type(run.generator).__name__

@@ -34,9 +34,23 @@ class GanCompression(Method):
     name = "gan-compression"
     objective = "distill"
     #: the supernet ties ResNet's "inner" groups into stages and the distillation taps read the residual
-    #: blocks (docs/methods.md, "GAN Compression"): ResNet only
-    generators = ("ResnetGenerator",)
+    #: blocks; a U-Net's groups are positions of their own and, without taps, it trains and fine-tunes
+    #: with λ_distill = 0 (docs/methods.md, "GAN Compression" and "Which generators each method prunes")
+    generators = ("ResnetGenerator", "UnetGenerator")
     Options = GanCompressionOptions
+
+    def check_teacher(self, run, registry: dict | None = None, options=None) -> None:
+        """As every method's, and a ``lambda_distill`` > 0 asked for a teacher without distillation taps
+        (a U-Net) is refused in one line: nothing could honour it (docs/methods.md, "GAN Compression")."""
+        super().check_teacher(run, registry)
+        from gan.losses.feature_distill import has_distill_taps
+        from gan.teacher_run import TeacherRunError
+
+        lam = getattr(options, "lambda_distill", None)
+        if lam and not has_distill_taps(run.generator):
+            raise TeacherRunError(f"--method-option lambda_distill={lam:g}: {type(run.generator).__name__} has no "
+                                  "residual-trunk taps to distil, gan-compression trains it with lambda_distill 0; "
+                                  "drop the option")
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         """Train the supernet, evolve a config; the fine-tune then starts from the supernet's weights

@@ -6,6 +6,10 @@ l1, gka, distill; + VEM).  ``supernet``: a once-for-all supernet trained now wit
 (``gan.train.supernet.train_supernet``, on DeepSpeed unless ``trainer=torch``) or reused from the cache;
 each candidate's generator is its first-k slice, scored by a forward pass.  Its training is part of the search cost
 (``charge``), also when it came from the cache (``cached`` says so).
+
+A teacher without distillation taps (a U-Net): the supernet trains with λ_distill = 0 and the local
+backend's "distill" steps keep L1 to the teacher + GAN; either says so in one line (docs/methods.md,
+"GAN Compression"), and the supernet's record has ``feature_distill`` False.
 """
 from __future__ import annotations
 
@@ -27,17 +31,22 @@ def prepare_backend(request: SearchRequest, ctx: SearchContext) -> BackendSetup:
     """The request's search backend, ready: for ``supernet``, the supernet trained or taken from the cache
     (its cost logged to MLflow as ``supernet_*``)."""
     from envs.backends.options import LocalOptions, options_dict
+    from gan.losses.feature_distill import has_distill_taps, no_taps_notice
 
     s = request.search
     opts = s.backend_options if s.backend_options is not None else LocalOptions()
     base = {"finetune_steps": s.backend_steps, "eval_items": s.eval_items}
     if s.backend == "local":
+        if opts.objective == "distill" and s.backend_steps and not has_distill_taps(request.run.generator):
+            ctx.say(no_taps_notice(request.run.generator, "the local backend's distill steps"))
         return BackendSetup("local", {**base, **opts.backend_config()}, options_dict(opts))
-    from gan.train.supernet import DEFAULT_FRACTIONS, SupernetSettings, cached_supernet
+    from gan.train.supernet import DEFAULT_FRACTIONS, SupernetSettings, cached_supernet, effective_settings
 
-    settings = SupernetSettings(steps=opts.train_steps, batch_size=opts.batch_size, lr=opts.lr,
-                                lambda_distill=opts.lambda_distill, fractions=tuple(opts.fractions or DEFAULT_FRACTIONS),
-                                seed=request.seed, backend=opts.trainer)
+    settings, taps = effective_settings(request.run.generator, SupernetSettings(
+        steps=opts.train_steps, batch_size=opts.batch_size, lr=opts.lr, lambda_distill=opts.lambda_distill,
+        fractions=tuple(opts.fractions or DEFAULT_FRACTIONS), seed=request.seed, backend=opts.trainer))
+    if not taps:
+        ctx.say(no_taps_notice(request.run.generator, "the supernet"))
     ctx.say(f"supernet backend: {'reusing or training' if opts.cache else 'training'} the supernet "
             f"({settings.steps} steps, {settings.backend})")
     folder = None if opts.cache else Path(request.out) / "supernet"

@@ -2,6 +2,7 @@
 each finishes, meets the MACs target (≤ target, within 5 %), exports a loadable dense generator and
 reports to MLflow in the same schema as the other methods."""
 import json
+import math
 
 import mlflow
 import pytest
@@ -71,6 +72,8 @@ def test_gan_compression_supernet_search_and_finetune(teacher, tmp_path):
     assert s["objective"] == "distill" and (out / "supernet" / "generator").is_dir()
     ft = json.loads((out / "finetune" / "finetune.json").read_text())
     assert ft["init_generator"].endswith("supernet/generator")  # the fine-tune starts from the supernet
+    assert s["feature_distill"] is True and ft["feature_distill"] is True  # ResNet: the taps are distilled
+    assert all(math.isfinite(h["distill"]) for h in ft["history"])
     assert s["search_s"] > 0 and "config" in s and s["supernet_steps"] == 20
     assert main(["prune", "--method", "gan-compression", "--teacher", str(teacher), "--out", str(tmp_path / "x"),
                  "--method-option", "magic=1", "--quiet"]) == 2

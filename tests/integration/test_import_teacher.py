@@ -2,10 +2,13 @@
 reference_nets.py) → teacher runs that ``prune`` takes; the bad inputs of docs/bad_input.md.
 
 Sizes are tiny: a unet_256 of ngf 4 at 256² (the depth needs 256), a resnet_9blocks of ngf 4 at 32²,
-on small aligned folders (4 train, 2 val, 2 test pairs: the evaluations at 256² stay cheap).
+on small aligned folders (4 train, 2 val, 2 test pairs: the evaluations at 256² stay cheap).  The U-Net
+is pruned by l1, gan-compression (issue #16 item 2: no feature distillation, said and recorded) and
+marl on the supernet backend.
 """
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -103,21 +106,75 @@ def test_prune_marl_on_an_imported_resnet_instance_teacher(env):
     assert type(gexport.load(out / "generator")).__name__ == "ResnetGenerator"
 
 
+NO_TAPS = "feature distillation off: UnetGenerator has no residual-trunk taps, so {} uses L1 to the teacher + GAN loss"
+
+
+def test_prune_gan_compression_on_an_imported_unet_batchnorm_teacher(env, capsys):
+    """issue #16 item 2: the supernet trains and is searched on the U-Net without the feature term
+    (no residual-trunk taps; docs/methods.md, "GAN Compression"), said in the output and recorded."""
+    out = env.tmp / "unet_gc"
+    capsys.readouterr()
+    assert main(["prune", "--method", "gan-compression", "--teacher", str(env.unet), "--macs-target", "0.5",
+                 "--method-option", "supernet_steps=10", "--method-option", "population=4",
+                 "--method-option", "generations=2", "--method-option", "batch_size=2",
+                 "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out),
+                 "--tracking-uri", env.uri]) == 0
+    said = capsys.readouterr().out
+    assert NO_TAPS.format("the supernet") in said and NO_TAPS.format("the distill fine-tune") in said
+    s = json.loads((out / "prune.json").read_text())
+    assert abs(s["macs"] / s["target_macs"] - 1) <= 0.02 and s["params"] < s["teacher_params"]
+    assert s["objective"] == "distill" and s["feature_distill"] is False and s["lambda_distill"] == 0
+    assert s["supernet_steps"] == 10 and len(s["positions"]) == 15  # enc1..enc8, dec1..dec7
+    assert json.loads((out / "supernet" / "supernet.json").read_text())["feature_distill"] is False
+    ft = json.loads((out / "finetune" / "finetune.json").read_text())
+    assert ft["feature_distill"] is False and ft["init_generator"].endswith("supernet/generator")
+    assert all("distill" not in h for h in ft["history"])
+    g = gexport.load(out / "generator")
+    assert type(g).__name__ == "UnetGenerator" and g.eval()(images(1, 3, 256)).shape == (1, 3, 256, 256)
+
+
+def test_gan_compression_refuses_a_lambda_distill_it_cannot_honour_on_the_unet(env, capsys):
+    out = env.tmp / "unet_gc_lambda"
+    msg = fails(capsys, "prune", "--method", "gan-compression", "--teacher", env.unet, "--method-option",
+                "lambda_distill=1", "--out", out, "--tracking-uri", env.uri)
+    assert msg == ("ganprune prune: error: --method-option lambda_distill=1: UnetGenerator has no residual-trunk "
+                   "taps to distil, gan-compression trains it with lambda_distill 0; drop the option")
+    assert not out.exists()
+
+
+def test_prune_marl_on_the_supernet_backend_of_the_unet_teacher(env, capsys):
+    out = env.tmp / "unet_marl_supernet"
+    capsys.readouterr()
+    assert main(["prune", "--method", "marl", "--teacher", str(env.unet), "--macs-target", "0.5",
+                 "--backend", "supernet", "--backend-option", "train_steps=4", "--backend-option", "trainer=torch",
+                 "--backend-option", "batch_size=2", "--backend-option", "eval_items=2",
+                 "--backend-option", "density=false", "--iterations", "1", "--episodes", "2",
+                 "--finetune-steps", "1", "--finetune-backend", "torch", "--out", str(out),
+                 "--tracking-uri", env.uri]) == 0
+    assert NO_TAPS.format("the supernet") in capsys.readouterr().out
+    s = json.loads((out / "prune.json").read_text())
+    assert abs(s["macs"] / s["target_macs"] - 1) <= 0.02 and s["search_backend"]["name"] == "supernet"
+    assert s["supernet"]["feature_distill"] is False and s["supernet"]["steps"] == 4
+    trained = json.loads((Path(s["supernet"]["dir"]) / "trained.json").read_text())
+    assert trained["feature_distill"] is False and trained["settings"]["lambda_distill"] == 0
+    assert type(gexport.load(out / "generator")).__name__ == "UnetGenerator"
+
+
 def test_cat_refuses_the_unet_teacher_at_once(env, capsys):
     out = env.tmp / "unet_cat"
     t0 = time.perf_counter()
     msg = fails(capsys, "prune", "--method", "cat", "--teacher", env.unet, "--out", out, "--tracking-uri", env.uri)
     assert "cat prunes only ResnetGenerator and InceptionGenerator teachers" in msg and "UnetGenerator" in msg
-    assert "use --method marl, marl-greedy, random, evolution, uniform or l1" in msg
+    assert "use --method marl, marl-greedy, random, evolution, uniform, l1 or gan-compression" in msg
     assert not out.exists() and time.perf_counter() - t0 < 20
 
 
 def test_benchmark_refuses_a_method_that_cannot_prune_the_teacher_before_any_row(env, capsys):
     out = env.tmp / "unet_bench"
-    msg = fails(capsys, "benchmark", "--methods", "l1,gan-compression", "--teacher", env.unet, "--out", out,
+    msg = fails(capsys, "benchmark", "--methods", "l1,ppcd", "--teacher", env.unet, "--out", out,
                 "--tracking-uri", env.uri)
-    assert msg.startswith("ganprune benchmark: error: --methods gan-compression: gan-compression prunes only "
-                          "ResnetGenerator teachers") and not out.exists()
+    assert msg.startswith("ganprune benchmark: error: --methods ppcd: ppcd prunes only "
+                          "ResnetGenerator and ConditionalGenerator teachers") and not out.exists()
 
 
 def _bad_file(env, case):

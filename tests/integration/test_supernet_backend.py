@@ -59,6 +59,7 @@ def test_marl_on_the_supernet_backend_hits_the_target_and_exports(marl):
         "density": True}}
     sn = s["supernet"]
     assert sn["cached"] is False and sn["steps"] == STEPS and sn["cpu_s"] > 0
+    assert sn["feature_distill"] is True  # a ResNet teacher: trained with the feature term
     # the supernet's training is search cost: no fine-tune steps per candidate, its steps and CPU time
     assert s["search_finetune_steps"] == STEPS and s["search_cpu_s"] >= sn["cpu_s"]
     ft = json.loads((run / "finetune" / "finetune.json").read_text())

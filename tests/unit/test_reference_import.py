@@ -166,15 +166,23 @@ def test_methods_declare_the_generators_they_prune(tmp_path):
     from gan.teacher_run import TeacherRunError
 
     unet = SimpleNamespace(generator=UnetGenerator(ngf=2, num_downs=5), dir=tmp_path)
-    for name in ("marl", "marl-greedy", "random", "evolution", "uniform", "l1"):
+    for name in ("marl", "marl-greedy", "random", "evolution", "uniform", "l1", "gan-compression"):
         REGISTRY[name].check_teacher(unet, REGISTRY)
-    for name in ("cat", "gan-compression", "ppcd"):
+    for name in ("cat", "ppcd"):
         with pytest.raises(TeacherRunError, match=f"^{name} prunes only .*holds a UnetGenerator; use --method "
-                           "marl, marl-greedy, random, evolution, uniform or l1$"):
+                           "marl, marl-greedy, random, evolution, uniform, l1 or gan-compression$"):
             REGISTRY[name].check_teacher(unet, REGISTRY)
+    # gan-compression takes a U-Net without feature distillation (no residual-trunk taps): an explicit
+    # lambda_distill > 0 is refused in one line, 0 is what it runs with anyway
+    gc = REGISTRY["gan-compression"]
+    with pytest.raises(TeacherRunError, match=r"^--method-option lambda_distill=2: UnetGenerator has no "
+                       "residual-trunk taps to distil, gan-compression trains it with lambda_distill 0; drop the option$"):
+        gc.check_teacher(unet, REGISTRY, gc.options({"lambda_distill": 2.0}))
+    gc.check_teacher(unet, REGISTRY, gc.options({"lambda_distill": 0.0}))
     resnet = SimpleNamespace(generator=ResnetGenerator(ngf=2, n_blocks=1), dir=tmp_path)
     for m in REGISTRY.values():
         m.check_teacher(resnet, REGISTRY)
+    gc.check_teacher(resnet, REGISTRY, gc.options({"lambda_distill": 2.0}))
     conditional = SimpleNamespace(generator=ConditionalGenerator(ngf=4, num_classes=2, img_size=32), dir=tmp_path)
     REGISTRY["ppcd"].check_teacher(conditional, REGISTRY)
     with pytest.raises(TeacherRunError):
