@@ -23,6 +23,9 @@ import numpy as np
 from agents.cluster import check_cpus, init_ray
 from gan.determinism import ProcessSettings
 from envs.multi_agent import AGENTS, MultiAgentPruningEnv
+from envs import episode_log
+from envs.backends.remote import start_pool
+from envs.problem import problem_backend
 
 CKPT_PREFIX = "iter_"
 STATE = "search_state.json"
@@ -162,14 +165,9 @@ class MarlSearch:
                    c.address)
 
     def setup(self, resume: bool = False) -> None:
-        from envs import episode_log
-
         self._init_ray()
         self.log_actor = episode_log.start(self.log_name)
         if self.cfg.backend_workers:
-            from envs.backends.remote import start_pool
-            from envs.problem import problem_backend
-
             self.backend_actors = start_pool(self.problem_config, self.problem_config["backend_pool"],
                                              self.cfg.backend_workers, self.cfg.num_cpus_per_backend_worker,
                                              self.cfg.num_gpus_per_backend_worker, build=problem_backend)

@@ -10,6 +10,12 @@ from dataclasses import asdict, dataclass, field, fields
 import torch
 
 from envs.task import PruningTask
+from envs.backends import BACKENDS, LocalConfig
+from envs.episode import GroupEpisode
+from gan.losses.density import DensityConfig
+from gan.models import ResnetGenerator
+from gan.models.patchgan import PatchGANDiscriminator
+from gan.teacher_run import load_teacher_run
 
 
 @dataclass
@@ -53,17 +59,11 @@ class Problem:
 
 def tiny_random_pair(seed: int = 0):
     """A seeded tiny ResNet G + PatchGAN D (what the envs use when no teacher is given)."""
-    from gan.models import ResnetGenerator
-    from gan.models.patchgan import PatchGANDiscriminator
-
     torch.manual_seed(seed)
     return ResnetGenerator(ngf=8, n_blocks=2), PatchGANDiscriminator(input_nc=6, ndf=8, n_layers=2)
 
 
 def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
-    from envs.backends import BACKENDS, LocalConfig
-    from gan.losses.density import DensityConfig
-
     cfg = config if isinstance(config, ProblemConfig) else ProblemConfig.from_dict(config)
     if cfg.backend not in BACKENDS:
         raise ValueError(f"unknown backend {cfg.backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -74,8 +74,6 @@ def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
     if remote and not cfg.backend_pool:
         raise ValueError("backend_workers > 0 needs backend_pool, the name the workers were started under")
     if cfg.teacher:
-        from gan.teacher_run import load_teacher_run
-
         run = load_teacher_run(cfg.teacher)
         g, d, size = run.generator, run.discriminator, run.size
         backend = None if remote else backend_cls.from_teacher_run(run, bcfg, dcfg)
@@ -107,7 +105,6 @@ def random_spec_pairs(problem: Problem, n: int, seed: int = 0) -> list[tuple[dic
     policy proposes): test and benchmark load for a backend."""
     import numpy as np
 
-    from envs.episode import GroupEpisode
 
     rng = np.random.default_rng(seed)
     pairs = []

@@ -24,6 +24,7 @@ from gan.models.base import ZooModel
 from gan.pruning.macs import MacsModel, fill_counts
 from gan.pruning.saliency import keep_count, saliency
 from gan.pruning.targets import TargetError, resolve_macs_target
+from gan.pruning.targets import global_threshold_spec
 
 #: group kinds across the zoo (one-hot in the observation; anything else is "other")
 KINDS = ("stem", "down", "res", "inner", "up", "disc", "branch", "other")
@@ -74,7 +75,6 @@ class PruningTask:
             raise ValueError(f"unknown action prior {prior!r}; choose one of {', '.join(PRIORS)}")
         if prior == "none":
             return None
-        from gan.pruning.targets import global_threshold_spec
 
         spec, _ = global_threshold_spec(self.model, self.target_macs, self.size, criterion="l1")
         return {g.name: len(spec[g.name]) / g.size for g in self.groups}

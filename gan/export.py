@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from gan.profile import count_params, measure_latency, model_macs, torch_latency
+from gan.models import MODELS, build
 
 FORMAT, FORMAT_VERSION = "ganprune-export", 1
 ARCH, WEIGHTS, ONNX, METRICS, SAMPLES = (
@@ -324,8 +325,6 @@ def _read_weights(f: Path) -> dict[str, torch.Tensor]:
 
 def load(path):
     """Rebuild the model from ``architecture.json`` + ``generator.safetensors`` (eval mode, CPU)."""
-    from gan.models import MODELS, build
-
     d = export_dir(path)
     info = read_architecture(d)
     state = _read_weights(d / WEIGHTS)

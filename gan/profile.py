@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import torch
 from torch import nn
+from gan.models import build
 
 
 def _conv_macs(m: nn.Module, out: torch.Tensor) -> int:
@@ -51,8 +52,6 @@ def count_params(model: nn.Module) -> int:
 
 def architecture_macs(arch: dict, size: int) -> int:
     """MACs of an architecture dict at ``size``², without allocating weights (meta device)."""
-    from gan.models import build
-
     with torch.device("meta"):
         model = build(arch)
         inputs = model.example_inputs(1, size)

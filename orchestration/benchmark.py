@@ -31,6 +31,14 @@ import time
 from pathlib import Path
 
 from orchestration.errors import UsageError
+from agents.methods import REGISTRY, names
+from gan import data as gdata, export as gexport
+from gan.data.splits import report_split
+from gan.determinism import ProcessSettings, controlled, default_threads
+from gan.teacher_run import TeacherRunError, load_teacher_run
+from orchestration.rundir import clear_run_dir, write_json
+from orchestration.teacher_cache import ensure_teacher
+from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
 EXPERIMENT = "benchmark"
 DEFAULT_METHODS = ("marl", "cat", "gan-compression", "ppcd", "uniform", "l1")
@@ -120,13 +128,8 @@ def benchmark(request) -> dict:
     from dataclasses import replace
 
     from envs.backends.options import options_dict
-    from gan.teacher_run import TeacherRunError, load_teacher_run
     from orchestration.config import load_preset
-    from agents.methods import REGISTRY, names
     from orchestration.prune import check_method, method_of
-    from orchestration.rundir import clear_run_dir, write_json
-    from orchestration.teacher_cache import ensure_teacher
-    from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
     base_row, quiet = request.row, request.quiet
     preset, macs_target, vem = base_row.preset, base_row.macs_target, base_row.finetune.vem
@@ -298,8 +301,6 @@ def _resumable(started: Path, settings: dict, run_dir: Path) -> bool:
 def row_threads(threads: int | None, jobs: int) -> int | None:
     """Torch threads of each row: ``--threads``, else the default when rows run one at a time, else the
     default shared out among the ``jobs`` rows running at once (no row waits for a busy core)."""
-    from gan.determinism import default_threads
-
     return threads or (None if jobs == 1 else max(1, default_threads() // jobs))
 
 
@@ -393,12 +394,7 @@ def summarize(rows: list[dict]) -> dict:
 def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = None) -> dict:
     """One table row: the export evaluated on the report split (test; the same items for every method,
     under the row's seed and the run's process settings), with the search's cost."""
-    from gan import data as gdata
-    from gan import export as gexport
-    from gan.data.splits import report_split
-    from gan.determinism import ProcessSettings, controlled
     from gan.metrics.evaluate import evaluate_generator
-    from gan.teacher_run import load_teacher_run
 
     run = load_teacher_run(tdir)
     root = gdata.resolve_dataset(run.data, size=run.size)
@@ -422,9 +418,6 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = 
 def _measure_latency(rows: list[dict], tdir: Path, runs: int = 50) -> None:
     """CPU latency of every export and the teacher, measured back to back in this process once all
     methods have finished (the runs themselves may have shared the CPU with other work)."""
-    from gan import export as gexport
-    from gan.teacher_run import load_teacher_run
-
     run = load_teacher_run(tdir)
     teacher_ms = gexport.profile_export(tdir / run.meta["generator"], size=run.size, runs=runs)
     for r in rows:

@@ -15,20 +15,19 @@ import shutil
 from pathlib import Path
 
 from orchestration.config import load_preset
+from gan import data as gdata, export as gexport
+from gan.teacher_run import load_teacher_run
+from orchestration.prune import print_summary, prune
+from orchestration.report import print_table
+from orchestration.requests import FinetuneFlags, PruneRequest, SearchFlags
+from orchestration.teacher_cache import ensure_teacher
+from orchestration.tracking import resolve_tracking_uri
 
 
 def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: bool = False,
              teacher: str | None = None, teacher_steps: int | None = None, iterations: int | None = None,
              episodes: int | None = None, finetune_steps: int | None = None, tracking_uri: str | None = None) -> dict:
-    from gan import export as gexport
-    from gan import data as gdata
     from gan.metrics.evaluate import evaluate_generator
-    from gan.teacher_run import load_teacher_run
-    from orchestration.prune import print_summary, prune
-    from orchestration.report import print_table
-    from orchestration.requests import FinetuneFlags, PruneRequest, SearchFlags
-    from orchestration.teacher_cache import ensure_teacher
-    from orchestration.tracking import resolve_tracking_uri
 
     def say(msg):
         if not quiet:

@@ -31,6 +31,19 @@ from gan.pruning.pair import SpecError, split_spec
 from orchestration.errors import UsageError
 from orchestration.requests import FinetuneRequest
 from orchestration.specs import load_json
+from gan import data as gdata, export as gexport
+from gan.data.splits import report_split
+from gan.losses.density import DensityConfig
+from gan.losses.feature_distill import has_distill_taps, no_taps_notice
+from gan.pruning.physical import prune
+from gan.pruning.targets import spec_macs
+from gan.teacher_run import load_teacher_run
+from gan.train import checkpoint as ckpt
+from gan.train.builder import build_trainer
+from gan.train.distill import ADD_ONS, DistillConfig, OBJECTIVES, TeacherTargets, distill_hooks
+from gan.train.pix2pix import TrainConfig
+from orchestration.launch import is_main, main_first
+from orchestration.rundir import claim_run_dir, clear_run_dir
 
 DEFAULT_STEPS = 200
 EVAL_ITEMS = 32
@@ -38,8 +51,6 @@ EVAL_ITEMS = 32
 
 def read_teacher(teacher_dir) -> dict:
     """teacher.json with the member paths resolved; G and D loaded (``gan.teacher_run``)."""
-    from gan.teacher_run import load_teacher_run
-
     run = load_teacher_run(teacher_dir)
     return {**run.meta, "G": run.generator, "D": run.discriminator, "dir": str(run.dir), "kind": run.kind,
             "paired": run.paired}
@@ -59,10 +70,6 @@ def _inputs(teacher_dir, spec_path, objective, add, steps, backend, init_generat
             lambda_gt: float = 0.0):
     """The checks of every input that need no training: (add-ons, steps, teacher, (G spec, D spec, how
     D's was made), pruned (G, D)); raises UsageError & co. on bad input."""
-    from gan import export as gexport
-    from gan.pruning.physical import prune
-    from gan.train.distill import ADD_ONS, OBJECTIVES
-
     add = tuple(dict.fromkeys(a for a in add if a))
     bad = [a for a in add if a not in ADD_ONS]
     if bad:
@@ -106,9 +113,6 @@ def _lambda_gt(r: FinetuneRequest) -> float:
 def check_inputs(request: FinetuneRequest) -> None:
     """``finetune``'s input checks without training or touching ``out`` (a launcher's driver runs them
     before it starts workers that would run them again)."""
-    from gan.train import checkpoint as ckpt
-    from orchestration.rundir import claim_run_dir
-
     r = request
     _inputs(r.teacher_dir, r.spec_path, r.objective, r.add, r.steps, r.backend, r.init_generator,
             r.init_discriminator, _lambda_gt(r))
@@ -121,19 +125,6 @@ def finetune(request: FinetuneRequest, process: dict | None = None) -> dict:
     objective and add-ons), export G and D and measure PSNR/SSIM vs the teacher on the report split
     before and after.  Runs under ``gan.determinism.controlled(request.seed)`` (``process``: the
     recorded settings, see ``gan.determinism.controlled_run``)."""
-    from gan import data as gdata
-    from gan import export as gexport
-    from gan.data.splits import report_split
-    from gan.pruning.targets import spec_macs
-    from gan.losses.density import DensityConfig
-    from gan.losses.feature_distill import has_distill_taps, no_taps_notice
-    from gan.train.builder import build_trainer
-    from gan.train.distill import DistillConfig, TeacherTargets, distill_hooks
-    from gan.train.pix2pix import TrainConfig
-    from gan.train import checkpoint as ckpt
-    from orchestration.launch import is_main, main_first
-    from orchestration.rundir import claim_run_dir, clear_run_dir
-
     r = request
     teacher_dir, spec_path, objective, backend, quiet = r.teacher_dir, r.spec_path, r.objective, r.backend, r.quiet
     init_generator, init_discriminator, batch_size, seed = r.init_generator, r.init_discriminator, r.batch_size, r.seed

@@ -26,6 +26,12 @@ from gan.determinism import controlled_run
 from orchestration.errors import UsageError
 from orchestration.requests import ImportTeacherRequest
 from orchestration.rundir import clear_run_dir, write_json
+from gan import data as gdata, export as gexport
+from gan.models.patchgan import PatchGANDiscriminator
+from gan.models.reference_layout import ARCHS, Imported, NORMS, import_discriminator, import_generator, max_abs_difference
+from gan.train.builder import build_trainer, train_config
+from gan.train.kinds import KINDS, Pix2PixKind
+from gan.weights_file import read_state_dict
 
 DEFAULT_D_STEPS = 200
 #: the imported model must compute the reference function to float rounding (measured 0 on CPU)
@@ -47,8 +53,6 @@ def _sha256(path: Path) -> str:
 
 def _check_flags(r: ImportTeacherRequest) -> tuple[int, int]:
     """(size, D warm-up steps) after the flag checks."""
-    from gan.models.reference_layout import ARCHS, NORMS
-
     if r.arch not in ARCHS:
         raise UsageError(f"unknown --arch {r.arch!r}; choose one of {', '.join(ARCHS)}")
     if r.norm not in NORMS:
@@ -70,8 +74,6 @@ def _check_flags(r: ImportTeacherRequest) -> tuple[int, int]:
 
 
 def _max_diff(model, state: dict, info: dict, x: torch.Tensor) -> float:
-    from gan.models.reference_layout import Imported, max_abs_difference
-
     return max_abs_difference(Imported(model, info), state, x)
 
 
@@ -79,14 +81,6 @@ def _max_diff(model, state: dict, info: dict, x: torch.Tensor) -> float:
 def import_teacher(request: ImportTeacherRequest, process: dict | None = None) -> dict:
     """Make ``request.out`` a pix2pix teacher run from the reference files; returns the summary also
     written to ``out/teacher.json``."""
-    from gan import data as gdata
-    from gan import export as gexport
-    from gan.models.patchgan import PatchGANDiscriminator
-    from gan.models.reference_layout import import_discriminator, import_generator
-    from gan.train.builder import build_trainer, train_config
-    from gan.train.kinds import KINDS, Pix2PixKind
-    from gan.weights_file import read_state_dict
-
     r = request
     t_start = time.perf_counter()
     say = (lambda m: None) if r.quiet else (lambda m: print(m, flush=True))

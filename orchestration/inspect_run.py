@@ -10,6 +10,8 @@ import json
 from pathlib import Path
 
 from orchestration.errors import UsageError
+from orchestration.report import print_table
+from orchestration.tracking import check_reachable, resolve_tracking_uri
 
 
 def resolve_run_dir(run: str, tracking_uri: str | None = None) -> Path:
@@ -19,7 +21,6 @@ def resolve_run_dir(run: str, tracking_uri: str | None = None) -> Path:
     if p.exists() or "/" in run or len(run) != 32:
         raise UsageError(f"{run} is neither a prune run directory nor an MLflow run id; pass the --out of "
                          "'ganprune prune' or the run id shown in MLflow")
-    from orchestration.tracking import check_reachable, resolve_tracking_uri
 
     uri = resolve_tracking_uri(tracking_uri)
     check_reachable(uri)
@@ -48,7 +49,6 @@ def load_policies(checkpoint: Path) -> dict:
 def inspect_run(run: str, tracking_uri: str | None = None, quiet: bool = False, replay: bool = True) -> dict:
     from agents.marl import AGENTS, checkpoints, greedy_episode
     from envs.multi_agent import MultiAgentPruningEnv
-    from orchestration.report import print_table
 
     d = resolve_run_dir(run, tracking_uri)
     ckpts = checkpoints(d)

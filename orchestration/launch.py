@@ -27,6 +27,7 @@ import warnings
 from pathlib import Path
 
 from orchestration.errors import UsageError
+from gan.train.engine import init_distributed
 
 ENV_DIR = "GANPRUNE_LAUNCH_DIR"
 USAGE_EXIT = 2
@@ -177,7 +178,6 @@ def main_first() -> _Gate:
     if world <= 1:
         gate.open = False
         return gate
-    from gan.train.engine import init_distributed
 
     init_distributed()
     if rank == 0:

@@ -27,6 +27,26 @@ from gan.determinism import controlled_run
 from orchestration.errors import UsageError
 from orchestration.requests import FinetuneRequest, PruneRequest
 from orchestration.rundir import write_json
+from agents import methods
+from agents.cluster import check_ray_address
+from agents.methods import MethodOptionError, REGISTRY, SearchContext, SearchRequest
+from gan import data as gdata, export as gexport
+from gan.data.splits import report_split
+from gan.determinism import seed_all
+from gan.metrics.image import psnr, ssim
+from gan.pruning.targets import resolve_macs_target
+from gan.teacher_run import IMAGE_KINDS, load_teacher_run
+from gan.train import checkpoint as ckpt
+from gan.train.distill import OBJECTIVES
+from orchestration import plots
+from orchestration.config import load_preset
+from orchestration.finetune import EVAL_ITEMS, _eval, finetune
+from orchestration.launch import per_world
+from orchestration.ray_finetune import finetune_on_ray
+from orchestration.report import print_table
+from orchestration.rundir import claim_run_dir, clear_run_dir
+from orchestration.teacher_cache import ensure_teacher
+from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 
 EXPERIMENT = "prune"
 REGISTERED_MODEL = "ganprune-generator"
@@ -52,15 +72,6 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     request gives the same result whatever ran before in the process, and the process's settings
     are restored afterwards (``process`` is filled in with them).  ``<out>/request.json`` records
     the request (``ganprune prune --request`` runs it again)."""
-    from agents.methods import REGISTRY, SearchContext, SearchRequest
-    from gan.determinism import seed_all
-    from gan.teacher_run import IMAGE_KINDS, load_teacher_run
-    from orchestration import plots
-    from orchestration.config import load_preset
-    from orchestration.rundir import claim_run_dir, clear_run_dir
-    from orchestration.teacher_cache import ensure_teacher
-    from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
-
     r = request
     m = method_of(r.method)
     objective = check_method(m.name, r.finetune.objective, r.finetune.vem, r.options)
@@ -73,8 +84,6 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     if r.track:
         check_reachable(resolve_tracking_uri(r.tracking_uri))
     if m.uses_search_placement and placement.address:  # a dead --address fails now: Ray would retry it forever
-        from agents.cluster import check_ray_address
-
         check_ray_address(placement.address)
     out = Path(r.out)
     last = claim_run_dir(out, r.resume, r.overwrite, latest_search_checkpoint, "pruning search")
@@ -88,8 +97,6 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     m.check_teacher(run, REGISTRY, m.options(r.options))  # a generator class (or an option) the method
     # cannot take for this teacher: refused before any work
     if run.kind in IMAGE_KINDS:  # an unreachable target fails before out/ is made
-        from gan.pruning.targets import resolve_macs_target
-
         resolve_macs_target(run.generator, r.macs_target, run.size)
     clear_run_dir(out, r.overwrite, last, inputs=(teacher,))  # --overwrite: the old run goes now the inputs are good
     out.mkdir(parents=True, exist_ok=True)
@@ -153,8 +160,6 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
 def method_of(name: str | None):
     """The registered method ``name`` (``agents.methods.DEFAULT`` when None), as a one-line usage error
     when it is unknown."""
-    from agents import methods
-
     try:
         return methods.get(name or methods.DEFAULT)
     except methods.UnknownMethodError as e:
@@ -165,9 +170,6 @@ def check_method(method: str, objective: str | None = None, vem: bool = False,
                  options: dict | None = None) -> str | None:
     """A method with its options, checked before any work (``benchmark`` checks every one first);
     returns the fine-tune objective it will use."""
-    from agents.methods import MethodOptionError
-    from gan.train.distill import OBJECTIVES
-
     m = method_of(method)
     if m.objective is None:
         if objective is not None or vem:
@@ -186,8 +188,6 @@ def check_method(method: str, objective: str | None = None, vem: bool = False,
 
 def check_request(m, settings, placement, finetune_steps: int) -> None:
     """The settings and placement ``prune`` was given make sense for the method ``m`` (one line each)."""
-    from agents import methods
-
     for name, v in (("--iterations", settings.iterations), ("--episodes", settings.episodes)):
         if v < 1:
             raise UsageError(f"{name} must be ≥ 1, got {v}")
@@ -214,8 +214,6 @@ def check_request(m, settings, placement, finetune_steps: int) -> None:
 def check_backend(m, flags) -> None:
     """``--backend``/``--backend-option`` (``flags``: the request's ``SearchFlags``) only for a method that
     scores candidates with an environment backend."""
-    from agents import methods
-
     if not m.uses_search_settings and (flags.backend != "local" or flags.backend_options):
         takers = [n for n, x in methods.REGISTRY.items() if x.uses_search_settings]
         raise UsageError(f"--backend and --backend-option set the search backend of --method {' / '.join(takers)}; "
@@ -232,9 +230,6 @@ def _finish(found, request, parent, objective: str = "density", add=(), resumed:
     when > 0) → generator/ export → profile → MLflow.  ``request``: the method's ``SearchRequest``;
     ``resumed``: a resumed run continues an unfinished fine-tune from its newest checkpoint (the best
     pair is the same: it comes from the search's)."""
-    from gan.train import checkpoint as ckpt
-    from orchestration.finetune import finetune
-
     out, steps, workers = request.out, request.finetune_steps, request.placement.finetune_workers
     spec = {k: v for k, v in found.spec.items() if v is not None}  # no D spec: D pruned to G's keep ratio
     write_json(out / "best_spec.json", {**spec, "best": found.best})
@@ -249,9 +244,6 @@ def _finish(found, request, parent, objective: str = "density", add=(), resumed:
                                  init_generator=found.init_generator, init_discriminator=found.init_discriminator,
                                  resume=resume, ckpt_every=max(1, steps // FINETUNE_CHECKPOINTS))
     if workers > 0:
-        from orchestration.launch import per_world
-        from orchestration.ray_finetune import finetune_on_ray
-
         ft = finetune_on_ray(workers, replace(ft_request, batch_size=per_world(ft_request.batch_size, workers)),
                              address=request.placement.address)
     else:
@@ -268,8 +260,6 @@ def _finish(found, request, parent, objective: str = "density", add=(), resumed:
 def _report(found, run, teacher: str, out: Path, parent, *, before: dict, after: dict, finetune_s: float,
             generator_keep: dict, discriminator_keep: dict | None) -> dict:
     """Profile ``out/generator`` against the teacher's, log the final metrics and the model: the summary."""
-    from gan import export as gexport
-
     prof_t = gexport.profile_export(Path(teacher) / run.meta["generator"], size=run.size, runs=20)
     prof_p = gexport.profile_export(out / "generator", size=run.size, runs=20)
     summary = {
@@ -310,16 +300,10 @@ def _fidelity_vs_teacher(run, export: Path) -> dict:
     fixed (z, y) draws (conditional)."""
     import torch
 
-    from gan import export as gexport
-    from gan.metrics.image import psnr, ssim
-    from orchestration.finetune import EVAL_ITEMS, _eval
 
     model, teacher = gexport.load(export).eval(), run.generator.eval()
     if run.kind != "conditional":
-        from gan import data as gdata
-
         root = gdata.resolve_dataset(run.data, size=run.size)
-        from gan.data.splits import report_split
 
         return _eval(model, teacher, gdata.open_dataset(root, size=run.size, split=report_split(root)))
     z, y = teacher.example_inputs(batch=EVAL_ITEMS, size=run.size)
@@ -345,8 +329,6 @@ def _log_model(tracker, export: Path) -> None:
 
 def print_summary(s: dict) -> None:
     """Teacher vs pruned: MACs, params, CPU latency, fidelity."""
-    from orchestration.report import print_table
-
     f, f0 = s["fidelity"], s["fidelity_before_finetune"]
     cols = ["model", "MACs", "params", "CPU ms", "PSNR vs teacher (dB)", "fid_proxy"]
     rows = [{"model": "teacher", "MACs": f"{s['teacher_macs'] / 1e6:.2f} M",

@@ -22,6 +22,9 @@ import warnings
 from pathlib import Path
 
 from orchestration.errors import UsageError
+from agents.cluster import check_resources, init_ray
+from orchestration import launch
+from orchestration.errors import input_error_types
 
 #: Ray Train's run storage (RunConfig.storage_path), beside ``out``: on the shared storage ``out`` needs
 STORAGE = ".ray_train"
@@ -45,7 +48,6 @@ def finetune_on_ray(workers: int, request, address: str | None = None, use_gpu: 
     ``use_gpu``; None: GPUs iff the Ray cluster has any) on the cluster at ``address`` (None: this
     process's Ray if it has one, else a local one).  Returns rank 0's result (``out/finetune.json``)
     with ``ray_workers`` and ``ray_fit_seconds`` (Ray Train's wall time, worker start included)."""
-    from agents.cluster import init_ray
     from orchestration.finetune import check_inputs
 
     request = _absolute(request)
@@ -106,8 +108,6 @@ def _check_train_v2() -> None:
 def _check_resources(workers: int, use_gpu: bool, address: str | None) -> None:
     """Refuse what a local Ray instance can never place (Ray Train would wait for it forever); a
     cluster (``address``) may autoscale, so there it is left to Ray."""
-    from agents.cluster import check_resources
-
     kind = "GPU" if use_gpu else "CPU"  # ScalingConfig's default per worker: 1 GPU, or else 1 CPU
     check_resources(workers, address, f"{workers} Ray workers (1 {kind} each)", "use fewer workers", kind)
 
@@ -145,8 +145,6 @@ def _fit(workers: int, use_gpu: bool, request) -> None:
 
 def _input_error(e: BaseException) -> BaseException | None:
     """The first input error (exit 2) a worker raised, lowest rank first, or None (our bug: exit 1)."""
-    from orchestration.errors import input_error_types
-
     failures = getattr(e, "worker_failures", None) or {}  # rank → the worker's own exception, unpickled
     return next((failures[r] for r in sorted(failures) if isinstance(failures[r], input_error_types())), None)
 
@@ -155,8 +153,6 @@ def _worker(config: dict) -> None:
     """One Ray Train worker: ``finetune`` in Ray Train's process group (rank 0 writes the outputs)."""
     import torch.distributed as dist
 
-    from orchestration import launch
-    from orchestration.errors import input_error_types
     from orchestration.finetune import finetune
 
     if not (dist.is_available() and dist.is_initialized()):

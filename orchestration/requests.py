@@ -17,6 +17,7 @@ from pathlib import Path
 from agents.methods.base import Placement
 from orchestration.config import build_dataclass
 from orchestration.errors import UsageError
+from agents.methods import SearchSettings
 
 
 @dataclass(frozen=True)
@@ -47,8 +48,6 @@ class SearchFlags:
     def resolve(self, preset):
         """The ``agents.methods.SearchSettings`` of this budget on ``preset`` (an
         ``orchestration.config.Preset``); the backend's options with the preset's values filled in."""
-        from agents.methods import SearchSettings
-
         m = preset.marl
         pick = (lambda asked, default: default if asked is None else int(asked))
         opts = self.backend_opts()

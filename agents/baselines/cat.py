@@ -21,6 +21,8 @@ import torch
 from gan.pruning.macs import MacsModel
 from gan.pruning.saliency import gamma_saliency
 from gan.pruning.targets import TargetError
+from gan.pruning.targets import resolve_macs_target
+from gan.teacher_run import TeacherRunError
 
 #: groups written by the stem, a down-sampling or an up-sampling conv (CAT's ``prune_cin_lb``)
 FLOOR_KINDS = ("stem", "down", "up", "res")
@@ -111,9 +113,6 @@ def cat(run, target_macs: float, *, quiet: bool = False) -> dict:
     spec for the generator.  The discriminator spec is ``{}`` (keep every channel): CAT initialises
     the student's D from the whole teacher D, and an explicit empty spec stops ``finetune`` from
     shrinking D to G's keep ratio.  ``target_macs``: absolute MACs, or a fraction ≤ 1 of the teacher's."""
-    from gan.pruning.targets import resolve_macs_target
-    from gan.teacher_run import TeacherRunError
-
     g, size = run.generator, run.size
     t0 = time.perf_counter()
     target = resolve_macs_target(g, target_macs, size)

@@ -27,15 +27,17 @@ import torch.nn.functional as F
 from agents.baselines.evolution import EvolutionConfig, evolution_search, key
 from gan.losses.feature_distill import no_taps_notice
 from gan.train.supernet import DEFAULT_FRACTIONS, Supernet, SupernetSettings, effective_settings, train_supernet
+from gan import data as gdata
+from gan.data.splits import search_batches
+from gan.metrics.image import psnr
+from gan.pruning.macs import MacsModel, fill_counts
+from gan.pruning.targets import resolve_macs_target
 
 METRICS = ("l1", "psnr")
 
 
 def _held_out(run, n: int, seed: int) -> torch.Tensor:
     """``n`` seeded search inputs: the items every search scores on (``gan.data.splits``)."""
-    from gan import data as gdata
-    from gan.data.splits import search_batches
-
     root = gdata.resolve_dataset(run.data, size=run.size)
     return search_batches(root, run.size, n, 0, seed)[0][0]
 
@@ -57,8 +59,6 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     """
     from tqdm.auto import tqdm
 
-    from gan.metrics.image import psnr
-    from gan.pruning.targets import resolve_macs_target
 
     if metric not in METRICS:
         raise ValueError(f"unknown search metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -127,8 +127,6 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     # method is compared at the same MACs ---------------------------------------------------------
     counts = supernet.counts(res.best)
     if fill:
-        from gan.pruning.macs import MacsModel, fill_counts
-
         counts = fill_counts(MacsModel(supernet.net, supernet.size), counts, target)
     spec = {n: sorted(supernet.order[n][:k]) for n, k in counts.items()}
     macs = int(MacsModel(supernet.net, supernet.size).macs(counts)) if fill else res.best_macs

@@ -56,6 +56,13 @@ from gan.losses.attention import FeatureTaps, cad_loss, conditional_tap_weights
 from gan.pruning.macs import MacsModel
 from gan.pruning.targets import TargetError, resolve_macs_target
 from gan.train.pix2pix import split_batch
+from gan import data as gdata, export as gexport
+from gan.models.ppcd import from_teacher
+from gan.profile import count_params, model_macs
+from gan.pruning.masked import export_plain
+from gan.teacher_run import load_teacher_run
+from gan.train.builder import build_trainer, train_config
+from gan.train.distill import DistillHooks, TeacherTargets
 
 #: a CycleGAN teacher's G_A is an image-to-image G like pix2pix's: the same path, on unpaired data
 #: (docs/methods.md, "Unpaired (CycleGAN) teachers")
@@ -357,8 +364,6 @@ def conditional_hook(schedule: MaskSchedule, teacher, student_taps: FeatureTaps,
 
 def load_run(path):
     """A ``train-teacher`` run directory → ``TeacherRun`` for a pix2pix or a class-conditional teacher."""
-    from gan.teacher_run import load_teacher_run
-
     return load_teacher_run(path, kinds=KINDS)
 
 
@@ -379,14 +384,6 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
     progressive schedule to ``target_macs`` (fraction ≤ 1 of the teacher's MACs, or a count), export
     the dense model (masks dropped and folded, the teacher's class) to ``out/generator`` and write
     ``out/ppcd.json``; returns that summary.  ``data`` overrides the run's dataset."""
-    from gan import data as gdata
-    from gan import export as gexport
-    from gan.models.ppcd import from_teacher
-    from gan.pruning.masked import export_plain
-    from gan.profile import count_params, model_macs
-    from gan.train.builder import build_trainer, train_config
-    from gan.train.distill import DistillHooks, TeacherTargets
-
     cfg = config or PPCDConfig()
     if steps < 0:
         raise ValueError(f"steps must be ≥ 0, got {steps}")
@@ -481,8 +478,6 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
 def _samples(kind, dense, teacher, run, root, size) -> list[torch.Tensor]:
     """A small sample grid: pix2pix: [input] | student | teacher on val inputs; conditional: one
     column per class (up to 8), student row then teacher row, fixed z."""
-    from gan import data as gdata
-
     if kind != "conditional":
         val = gdata.open_dataset(root, size=size, split="val")
         x = torch.stack([val[i]["A"] for i in range(min(4, len(val)))])

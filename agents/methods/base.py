@@ -12,6 +12,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
+from gan.teacher_run import TeacherRunError
 
 
 #: the generator classes a teacher run can hold (``gan.models``); the default of ``Method.generators``
@@ -198,8 +199,6 @@ class Method:
         ``registry`` (name → method, ``agents.methods.REGISTRY``): the fix names the methods that can;
         ``options`` (the method's parsed ``--method-option`` settings): a method refuses those this
         teacher cannot honour (gan-compression's ``lambda_distill`` on a U-Net)."""
-        from gan.teacher_run import TeacherRunError
-
         cls = type(run.generator).__name__
         if cls not in self.generators:
             takers = [n for n, m in (registry or {}).items() if cls in m.generators]

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
+from agents.baselines.cat import cat
 
 
 class Cat(Method):
@@ -12,8 +13,6 @@ class Cat(Method):
     generators = ("ResnetGenerator", "InceptionGenerator")
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
-        from agents.baselines.cat import cat
-
         f = cat(request.run, request.macs_target, quiet=request.quiet)
         ctx.log_params({"target_macs": f["target_macs"], "teacher_macs": f["teacher_macs"]})
         return Found(generator=f["spec"]["generator"], discriminator=f["spec"]["discriminator"],

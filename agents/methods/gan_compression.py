@@ -6,6 +6,9 @@ import dataclasses
 from dataclasses import dataclass
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
+from agents.baselines.gan_compression import gan_compression
+from gan.losses.feature_distill import has_distill_taps
+from gan.teacher_run import TeacherRunError
 
 
 @dataclass(frozen=True)
@@ -43,8 +46,6 @@ class GanCompression(Method):
         """As every method's, and a ``lambda_distill`` > 0 asked for a teacher without distillation taps
         (a U-Net) is refused in one line: nothing could honour it (docs/methods.md, "GAN Compression")."""
         super().check_teacher(run, registry)
-        from gan.losses.feature_distill import has_distill_taps
-        from gan.teacher_run import TeacherRunError
 
         lam = getattr(options, "lambda_distill", None)
         if lam and not has_distill_taps(run.generator):
@@ -55,8 +56,6 @@ class GanCompression(Method):
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         """Train the supernet, evolve a config; the fine-tune then starts from the supernet's weights
         (``init_generator``) with the teacher's D as trained along (``init_discriminator``, not pruned)."""
-        from agents.baselines.gan_compression import gan_compression
-
         gc = request.preset.gan_compression
         kw = {"supernet_steps": gc.supernet_steps, "population": gc.population, "generations": gc.generations,
               "eval_items": request.search.eval_items,

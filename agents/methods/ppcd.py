@@ -8,6 +8,7 @@ import shutil
 
 from agents.baselines.ppcd import KINDS, PPCDConfig
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
+from agents.baselines.ppcd import ppcd
 
 
 class Ppcd(Method):
@@ -20,8 +21,6 @@ class Ppcd(Method):
     trains_itself = True
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
-        from agents.baselines.ppcd import ppcd
-
         train_dir = request.out / "ppcd"
         if train_dir.exists():
             shutil.rmtree(train_dir)

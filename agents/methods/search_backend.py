@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from agents.methods.base import Found, SearchContext, SearchRequest
+from gan.losses.feature_distill import has_distill_taps, no_taps_notice
+from gan.train.supernet import DEFAULT_FRACTIONS, SupernetSettings, cached_supernet, effective_settings
 
 
 @dataclass(frozen=True)
@@ -31,7 +33,6 @@ def prepare_backend(request: SearchRequest, ctx: SearchContext) -> BackendSetup:
     """The request's search backend, ready: for ``supernet``, the supernet trained or taken from the cache
     (its cost logged to MLflow as ``supernet_*``)."""
     from envs.backends.options import LocalOptions, options_dict
-    from gan.losses.feature_distill import has_distill_taps, no_taps_notice
 
     s = request.search
     opts = s.backend_options if s.backend_options is not None else LocalOptions()
@@ -40,7 +41,6 @@ def prepare_backend(request: SearchRequest, ctx: SearchContext) -> BackendSetup:
         if opts.objective == "distill" and s.backend_steps and not has_distill_taps(request.run.generator):
             ctx.say(no_taps_notice(request.run.generator, "the local backend's distill steps"))
         return BackendSetup("local", {**base, **opts.backend_config()}, options_dict(opts))
-    from gan.train.supernet import DEFAULT_FRACTIONS, SupernetSettings, cached_supernet, effective_settings
 
     settings, taps = effective_settings(request.run.generator, SupernetSettings(
         steps=opts.train_steps, batch_size=opts.batch_size, lr=opts.lr, lambda_distill=opts.lambda_distill,

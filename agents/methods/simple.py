@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
+from gan.pruning.targets import global_threshold_spec, resolve_macs_target, spec_macs, uniform_spec
 
 
 class _Simple(Method):
@@ -14,8 +15,6 @@ class _Simple(Method):
         raise NotImplementedError
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
-        from gan.pruning.targets import resolve_macs_target, spec_macs
-
         g, size = request.run.generator, request.run.size
         t0 = time.perf_counter()
         target = resolve_macs_target(g, request.macs_target, size)
@@ -31,8 +30,6 @@ class Uniform(_Simple):
     name = "uniform"
 
     def pick(self, g, target, size):
-        from gan.pruning.targets import uniform_spec
-
         spec, knob = uniform_spec(g, target, size, criterion=self.criterion)
         return spec, {"keep_ratio": knob}
 
@@ -41,7 +38,5 @@ class L1(_Simple):
     name = "l1"
 
     def pick(self, g, target, size):
-        from gan.pruning.targets import global_threshold_spec
-
         spec, knob = global_threshold_spec(g, target, size, criterion=self.criterion)
         return spec, {"threshold": knob}

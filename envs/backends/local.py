@@ -24,6 +24,11 @@ from gan.losses.density import DensityConfig, DensityObjective
 from gan.losses.gan import GANLoss
 from gan.metrics.image import psnr
 from gan.pruning.physical import prune
+from gan import data as gdata
+from gan.data.splits import search_batches
+from gan.train.builder import build_trainer
+from gan.train.distill import DistillConfig, distill_hooks
+from gan.train.pix2pix import TrainConfig
 
 
 @dataclass
@@ -105,9 +110,6 @@ class LocalBackend(CachedBackend):
                          memo: bool = True):
         """Fixed seeded batches of the teacher's train split (``gan.data.splits``): ``eval_items`` search
         items to score on, ``train_items`` others for the K steps. No reported number uses either."""
-        from gan import data as gdata
-        from gan.data.splits import search_batches
-
         cfg = cfg or LocalConfig()
         root = gdata.resolve_dataset(run.data, size=run.size)
         layout = gdata.detect_layout(root)
@@ -124,10 +126,6 @@ class LocalBackend(CachedBackend):
     # ------------------------------------------------------------------ one candidate
 
     def _finetune(self, g, d):
-        from gan.train.builder import build_trainer
-        from gan.train.distill import distill_hooks
-        from gan.train.pix2pix import TrainConfig
-
         c = self.cfg
         tc = TrainConfig(steps=c.finetune_steps, batch_size=c.batch_size, lr=c.lr, gan_loss=c.gan_loss,
                          lambda_l1=c.lambda_rec, backend="torch", quiet=True, seed=c.seed,
@@ -152,8 +150,6 @@ class LocalBackend(CachedBackend):
 
     def distill_config(self):
         """The K steps' objective (``LocalConfig.objective``, + VEM's term with ``vem``)."""
-        from gan.train.distill import DistillConfig
-
         c = self.cfg
         return DistillConfig(objective=c.objective, lambda_rec=c.lambda_rec, lambda_dens=c.lambda_dens,
                              add=("vem",) if c.vem else ())

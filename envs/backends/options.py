@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
+from gan.train.distill import OBJECTIVES
 
 #: the search backends ``prune --backend`` offers (``synthetic`` is a test instrument, not offered)
 SEARCH_BACKENDS = ("local", "supernet")
@@ -31,8 +32,6 @@ class LocalOptions:
     eval_items: int | None = None  # search items scored on (None: the preset's marl.eval_items)
 
     def __post_init__(self):
-        from gan.train.distill import OBJECTIVES
-
         if self.objective not in OBJECTIVES:
             raise BackendOptionError(f"--backend-option objective={self.objective!r}: choose one of "
                                      f"{', '.join(OBJECTIVES)}")

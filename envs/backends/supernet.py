@@ -20,6 +20,7 @@ from envs.backends.base import Scores
 from envs.backends.local import LocalBackend, LocalConfig
 from gan.pruning.physical import normalize_spec, prune
 from gan.pruning.slicing import first_k_spec
+from gan.train.supernet import Supernet
 
 
 @dataclass
@@ -46,8 +47,6 @@ class SupernetBackend(LocalBackend):
     @property
     def supernet(self):
         """The supernet, loaded (or, without one, built from the teacher) on first use."""
-        from gan.train.supernet import Supernet
-
         if not isinstance(self._supernet, Supernet):
             if self._supernet is None:
                 self._supernet = Supernet(self.teacher_g, size=self.x.shape[-1], seed=self.cfg.seed)

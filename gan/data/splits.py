@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+from gan.data.datasets import open_dataset
 
 SEARCH_SPLIT = "train"
 
@@ -36,8 +37,6 @@ def stack(dataset, indices: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
 
 def search_batches(root, size: int, n_score: int, n_fit: int, seed: int):
     """((x, y) to score on, (x, y) to fine-tune on): see ``search_indices``."""
-    from gan.data.datasets import open_dataset
-
     ds = open_dataset(root, size=size, split=SEARCH_SPLIT)
     score, fit = search_indices(len(ds), n_score, n_fit, seed)
     return stack(ds, score), stack(ds, fit)
@@ -45,8 +44,6 @@ def search_batches(root, size: int, n_score: int, n_fit: int, seed: int):
 
 def report_split(root) -> str:
     """``test`` when the dataset has one, else ``val``."""
-    from gan.data.datasets import open_dataset
-
     for split in ("test", "val"):
         if (Path(root) / split).is_dir() or _has(root, split, open_dataset):
             return split

@@ -25,6 +25,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from gan.losses.attention import FeatureTaps, tap_modules
+from gan.models.layers import init_weights
+from gan.pruning.slicing import skeleton
 
 
 #: what the taps (``res_in``, ``block{i}``) and the tap forward read: the ``ResidualTrunk`` layout
@@ -59,8 +61,6 @@ def forward_with_taps(model: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, 
 
 def tap_channels(model: nn.Module, size: int = 64) -> dict[str, int]:
     """Channels of each distillation tap, from a forward of ``features`` on the meta device."""
-    from gan.pruning.slicing import skeleton
-
     if not hasattr(model, "features") or not hasattr(model, "architecture"):
         raise ValueError(f"{type(model).__name__} has no features(); feature distillation needs a ResNet-style "
                          "generator (ResnetGenerator, InceptionGenerator)")
@@ -124,7 +124,6 @@ def feature_distill(teacher: nn.Module, student: nn.Module, lambda_distill: floa
     if set(t_ch) != set(s_ch):
         raise ValueError(f"teacher taps {sorted(t_ch)} != student taps {sorted(s_ch)}; distill a student with "
                          "the teacher's number of residual blocks")
-    from gan.models.layers import init_weights
 
     mappings = nn.ModuleDict({t: nn.Conv2d(s_ch[t], t_ch[t], 1, bias=True) for t in t_ch})
     init_weights(mappings)  # N(0, 0.02), zero bias: the pix2pix / gan-compression init

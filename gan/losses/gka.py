@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+from gan.losses.feature_distill import TapRecorder, local_input, student_taps
 
 
 def _gram(x: torch.Tensor, center: bool) -> torch.Tensor:
@@ -54,8 +55,6 @@ def gka_hook(teacher, lambda_distill: float = 1.0, center: bool = False,
     ``features()`` ("res_in", "block{i}"); None = all four.  Stats log each KA ∈ [0, 1] as
     ``ka_<tap>`` plus ``ka_mean`` — not only the summed loss, which is hard to read (CAT issue #27).
     """
-    from gan.losses.feature_distill import TapRecorder, local_input, student_taps
-
     teacher.eval().requires_grad_(False)
     lam = float(lambda_distill)
     recorders: dict = {}  # id(student) → its TapRecorder (one student per trainer)

@@ -10,6 +10,7 @@ import torch
 from gan.data import AlignedDataset, LabelsDataset, UnalignedDataset, make_loader
 from gan.metrics import evaluate_fidelity
 from gan.metrics.segmentation import get_segnet
+from gan.metrics.features import fidelity_features
 
 
 @torch.no_grad()
@@ -53,8 +54,6 @@ def evaluate_generator(model, dataset, teacher=None, dataset_root=None, batch_si
     paired = not isinstance(dataset, UnalignedDataset)
     real_features = None
     if not paired:
-        from gan.metrics.features import fidelity_features
-
         real = dataset.domain_b(max_items)
         real_features = fidelity_features(real, backend, inception_weights=inception_weights)
     kw = dict(backend=backend, inception_weights=inception_weights, kid_subset_size=min(1000, len(fake)),

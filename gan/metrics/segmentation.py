@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
+from gan.data import LabelsDataset
 
 VERSION = 2  # bump when the net or its training changes: changes the cache key
 IGNORE = 255
@@ -91,8 +92,6 @@ def segmentation_miou(generated_photos, true_labels, segnet: SegNet) -> float:
 
 
 def _load_split(root: Path, split: str, size: int):
-    from gan.data import LabelsDataset
-
     ds = LabelsDataset(root, split=split, size=size)
     items = [ds[i] for i in range(len(ds))]
     return ds.classes, torch.stack([d["B"] for d in items]), torch.stack([d["label"] for d in items])

@@ -11,6 +11,8 @@ from dataclasses import replace
 from gan.models.base import ZooModel
 from gan.models.registry import register, register_tiny
 from gan.models.groups import ChannelGroup
+from gan.models.patchgan import PatchGANDiscriminator
+from gan.models.resnet import ResnetGenerator
 
 MEMBERS = ("G_A", "G_B", "D_A", "D_B")
 
@@ -59,9 +61,6 @@ class CycleGANPair(ZooModel):
 
 
 def _tiny_pair():
-    from gan.models.patchgan import PatchGANDiscriminator
-    from gan.models.resnet import ResnetGenerator
-
     return CycleGANPair(ResnetGenerator(ngf=4, n_blocks=2).architecture(),
                         PatchGANDiscriminator(input_nc=3, ndf=4, n_layers=2,
                                               norm="instance").architecture())

@@ -26,6 +26,9 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import nn
+from gan.models.patchgan import PatchGANDiscriminator
+from gan.models.resnet import ResnetGenerator
+from gan.models.unet import UnetGenerator
 
 #: --arch → (family, residual blocks or U-Net downsamplings), as the reference's ``define_G``
 ARCHS = {"resnet_9blocks": ("resnet", 9), "resnet_6blocks": ("resnet", 6),
@@ -132,9 +135,6 @@ def _dim(state: dict, key: str, axis: int, default: int) -> int:
 
 
 def _build_generator(state: dict, arch: str, norm: str, dropout: bool, source: str, meta: bool = False):
-    from gan.models.resnet import ResnetGenerator
-    from gan.models.unet import UnetGenerator
-
     family, depth = ARCHS[arch]
     flags = _flags(arch, norm, dropout)
     if family == "resnet":
@@ -158,8 +158,6 @@ def _build_generator(state: dict, arch: str, norm: str, dropout: bool, source: s
 
 
 def _build_discriminator(state: dict, norm: str, source: str, meta: bool = False):
-    from gan.models.patchgan import PatchGANDiscriminator
-
     flags = f"an NLayerDiscriminator with --norm {norm}"
     first = _need(state, "model.0.weight", "an NLayerDiscriminator", flags, source, 4)
     idx = sorted({int(k.split(".")[1]) for k in state if k.startswith("model.") and k.split(".")[1].isdigit()})

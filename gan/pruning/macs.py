@@ -14,6 +14,8 @@ import torch
 from torch import nn
 
 from gan.models.base import ZooModel
+from gan.models import build
+from gan.profile import _conv_macs
 
 
 @dataclass
@@ -74,9 +76,6 @@ class MacsModel:
     @staticmethod
     def _layer_macs(model: ZooModel, size: int) -> dict[str, tuple[nn.Module, float]]:
         """Full-width MACs of every conv/linear layer (hooks on a meta-device copy, as gan.profile)."""
-        from gan.models import build
-        from gan.profile import _conv_macs
-
         with torch.device("meta"):
             meta = build(model.architecture())
             inputs = meta.example_inputs(1, size)

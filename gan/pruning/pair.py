@@ -9,6 +9,7 @@ demo writes) and ``{"generator": {...}, "discriminator": {...}}``. A malformed s
 ``SpecError`` (a ValueError; the CLI reports it as bad input, exit 2).
 """
 from __future__ import annotations
+from gan.pruning.saliency import spec_from_ratios
 
 
 class SpecError(ValueError):
@@ -34,8 +35,6 @@ def split_spec(raw: dict, g, disc, criterion: str = "l1") -> tuple[dict, dict, d
     Without a D spec, D is pruned to the same overall keep ratio as G (the spec's ``keep_ratio`` when
     present, else G's kept/total channels over all groups), uniform over D's groups by ``criterion``
     saliency (docs/methods.md, "MARL search": the D budget defaults to the generator's)."""
-    from gan.pruning.saliency import spec_from_ratios
-
     gspec, dspec = generator_spec(raw)
     if dspec is not None:
         return gspec, dspec, {"discriminator_spec_source": "given"}

@@ -5,6 +5,8 @@ from gan.models.base import ZooModel
 from gan.profile import architecture_macs
 from gan.pruning.physical import pruned_architecture
 from gan.pruning.saliency import spec_from_ratios
+from gan.pruning.macs import MacsModel, fill_counts
+from gan.pruning.saliency import saliency
 
 
 class TargetError(ValueError):
@@ -77,8 +79,6 @@ def global_threshold_spec(model: ZooModel, target_macs: int, size: int, criterio
     budget the discrete threshold leaves unused is spent (``fill_counts``, most salient first)."""
     import torch
 
-    from gan.pruning.macs import MacsModel, fill_counts
-    from gan.pruning.saliency import saliency
 
     groups = model.channel_groups()
     scores = {g.name: saliency(model, g, criterion) / _weights_per_channel(model, g, criterion)

@@ -42,6 +42,9 @@ import torch.nn.functional as F
 from gan.losses.density import DensityConfig, DensityObjective
 from gan.losses.hooks import combine
 from gan.train.pix2pix import split_batch
+from gan.losses.feature_distill import feature_distill, has_distill_taps
+from gan.losses.gka import gka_hook
+from gan.losses.vem import VEMConfig, VEMTerm
 
 OBJECTIVES = ("density", "l1", "gka", "distill")
 ADD_ONS = ("gka", "vem")
@@ -158,14 +161,11 @@ def distill_hooks(cfg: DistillConfig, teacher, teacher_disc, density_cfg: Densit
 
     terms = [extra_g]
     if cfg.objective == "gka" or "gka" in cfg.add:
-        from gan.losses.gka import gka_hook
-
         terms.append(gka_hook(teacher, cfg.lambda_distill, cfg.gka_center))
     aux = ()
     if cfg.objective == "distill":
         if student is None:
             raise ValueError('objective "distill" sizes its 1×1 mappings from the student: pass student=')
-        from gan.losses.feature_distill import feature_distill, has_distill_taps
 
         if has_distill_taps(teacher):  # a U-Net has no taps: the L1-to-teacher + GAN terms alone, the
             # caller says so (docs/methods.md, "GAN Compression")
@@ -173,8 +173,6 @@ def distill_hooks(cfg: DistillConfig, teacher, teacher_disc, density_cfg: Densit
             terms.append(hook)
     stateful = {}
     if "vem" in cfg.add:
-        from gan.losses.vem import VEMConfig, VEMTerm
-
         stateful["vem"] = vem = VEMTerm(VEMConfig(**cfg.vem))
         terms.append(vem)
     return DistillHooks(combine(*terms), extra_d if dens is not None and cfg.lambda_nb_d else None,

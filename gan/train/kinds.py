@@ -23,6 +23,10 @@ import torch
 from gan import data as gdata
 from gan import export as gexport
 from gan.train.builder import build_trainer
+from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
+from gan.models.inception import InceptionGenerator
+from gan.models.patchgan import PatchGANDiscriminator
+from gan.models.resnet import ResnetGenerator
 
 N_SAMPLES = 4
 EVAL_ITEMS = 32
@@ -42,9 +46,6 @@ def build_generator(g, input_nc: int = 3, output_nc: int = 3):
     """The image-to-image generator of a preset's ``GeneratorConfig``: ResNet, or CAT's
     inception-residual generator (``arch: inception``; channels_reduction_factor 6 as CAT;
     docs/methods.md, "CAT")."""
-    from gan.models.inception import InceptionGenerator
-    from gan.models.resnet import ResnetGenerator
-
     cls = InceptionGenerator if g.arch == "inception" else ResnetGenerator
     return cls(input_nc=input_nc, output_nc=output_nc, ngf=g.ngf, n_blocks=g.n_blocks, norm=g.norm)
 
@@ -117,8 +118,6 @@ class Pix2PixKind(TeacherKind):
         self.vx, self.vy = torch.stack([b["A"] for b in fixed]), torch.stack([b["B"] for b in fixed])
 
     def trainer(self, tcfg: dict):
-        from gan.models.patchgan import PatchGANDiscriminator
-
         g, d = self.preset.generator, self.preset.discriminator
         in_nc = int(self.vx.shape[1])
         G = build_generator(g, input_nc=in_nc, output_nc=3)
@@ -158,8 +157,6 @@ class CycleGANKind(TeacherKind):
         self.va, self.vb = torch.stack([b["A"] for b in fixed]), torch.stack([b["B"] for b in fixed])
 
     def trainer(self, tcfg: dict):
-        from gan.models.patchgan import PatchGANDiscriminator
-
         g, d = self.preset.generator, self.preset.discriminator
         G = [build_generator(g) for _ in "AB"]
         D = [PatchGANDiscriminator(input_nc=3, ndf=d.ndf, n_layers=d.n_layers, norm=d.norm) for _ in "AB"]
@@ -224,8 +221,6 @@ class ConditionalKind(TeacherKind):
         self.grid_z = torch.randn(N_SAMPLES, self.Z_DIM, generator=gen)
 
     def trainer(self, tcfg: dict):
-        from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerator
-
         g, d = self.preset.generator, self.preset.discriminator
         try:
             G = ConditionalGenerator(z_dim=self.Z_DIM, num_classes=len(self.classes), ngf=g.ngf, img_size=self.size)

@@ -45,6 +45,13 @@ from gan.pruning.macs import MacsModel
 from gan.pruning.physical import prune
 from gan.pruning.saliency import saliency
 from gan.pruning.slicing import SlicePlan, first_k_spec, permute_channels
+from gan import data as gdata, export as gexport
+from gan.cache import build_once, cache_root, file_digest
+from gan.determinism import ProcessSettings, controlled
+from gan.losses.feature_distill import feature_distill, forward_with_taps, has_distill_taps
+from gan.train.builder import build_trainer
+from gan.train.distill import DistillHooks, TeacherTargets
+from gan.train.pix2pix import TrainConfig
 
 #: width choices as fractions of each position's full width (GAN Compression's 64-channel set ÷ 64, + 1/8)
 DEFAULT_FRACTIONS = (1.0, 7 / 8, 3 / 4, 5 / 8, 1 / 2, 3 / 8, 1 / 4, 1 / 8)
@@ -207,8 +214,6 @@ class Supernet(nn.Module):
     def forward(self, x):
         self._pick()
         if self.record_taps and self.training and torch.is_grad_enabled():
-            from gan.losses.feature_distill import forward_with_taps
-
             out, feats = self.run(forward_with_taps, x)
             self._taps = (out, feats)
             return out
@@ -242,8 +247,6 @@ class Supernet(nn.Module):
         """``out_dir/generator`` (teacher channel order, ``gan.export``), optional ``discriminator``,
         and ``supernet.json`` (channel order, fractions, seed, draws; ``feature_distill``: whether the
         training had the feature term, when given) from which ``load`` rebuilds it."""
-        from gan import export as gexport
-
         out = Path(out_dir)
         gexport.save(self.unpermuted(), out / "generator", size=self.size, onnx=False, latency_runs=1)
         if discriminator is not None:
@@ -259,8 +262,6 @@ class Supernet(nn.Module):
     @classmethod
     def load(cls, path) -> "Supernet":
         """Rebuild a saved supernet (``save``'s folder) with its training channel order."""
-        from gan import export as gexport
-
         d = Path(path)
         if not (d / META).is_file():
             raise ValueError(f"{d} has no {META}; pass the 'supernet' folder the gan-compression pipeline wrote")
@@ -312,7 +313,6 @@ def effective_settings(teacher, settings: SupernetSettings) -> tuple[SupernetSet
     loss only (docs/methods.md, "GAN Compression") — and its cache key says so; ResNet's are unchanged."""
     from dataclasses import replace
 
-    from gan.losses.feature_distill import has_distill_taps
 
     if has_distill_taps(teacher):
         return settings, True
@@ -343,11 +343,6 @@ def train_supernet(run, settings: SupernetSettings, quiet: bool = True) -> Super
     λ_distill = 0, no feature term (``effective_settings``; the callers print the notice)."""
     import copy
 
-    from gan import data as gdata
-    from gan.losses.feature_distill import feature_distill
-    from gan.train.builder import build_trainer
-    from gan.train.distill import DistillHooks, TeacherTargets
-    from gan.train.pix2pix import TrainConfig
 
     teacher, size = run.generator.eval(), int(run.size)
     s, taps = effective_settings(teacher, settings)
@@ -381,7 +376,6 @@ def supernet_key(run, settings: SupernetSettings) -> str:
     """Cache key of ``run``'s supernet: the teacher's exported weights, data, size and the settings."""
     import hashlib
 
-    from gan.cache import file_digest
 
     exports = [Path(run.dir) / run.meta[m] for m in ("generator", "discriminator")]
     weights = file_digest(*(f for e in exports for f in sorted(e.glob("*.safetensors")) + [e / "architecture.json"]))
@@ -397,14 +391,10 @@ def cached_supernet(run, settings: SupernetSettings, folder=None, quiet: bool = 
     saved supernet's folder (``Supernet.load``) and its cost: ``steps``, ``train_s``, ``cpu_s`` (of the
     training, whenever it ran), ``cached`` (True: reused, no training in this call) and
     ``feature_distill`` (False: a teacher without taps, trained with λ_distill = 0; ``effective_settings``)."""
-    from gan.cache import build_once, cache_root
-
     settings, taps = effective_settings(run.generator, settings)  # a U-Net's key records λ_distill = 0
     final = Path(folder) if folder is not None else cache_root() / "supernets" / supernet_key(run, settings)
 
     def build(tmp: Path) -> None:
-        from gan.determinism import ProcessSettings, controlled
-
         # under its own seed, and the caller's generators restored after: a search that trains the
         # supernet draws the same numbers afterwards as one that finds it in the cache
         with controlled(settings.seed, ProcessSettings.current()):

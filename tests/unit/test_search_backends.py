@@ -92,16 +92,16 @@ def _local(objective: str, vem: bool = False, steps: int = 1):
 
 @pytest.mark.parametrize("objective, vem", [("l1", False), ("gka", False), ("distill", True)])
 def test_local_backend_builds_the_selected_objective_through_the_trainer_builder(objective, vem, monkeypatch):
-    import gan.train.builder as builder
+    import envs.backends.local as local
 
     built = []
-    real = builder.build_trainer
+    real = local.build_trainer
 
     def spy(kind, g, d, cfg, hooks=None):
         built.append(hooks)
         return real(kind, g, d, cfg, hooks)
 
-    monkeypatch.setattr(builder, "build_trainer", spy)
+    monkeypatch.setattr(local, "build_trainer", spy)  # the name the backend calls
     backend = _local(objective, vem)
     dc = backend.distill_config()
     assert dc.objective == objective and dc.add == (("vem",) if vem else ())
