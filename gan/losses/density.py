@@ -79,8 +79,8 @@ def make_neighbors(x: torch.Tensor, cfg: DensityConfig, generator: torch.Generat
 class NeighbourBank:
     """FIFO memory of recent training inputs with their teacher outputs and teacher features, so a
     neighbourhood can be made of *other real samples* near x_i on the teacher's manifold rather than
-    jittered copies of x_i (docs/methods.md, "MGGC density objective"). Not checkpointed: a resumed
-    fine-tune refills it within ``bank_size / B`` steps."""
+    jittered copies of x_i (docs/methods.md, "MGGC density objective"). Checkpointed as trainer hook
+    state (``state_dict``), so a resumed fine-tune draws the neighbours an uninterrupted one draws."""
 
     def __init__(self, size: int):
         if size < 1:
@@ -96,6 +96,8 @@ class NeighbourBank:
         among the bank and the batch's other rows: ((B, K, C, H, W), (B, K, C', H, W)), or None while
         fewer than K candidates exist. Ties break by position (deterministic)."""
         b = len(x)
+        if self.x is not None and self.x.device != x.device:  # e.g. loaded from a checkpoint on CPU
+            self.x, self.t, self.f = self.x.to(x.device), self.t.to(x.device), self.f.to(x.device)
         pool_x = x if self.x is None else torch.cat([self.x, x])
         pool_t = t if self.t is None else torch.cat([self.t, t])
         pool_f = f if self.f is None else torch.cat([self.f, f])
@@ -106,6 +108,20 @@ class NeighbourBank:
         d[torch.arange(b, device=d.device), own] = float("inf")
         idx = torch.sort(d, dim=1, stable=True).indices[:, :k]
         return pool_x[idx], pool_t[idx]
+
+    def state_dict(self) -> dict[str, torch.Tensor]:
+        """{"x", "t", "f"} as CPU tensors; empty while the bank is."""
+        if self.x is None:
+            return {}
+        return {k: getattr(self, k).detach().cpu().contiguous() for k in ("x", "t", "f")}
+
+    def load_state_dict(self, state: dict[str, torch.Tensor]) -> None:
+        if not state:
+            self.x = self.t = self.f = None
+            return
+        if set(state) != {"x", "t", "f"} or len(state["x"]) > self.size:
+            raise ValueError(f"not a NeighbourBank state of at most {self.size} items: keys {sorted(state)}")
+        self.x, self.t, self.f = state["x"], state["t"], state["f"]
 
     def add(self, x: torch.Tensor, t: torch.Tensor, f: torch.Tensor) -> None:
         x, t, f = x.detach(), t.detach(), f.detach()

@@ -172,6 +172,8 @@ def distill_hooks(cfg: DistillConfig, teacher, teacher_disc, density_cfg: Densit
             hook, aux = feature_distill(teacher, student, cfg.lambda_distill, size)
             terms.append(hook)
     stateful = {}
+    if dens is not None and dens.bank is not None:  # memory-bank neighbourhoods resume exactly
+        stateful["density_bank"] = dens.bank
     if "vem" in cfg.add:
         stateful["vem"] = vem = VEMTerm(VEMConfig(**cfg.vem))
         terms.append(vem)

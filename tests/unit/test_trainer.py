@@ -198,3 +198,33 @@ def test_a_stale_torch_extensions_build_lock_is_refused_with_the_fix(tmp_path, m
     with pytest.raises(StaleBuildLockError, match=f"rm {lock}"):
         check_build_locks()
     assert issubclass(StaleBuildLockError, input_error_types())  # exit 2, one line
+
+
+def test_the_density_memory_bank_resumes_exactly(tmp_path):
+    """neighbors="memory": the bank of recent inputs is checkpointed hook state, so 2 + 2 resumed steps
+    draw the same neighbourhoods and end where 4 straight steps do."""
+    from gan.losses.density import DensityConfig
+    from gan.train.distill import DistillConfig, distill_hooks
+
+    batches = [dict(zip(("A", "B"), _pair(2, seed=s))) for s in range(3)]
+
+    def run(steps, **kw):
+        teacher, teacher_d = _models(seed=5)
+        g, d = _models()
+        hooks = distill_hooks(DistillConfig(objective="density"), teacher, teacher_d,
+                              DensityConfig(neighbors="memory", k_neighbors=2, bank_size=4), student=g, size=32)
+        assert "density_bank" in hooks.stateful
+        cfg = TrainConfig(**{**dict(steps=steps, batch_size=2, backend="torch", log_every=1, quiet=True), **kw})
+        return Pix2PixTrainer(g, d, cfg, extra_g_loss=hooks.g, extra_d_loss=hooks.d, stateful=hooks.stateful)
+
+    straight = run(4).fit(batches)
+    run(2, out_dir=str(tmp_path), ckpt_every=2).fit(batches)
+    assert (tmp_path / "checkpoints" / "step_2" / "density_bank.safetensors").is_file()
+    second = run(4)
+    second.resume(tmp_path)
+    assert second.fit(batches) == straight
+    fresh = run(4)
+    fresh.stateful["density_bank"].load_state_dict({})  # without the bank the resumed run differs
+    fresh.resume(tmp_path)
+    fresh.stateful["density_bank"].load_state_dict({})
+    assert fresh.fit(batches) != straight
