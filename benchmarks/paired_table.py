@@ -29,7 +29,8 @@ def search_score(row: dict) -> float | None:
     if not f.is_file():
         return None
     best = json.loads(f.read_text()).get("best") or {}
-    return best.get("generator_own")
+    own = best.get("own")
+    return own.get("generator") if isinstance(own, dict) else best.get("generator_own")
 
 
 def table(rows: list[dict], baselines: list[str]) -> tuple[str, dict]:

@@ -19,7 +19,7 @@ def _row(tmp, method, seed, psnr, score=None):
     out = tmp / method / f"seed{seed}"
     out.mkdir(parents=True)
     if score is not None:
-        (out / "best_spec.json").write_text(json.dumps({"best": {"generator_own": score}}))
+        (out / "best_spec.json").write_text(json.dumps({"best": {"own": {"generator": score, "discriminator": 0.0}}}))
     return {"method": method, "seed": seed, "psnr_vs_teacher": psnr, "ssim_vs_teacher": 0.5,
             "search_evaluations": 10 if score is not None else 0, "search_cpu_s": 1.0, "out": str(out)}
 
