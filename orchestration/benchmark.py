@@ -39,6 +39,9 @@ from gan.teacher_run import TeacherRunError, load_teacher_run
 from orchestration.rundir import clear_run_dir, write_json
 from orchestration.teacher_cache import ensure_teacher
 from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
+from gan.metrics.evaluate import evaluate_generator
+from orchestration.config import load_preset
+from orchestration.prune import check_method, latest_search_checkpoint, method_of, prune
 
 EXPERIMENT = "benchmark"
 DEFAULT_METHODS = ("marl", "cat", "gan-compression", "ppcd", "uniform", "l1")
@@ -62,7 +65,6 @@ def _placement(method: str, placement):
     """The part of ``placement`` (an ``agents.methods.Placement``) that ``prune --method method`` takes."""
     import dataclasses
 
-    from orchestration.prune import method_of
 
     m = method_of(method)
     if m.uses_search_placement:
@@ -128,8 +130,6 @@ def benchmark(request) -> dict:
     from dataclasses import replace
 
     from envs.backends.options import options_dict
-    from orchestration.config import load_preset
-    from orchestration.prune import check_method, method_of
 
     base_row, quiet = request.row, request.quiet
     preset, macs_target, vem = base_row.preset, base_row.macs_target, base_row.finetune.vem
@@ -287,8 +287,6 @@ def _resumable(started: Path, settings: dict, run_dir: Path) -> bool:
     """An unfinished row (killed, or the session ended) goes on from its run's checkpoints (``prune
     --resume``) when it was started with these settings by this code and its search left a checkpoint;
     any other unfinished row starts again."""
-    from orchestration.prune import latest_search_checkpoint
-
     if not started.is_file():
         return False
     then = json.loads(started.read_text())
@@ -306,8 +304,6 @@ def row_threads(threads: int | None, jobs: int) -> int | None:
 
 def run_row(method: str, row_request, tdir: str) -> dict:
     """One benchmark row: ``prune`` the row's request, then evaluate its export the benchmark's way."""
-    from orchestration.prune import prune
-
     t0 = time.perf_counter()
     s = prune(row_request)
     return _row(method, s, Path(tdir), time.perf_counter() - t0, row_request.threads)
@@ -394,8 +390,6 @@ def summarize(rows: list[dict]) -> dict:
 def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = None) -> dict:
     """One table row: the export evaluated on the report split (test; the same items for every method,
     under the row's seed and the run's process settings), with the search's cost."""
-    from gan.metrics.evaluate import evaluate_generator
-
     run = load_teacher_run(tdir)
     root = gdata.resolve_dataset(run.data, size=run.size)
     split = report_split(root)

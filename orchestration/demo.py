@@ -22,13 +22,12 @@ from orchestration.report import print_table
 from orchestration.requests import FinetuneFlags, PruneRequest, SearchFlags
 from orchestration.teacher_cache import ensure_teacher
 from orchestration.tracking import resolve_tracking_uri
+from gan.metrics.evaluate import evaluate_generator
 
 
 def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: bool = False,
              teacher: str | None = None, teacher_steps: int | None = None, iterations: int | None = None,
              episodes: int | None = None, finetune_steps: int | None = None, tracking_uri: str | None = None) -> dict:
-    from gan.metrics.evaluate import evaluate_generator
-
     def say(msg):
         if not quiet:
             print(msg, flush=True)

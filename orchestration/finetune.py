@@ -44,6 +44,7 @@ from gan.train.distill import ADD_ONS, DistillConfig, OBJECTIVES, TeacherTargets
 from gan.train.pix2pix import TrainConfig
 from orchestration.launch import is_main, main_first
 from orchestration.rundir import claim_run_dir, clear_run_dir
+from gan.metrics.evaluate import evaluate_generator
 
 DEFAULT_STEPS = 200
 EVAL_ITEMS = 32
@@ -59,8 +60,6 @@ def read_teacher(teacher_dir) -> dict:
 def _eval(model, teacher, dataset) -> dict:
     """PSNR/SSIM vs the teacher; fid_proxy vs the split's real targets (domain-B images for an
     unpaired teacher, with the teacher's own ``fid_proxy_teacher`` beside it)."""
-    from gan.metrics.evaluate import evaluate_generator
-
     r = evaluate_generator(model, dataset, teacher=teacher, max_items=EVAL_ITEMS)
     return {k: float(r[k]) for k in ("psnr_vs_teacher", "ssim_vs_teacher", "fid_proxy", "fid_proxy_teacher",
                                      "psnr", "ssim") if k in r}

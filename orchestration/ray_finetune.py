@@ -25,6 +25,7 @@ from orchestration.errors import UsageError
 from agents.cluster import check_resources, init_ray
 from orchestration import launch
 from orchestration.errors import input_error_types
+from orchestration.finetune import check_inputs, finetune
 
 #: Ray Train's run storage (RunConfig.storage_path), beside ``out``: on the shared storage ``out`` needs
 STORAGE = ".ray_train"
@@ -48,8 +49,6 @@ def finetune_on_ray(workers: int, request, address: str | None = None, use_gpu: 
     ``use_gpu``; None: GPUs iff the Ray cluster has any) on the cluster at ``address`` (None: this
     process's Ray if it has one, else a local one).  Returns rank 0's result (``out/finetune.json``)
     with ``ray_workers`` and ``ray_fit_seconds`` (Ray Train's wall time, worker start included)."""
-    from orchestration.finetune import check_inputs
-
     request = _absolute(request)
     check_workers(int(workers), request.backend, request.batch_size)
     check_inputs(request)
@@ -153,7 +152,6 @@ def _worker(config: dict) -> None:
     """One Ray Train worker: ``finetune`` in Ray Train's process group (rank 0 writes the outputs)."""
     import torch.distributed as dist
 
-    from orchestration.finetune import finetune
 
     if not (dist.is_available() and dist.is_initialized()):
         raise RuntimeError("Ray Train started this worker without a torch process group (TorchConfig backend)")

@@ -8,6 +8,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from gan.cache import build_once, cache_root
+from orchestration.config import load_preset
+from orchestration.requests import TeacherRequest
+from orchestration.teacher import train_teacher
 
 __all__ = ["cache_root", "ensure_teacher"]
 
@@ -28,10 +31,6 @@ def _preset_hash(pre) -> str:
 def ensure_teacher(preset: str = "tiny", data: str | None = None, steps: int | None = None,
                    backend: str = "deepspeed", quiet: bool = False, tracking_uri: str | None = None) -> Path:
     """Path of a trained teacher run for ``preset`` (training it now if it is not cached)."""
-    from orchestration.config import load_preset
-    from orchestration.requests import TeacherRequest
-    from orchestration.teacher import train_teacher
-
     pre = load_preset(preset)
     data = data or pre.dataset
     name = (f"{Path(preset).stem}-{Path(str(data)).name}" + (f"-{steps}" if steps else "")

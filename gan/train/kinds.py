@@ -27,6 +27,8 @@ from gan.models.conditional import ConditionalDiscriminator, ConditionalGenerato
 from gan.models.inception import InceptionGenerator
 from gan.models.patchgan import PatchGANDiscriminator
 from gan.models.resnet import ResnetGenerator
+from gan.metrics import evaluate_fidelity
+from gan.metrics.evaluate import evaluate_generator, generate
 
 N_SAMPLES = 4
 EVAL_ITEMS = 32
@@ -129,8 +131,6 @@ class Pix2PixKind(TeacherKind):
         return [self.vx, eval_forward(t.generator, self.vx), self.vy]
 
     def evaluate(self, t) -> dict:
-        from gan.metrics.evaluate import evaluate_generator
-
         return evaluate_generator(t.generator, self.val_ds, dataset_root=self.root, max_items=EVAL_ITEMS)
 
     def export(self, t, out: Path, source: dict, metrics: dict) -> dict:
@@ -171,9 +171,6 @@ class CycleGANKind(TeacherKind):
     def evaluate(self, t) -> dict:
         """fid/kid_proxy of G_A(val A) against val B images, and of the untranslated A images
         (``*_input``: what doing nothing scores) for reference."""
-        from gan.metrics import evaluate_fidelity
-        from gan.metrics.evaluate import evaluate_generator, generate
-
         res = evaluate_generator(t.g_a, self.val_ds, max_items=EVAL_ITEMS)
         x = generate(torch.nn.Identity(), self.val_ds, max_items=EVAL_ITEMS)[0]
         ref = evaluate_fidelity(x, real=self.val_ds.domain_b(EVAL_ITEMS), paired=False,
@@ -241,8 +238,6 @@ class ConditionalKind(TeacherKind):
     def evaluate(self, t) -> dict:
         """fid/kid_proxy of generated images (the val labels, fixed z) vs the val images, and of the
         train images with the same labels vs val (``*_train``: the floor a perfect G approaches)."""
-        from gan.metrics import evaluate_fidelity
-
         n = min(len(self.val_ds), CONDITIONAL_EVAL_ITEMS)
         items = [self.val_ds[i] for i in range(n)]
         real, labels = torch.stack([b["image"] for b in items]), torch.tensor([b["label"] for b in items])
