@@ -23,13 +23,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root
 
 from gan.metrics.stability import balance  # noqa: E402
+from orchestration.benchmark import mean_std_se  # noqa: E402
 from orchestration.finetune import finetune  # noqa: E402
 from orchestration.requests import FinetuneRequest  # noqa: E402
 from orchestration.tracking import Tracker  # noqa: E402
@@ -55,9 +55,10 @@ def spec_for(choice: str, best: dict, teacher_dir) -> dict:
     return {"generator": best["generator"]}  # finetune prunes D to G's keep ratio
 
 
-def se(values) -> float:
-    values = [v for v in values if v is not None]
-    return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+def mean_se(values) -> tuple[float, float]:
+    """(mean, standard error) of the values that exist (``orchestration.benchmark.mean_std_se``)."""
+    r = mean_std_se([v for v in values if v is not None])
+    return r["mean"], r["se"]
 
 
 def run_one(args, seed: int, choice: str, search: Path, out: Path, tracker_uri: str | None) -> dict:
@@ -142,12 +143,10 @@ def main(argv=None) -> dict:
         fid = {k: [per_seed[s]["after"][k] for s in seeds] for k in FIDELITY}
         stab = {k: [per_seed[s]["balance"][k] for s in seeds] for k in STABILITY}
         summary[choice] = {
-            **{k: (statistics.mean(v), se(v)) for k, v in fid.items()},
-            **{k: (statistics.mean([x for x in v if x is not None]), se(v)) for k, v in stab.items()},
-            "d_vs_agent_psnr": (statistics.mean(per_seed[s]["after"]["psnr_vs_teacher"]
-                                                - rows["agent"][s]["after"]["psnr_vs_teacher"] for s in seeds),
-                                se([per_seed[s]["after"]["psnr_vs_teacher"]
-                                    - rows["agent"][s]["after"]["psnr_vs_teacher"] for s in seeds]))}
+            **{k: mean_se(v) for k, v in fid.items()},
+            **{k: mean_se(v) for k, v in stab.items()},
+            "d_vs_agent_psnr": mean_se([per_seed[s]["after"]["psnr_vs_teacher"]
+                                        - rows["agent"][s]["after"]["psnr_vs_teacher"] for s in seeds])}
     lines = ["| D choice | PSNR vs teacher (dB) | Δ vs agent (paired) | SSIM vs teacher | fid_proxy | D/G loss ratio "
              "| ratio drift / 100 steps | ratio variance (2nd half) | D accuracy | D-saturated steps |",
              "|---|---|---|---|---|---|---|---|---|---|"]

@@ -34,6 +34,7 @@ from gan import export as gexport  # noqa: E402
 from gan.losses.density import DensityConfig  # noqa: E402
 from gan.pruning.targets import resolve_macs_target, uniform_spec  # noqa: E402
 from gan.train.distill import DistillConfig  # noqa: E402
+from orchestration.benchmark import mean_std_se  # noqa: E402
 from orchestration.finetune import finetune, read_teacher  # noqa: E402
 from orchestration.requests import FinetuneRequest  # noqa: E402
 from tests.teachers import tiny_teacher  # noqa: E402
@@ -121,7 +122,7 @@ def main(argv=None) -> dict:
                       f"({r['train_seconds']:.0f} s, {r['steps_per_sec']:.2f} steps/s)", flush=True)
 
     def se(values) -> float:
-        return statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan")
+        return mean_std_se(values)["se"]
 
     def mean(name, key, where="after"):
         return statistics.mean(s[where][key] if where else s[key] for s in rows[name]["seeds"].values())

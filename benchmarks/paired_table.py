@@ -12,15 +12,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import statistics
+import sys
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repo root
+
+from orchestration.benchmark import mean_std_se, summarize  # noqa: E402
+
 METRICS = (("psnr_vs_teacher", "PSNR vs teacher (dB)", 2), ("ssim_vs_teacher", "SSIM vs teacher", 3))
-
-
-def mean_se(values: list[float]) -> tuple[float, float]:
-    m = statistics.mean(values)
-    return m, (statistics.stdev(values) / len(values) ** 0.5 if len(values) > 1 else float("nan"))
 
 
 def search_score(row: dict) -> float | None:
@@ -34,6 +33,8 @@ def search_score(row: dict) -> float | None:
 
 
 def table(rows: list[dict], baselines: list[str]) -> tuple[str, dict]:
+    """The markdown table and, per method, (mean, SE) of each metric, of each paired Δ PSNR and of the
+    pick's search score; the statistics are ``orchestration.benchmark.summarize``'s."""
     by = {}
     for r in rows:
         by.setdefault(r["method"], {})[r["seed"]] = r
@@ -41,37 +42,37 @@ def table(rows: list[dict], baselines: list[str]) -> tuple[str, dict]:
     missing = [(m, s) for m in by for s in seeds if s not in by[m]]
     if missing:
         raise SystemExit(f"{missing[0][0]} has no row for seed {missing[0][1]}; finish the run (--resume) first")
+    stats = summarize(rows, baselines=[b for b in baselines if b in by])
     head = ["method"] + [f"{name}, mean ± SE" for _, name, _ in METRICS]
     head += [f"Δ PSNR vs {b} (paired ± SE)" for b in baselines if b in by]
     head += ["best pair's search score", "search evaluations", "search CPU s"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     summary = {}
     for m, per in by.items():
-        cells, s = [m], {}
+        st, cells, out = stats[m], [m], {}
         for key, _, d in METRICS:
-            mu, se = mean_se([per[k][key] for k in seeds])
-            cells.append(f"{mu:.{d}f} ± {se:.{d}f}")
-            s[key] = (mu, se)
+            out[key] = (st[key]["mean"], st[key]["se"])
+            cells.append(f"{out[key][0]:.{d}f} ± {out[key][1]:.{d}f}")
         for b in baselines:
             if b not in by:
                 continue
             if b == m:
                 cells.append("—")
                 continue
-            mu, se = mean_se([per[k]["psnr_vs_teacher"] - by[b][k]["psnr_vs_teacher"] for k in seeds])
-            cells.append(f"{mu:+.2f} ± {se:.2f}")
-            s[f"d_vs_{b}"] = (mu, se)
+            diff = st["psnr_vs_teacher_minus"][b]
+            out[f"d_vs_{b}"] = (diff["mean"], diff["se"])
+            cells.append(f"{diff['mean']:+.2f} ± {diff['se']:.2f}")
         scores = [search_score(per[k]) for k in seeds]
         if all(v is not None for v in scores):
-            mu, se = mean_se(scores)
-            cells.append(f"{mu:.3f} ± {se:.3f}")
-            s["search_score"] = (mu, se)
+            sc = mean_std_se(scores)
+            out["search_score"] = (sc["mean"], sc["se"])
+            cells.append(f"{sc['mean']:.3f} ± {sc['se']:.3f}")
         else:
             cells.append("—")
-        cells.append(f"{statistics.mean(per[k]['search_evaluations'] or 0 for k in seeds):.0f}")
-        cells.append(f"{statistics.mean(per[k]['search_cpu_s'] or 0 for k in seeds):.0f}")
+        for cost in ("search_evaluations", "search_cpu_s"):
+            cells.append(f"{st.get(cost, {}).get('mean', 0):.0f}")
         lines.append("| " + " | ".join(cells) + " |")
-        summary[m] = s
+        summary[m] = out
     return "\n".join(lines), summary
 
 

@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from orchestration.benchmark import mean_std_se
+
 SEARCHES = ("marl", "marl-beta0", "marl-lr0", "random", "evolution")
 
 
@@ -115,10 +117,12 @@ def run_control(name: str, problem: dict, seed: int, evaluations: int) -> dict:
 
 
 def mean_se(xs) -> tuple[float, float]:
-    xs = np.asarray([x for x in xs if x is not None], dtype=float)
-    if len(xs) == 0:
+    """(mean, standard error) of the values that exist (``orchestration.benchmark.mean_std_se``)."""
+    xs = [float(x) for x in xs if x is not None]
+    if not xs:
         return float("nan"), float("nan")
-    return float(xs.mean()), float(xs.std(ddof=1) / math.sqrt(len(xs))) if len(xs) > 1 else float("nan")
+    r = mean_std_se(xs)
+    return r["mean"], r["se"]
 
 
 def summarize(rows: list[dict], searches: list[str], seeds: list[int]) -> dict:

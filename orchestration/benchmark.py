@@ -359,30 +359,32 @@ def _run_rows(pending: list, ready, start, finish, jobs: int, tdir: Path, run=ru
         raise error
 
 
-def _mean_std_se(xs: list[float]) -> dict:
+def mean_std_se(xs: list[float]) -> dict:
+    """n, mean, sample std and standard error of the mean (NaN spreads for one value): the protocol's
+    "mean ± SE" (docs/methods.md, "Evaluation protocol"); the benchmarks/ scripts use it too."""
     n = len(xs)
     mean = sum(xs) / n
     std = math.sqrt(sum((x - mean) ** 2 for x in xs) / (n - 1)) if n > 1 else float("nan")
     return {"n": n, "mean": mean, "std": std, "se": std / math.sqrt(n) if n > 1 else float("nan")}
 
 
-def summarize(rows: list[dict]) -> dict:
+def summarize(rows: list[dict], baselines=BASELINES) -> dict:
     """Per method: mean ± std over seeds of each metric and cost; and the paired difference to each of
-    ``BASELINES`` (method − baseline, same seed) as mean ± standard error over the seeds both have."""
+    ``baselines`` (method − baseline, same seed) as mean ± standard error over the seeds both have."""
     by = {}
     for r in rows:
         by.setdefault(r["method"], {})[r["seed"]] = r
     out = {}
     for m, per_seed in by.items():
-        stats = {k: _mean_std_se([r[k] for r in per_seed.values()])
+        stats = {k: mean_std_se([r[k] for r in per_seed.values()])
                  for k in (*METRICS, *COST, *SIZE) if all(k in r and r[k] is not None for r in per_seed.values())}
         diffs = {}
-        for b in BASELINES:
+        for b in baselines:
             if b == m or b not in by:
                 continue
             common = sorted(set(per_seed) & set(by[b]))
             if common:
-                diffs[b] = _mean_std_se([per_seed[s]["psnr_vs_teacher"] - by[b][s]["psnr_vs_teacher"] for s in common])
+                diffs[b] = mean_std_se([per_seed[s]["psnr_vs_teacher"] - by[b][s]["psnr_vs_teacher"] for s in common])
         out[m] = {"seeds": sorted(per_seed), **stats, "psnr_vs_teacher_minus": diffs}
     return out
 
