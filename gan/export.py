@@ -219,7 +219,8 @@ def _opset(path) -> int:
 
 
 def onnx_session(path, threads: int | None = None):
-    """ORT CPU session; intra-op threads = ``torch.get_num_threads()`` so latencies compare with torch."""
+    """ORT CPU session of a file (or serialized model bytes); intra-op threads = ``torch.get_num_threads()``
+    so latencies compare with torch."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
@@ -228,7 +229,8 @@ def onnx_session(path, threads: int | None = None):
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3  # errors only
-    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
+    src = path if isinstance(path, bytes) else str(path)
+    return ort.InferenceSession(src, sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _feed(sess, inputs) -> dict:

@@ -107,11 +107,20 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--format", default="safetensors,onnx", help="comma list of safetensors,onnx")
     sp.add_argument("--overwrite", action="store_true", help="replace a non-empty --out")
 
-    sp = add("profile", "MACs, params, torch and ONNX Runtime CPU latency of an export",
-             "ganprune profile pruned/ --json", commands.profile)
-    sp.add_argument("path", help="an export directory")
+    sp = add("profile", "MACs, params, torch and ONNX Runtime CPU latency of an export; with --latency-model, "
+             "this machine's latency model of its architecture and its error on random pruned specs",
+             "ganprune profile runs/demo/teacher --latency-model --size 256 --threads 2", commands.profile)
+    sp.add_argument("path", help="an export directory (or a run directory with a generator/ export)")
     sp.add_argument("--size", type=int, help="input size (default: the export's)")
     sp.add_argument("--runs", type=int, default=20, help="timed runs after warm-up (median is reported)")
+    sp.add_argument("--latency-model", action="store_true",
+                    help="build (or reuse from the cache) the per-layer latency model and print its error on "
+                         "--specs random specs, each exported and measured")
+    sp.add_argument("--runtime", default="onnxruntime", choices=["onnxruntime", "torch"],
+                    help="runtime the latency model times (default onnxruntime)")
+    sp.add_argument("--threads", type=int, help="intra-op threads (default: torch's)")
+    sp.add_argument("--specs", type=int, default=20, help="random specs the model's error is measured on")
+    sp.add_argument("--plot", help="write predicted vs measured latency to this PNG")
 
     sp = add("evaluate", "fidelity of an exported generator on a dataset split (FID/KID proxy or "
              "Inception, PSNR/SSIM vs ground truth and vs a teacher, mIoU on labels→photo)",

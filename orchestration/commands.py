@@ -70,9 +70,42 @@ def export(args):
 def profile(args):
     from gan import export as gexport
 
+    if args.latency_model:
+        return profile_latency_model(args)
     result = gexport.profile_export(args.path, size=args.size, runs=args.runs)
     if not args.quiet:
         print_profile([(args.path, result)])
+    return result
+
+
+def profile_latency_model(args) -> dict:
+    """``profile --latency-model``: the model (built once per machine, cached) and its error on random specs."""
+    from gan import export as gexport
+    from gan.latency_model import LatencyModel, model_error
+
+    if args.threads is not None and args.threads < 1:
+        raise UsageError(f"--threads {args.threads}: give 1 or more intra-op threads")
+    if args.specs < 1:
+        raise UsageError(f"--specs {args.specs}: give 1 or more random specs to measure the error on")
+    model = gexport.load(args.path).eval()
+    size = int(args.size or gexport.read_architecture(args.path).get("size") or gexport.DEFAULT_SIZE)
+    lm = LatencyModel(model, size, runtime=args.runtime, threads=args.threads, quiet=args.quiet)
+    err = model_error(model, lm, n=args.specs, runs=max(3, min(args.runs, 10)), quiet=args.quiet)
+    result = {"latency_model": lm.describe(), "teacher_predicted_ms": lm.full, **err}
+    if args.plot:
+        from orchestration.plots import latency_model_error
+
+        result["plot"] = str(latency_model_error(err["rows"], args.plot, title=f"{args.runtime}, "
+                                                 f"{lm.threads} threads, {size}²"))
+    if not args.quiet:
+        print_table(f"latency model ({args.runtime}, {lm.threads} threads, {size}²): predicted vs measured on "
+                    f"{args.specs} random specs",
+                    [{"MACs": f"{r['macs_ratio']:.1%}", "predicted ms": f"{r['predicted_ms']:.2f}",
+                      "measured ms": f"{r['measured_ms']:.2f}", "error": f"{r['error']:+.1%}"} for r in err["rows"]],
+                    ["MACs", "predicted ms", "measured ms", "error"])
+        print(f"median |error| {err['median_abs_error']:.1%} (median {err['median_error']:+.1%}, worst "
+              f"{err['max_abs_error']:.1%}); model: {lm.describe()['points']} layer timings, α {lm.coef[0]:.2f}, "
+              f"β {lm.coef[1]:.3g} ms/M elements, γ {lm.coef[2]:.3g} ms; cache {lm.cache.path}")
     return result
 
 
@@ -100,7 +133,7 @@ def evaluate(args):
     from gan.metrics.evaluate import evaluate_generator
 
     model = gexport.load(args.path)
-    size = args.size or gexport.read_architecture(args.path).get("size") or 64
+    size = int(args.size or gexport.read_architecture(args.path).get("size") or gexport.DEFAULT_SIZE)
     teacher = gexport.load(args.teacher) if args.teacher else None
     root = gdata.resolve_dataset(args.data, size=size)
     dataset = gdata.open_dataset(root, size=size, split=args.split)

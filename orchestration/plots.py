@@ -70,3 +70,17 @@ def search_history(history: list[dict], out) -> None:
     """The search's plots in ``out``: keep ratios per group and the G/D balance over iterations."""
     keep_ratios(history, Path(out) / "keep_ratios.png")
     gd_balance(history, Path(out) / "gd_balance.png")
+
+
+def latency_model_error(rows: list[dict], path, title: str = "") -> Path:
+    """Predicted against measured latency of random pruned specs, with the ±10 % band."""
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4.2, 4.2))
+    meas = [r["measured_ms"] for r in rows]
+    ax.scatter(meas, [r["predicted_ms"] for r in rows], s=14)
+    hi = max(max(meas), max(r["predicted_ms"] for r in rows)) * 1.05
+    ax.plot([0, hi], [0, hi], "k-", lw=0.8)
+    ax.fill_between([0, hi], [0, 0.9 * hi], [0, 1.1 * hi], color="0.85", label="±10 %")
+    ax.set(xlim=(0, hi), ylim=(0, hi), xlabel="measured ms", ylabel="predicted ms", title=title)
+    ax.legend(loc="upper left")
+    return _save(fig, path)

@@ -46,6 +46,9 @@ class MacsModel:
         self.sizes = {g.name: g.size for g in groups}
         self.min_keep = {g.name: g.min_keep for g in groups}
         full = self._layer_macs(model, size)
+        self.modules = {name: m for name, (m, _) in full.items()}  # meta-device layers (shapes, attributes)
+        self.io_shapes = dict(self._io)  # name → (input shape, output shape) at batch 1
+        self.calls = dict(self._calls)   # name → forward calls per model forward (a shared layer runs twice)
         # which group (and block) sets each (tensor, dim); "out" refs on a weight's producing dim
         by_dim: dict[tuple[str, int], list[tuple[str, int]]] = {}
         for g in groups:
@@ -73,16 +76,19 @@ class MacsModel:
         """The groups' channels are variable; whatever else the layer has (image channels) is fixed."""
         return _Width(total - sum(b * self.sizes[g] for g, b in parts), parts)
 
-    @staticmethod
-    def _layer_macs(model: ZooModel, size: int) -> dict[str, tuple[nn.Module, float]]:
+    def _layer_macs(self, model: ZooModel, size: int) -> dict[str, tuple[nn.Module, float]]:
         """Full-width MACs of every conv/linear layer (hooks on a meta-device copy, as gan.profile)."""
         with torch.device("meta"):
             meta = build(model.architecture())
             inputs = meta.example_inputs(1, size)
         out: dict[str, tuple[nn.Module, float]] = {}
+        self._io: dict[str, tuple[tuple, tuple]] = {}
+        self._calls: dict[str, int] = {}
 
         def hook(name):
-            def fn(m, _inp, y):
+            def fn(m, inp, y):
+                self._io.setdefault(name, (tuple(inp[0].shape), tuple(y.shape)))
+                self._calls[name] = self._calls.get(name, 0) + 1
                 if isinstance(m, nn.Linear):
                     macs = m.in_features * m.out_features * (y[0].numel() // m.out_features)
                 else:
@@ -105,6 +111,10 @@ class MacsModel:
         """Group → kept count of a spec (indices or counts); missing groups keep all."""
         return {g: (len(v) if not isinstance(v, int) else v) for g, v in (spec or {}).items()}
 
+    def cost(self, counts: dict[str, int]) -> float:
+        """The budgeted quantity (``fill_counts``, the envs' clip); a latency model has the same method."""
+        return self.macs(counts)
+
     def macs(self, counts: dict[str, int]) -> float:
         c = {**self.sizes, **counts}
         total = 0.0
@@ -114,10 +124,10 @@ class MacsModel:
         return total
 
     def minimum(self) -> float:
-        return self.macs(dict(self.min_keep))
+        return self.cost(dict(self.min_keep))
 
 
-def fill_counts(mm: MacsModel, counts: dict[str, int], target: float) -> dict[str, int]:
+def fill_counts(mm, counts: dict[str, int], target: float) -> dict[str, int]:
     """Spend the budget left under ``target`` without undoing any count: scale every keep ratio by
     one factor s ≥ 1 (binary search), add single channels while they fit (highest ratios first),
     then trade a channel of a grown group for one of another group while that spends more.  Used
@@ -125,7 +135,7 @@ def fill_counts(mm: MacsModel, counts: dict[str, int], target: float) -> dict[st
     and by threshold methods whose discrete thresholds undershoot on small models."""
     import math
 
-    macs, sizes = mm.macs, mm.sizes
+    macs, sizes = mm.cost, mm.sizes  # MACs or predicted latency: any monotone cost model
     counts = {n: int(counts.get(n, sizes[n])) for n in sizes}
     if macs(counts) > target:
         raise ValueError("fill_counts needs counts within the budget")
