@@ -12,6 +12,7 @@ import torch
 from envs.task import PruningTask
 from envs.backends import BACKENDS, LocalConfig
 from envs.episode import GroupEpisode
+from gan.latency_model import LatencyTarget
 from gan.losses.density import DensityConfig
 from gan.models import ResnetGenerator
 from gan.models.patchgan import PatchGANDiscriminator
@@ -26,6 +27,7 @@ class ProblemConfig:
     criterion: str = "l1"            # saliency that picks which channels (l1 | gamma)
     min_ratio: float = 0.05          # lowest keep ratio an action maps to (AMC's lbound)
     multiple: int = 1                # round kept channels up to a multiple of this
+    latency: dict = field(default_factory=dict)  # gan.latency_model.LatencyTarget fields: G's budget is latency
     fill_budget: bool = True         # spend unused budget by scaling all ratios (see PruningTask.fill)
     prior: str = "l1"                # actions scale this allocation's keep ratios (envs.task.PRIORS)
     backend: str = "local"
@@ -89,7 +91,8 @@ def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
         from envs.backends.remote import RemoteBackend
 
         backend = RemoteBackend(cfg.backend_pool, cfg.backend_workers, cfg.backend)
-    gt = PruningTask(g, size, cfg.macs_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior)
+    latency = LatencyTarget(**cfg.latency) if cfg.latency else None
+    gt = PruningTask(g, size, cfg.macs_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior, latency)
     d_target = cfg.d_macs_target if cfg.d_macs_target is not None else gt.target_macs / gt.full_macs
     dt = PruningTask(d, size, d_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior)
     return Problem(gt, dt, backend, size, cfg)

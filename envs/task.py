@@ -1,5 +1,6 @@
 """One network's channel-selection problem: groups in order, saliency order, MACs budget, as AMC
-(He et al., ECCV 2018; docs/methods.md, "MARL search").
+(He et al., ECCV 2018; docs/methods.md, "MARL search") — or a predicted-latency budget
+(``gan.latency_model``; docs/methods.md, "Latency budgets"): clip and fill then work on predicted ms.
 
 The agent chooses *how many* channels each group keeps; saliency (|γ| or filter L1) chooses *which*.
 The budget is guaranteed by AMC's clip: when group t is decided, every later group is assumed at its
@@ -20,6 +21,7 @@ import math
 import numpy as np
 import torch
 
+from gan.latency_model import LatencyTarget, latency_budget
 from gan.models.base import ZooModel
 from gan.pruning.macs import MacsModel, fill_counts
 from gan.pruning.saliency import keep_count, saliency
@@ -43,13 +45,21 @@ class PruningTask:
     (``recenter``)."""
 
     def __init__(self, model: ZooModel, size: int, macs_target: float, criterion: str = "l1",
-                 min_ratio: float = 0.0, multiple: int = 1, prior: str = "none"):
+                 min_ratio: float = 0.0, multiple: int = 1, prior: str = "none",
+                 latency: LatencyTarget | None = None):
         self.model, self.size, self.criterion, self.multiple = model, int(size), criterion, int(multiple)
         self.groups = model.channel_groups()
         self.names = [g.name for g in self.groups]
         self.macs_model = MacsModel(model, self.size)
         self.full_macs = self.macs_model.full
-        self.target_macs = resolve_macs_target(model, macs_target, self.size)
+        if latency is None:  # the budget is MACs
+            self.target_macs = resolve_macs_target(model, macs_target, self.size)
+            self.cost_model, self.target = self.macs_model, float(self.target_macs)
+        else:  # the budget is predicted latency; target_macs: what L1's ranking spends at that latency
+            self.cost_model, self.target = latency_budget(model, latency, self.size)
+            spec, _ = global_threshold_spec(model, self.target, self.size, "l1", cost_model=self.cost_model)
+            self.target_macs = int(self.macs_model.macs(self.macs_model.counts(spec)))
+        self.full_cost = self.cost_model.full
         self.lbound = {g.name: min(1.0, max(float(min_ratio), g.min_keep / g.size)) for g in self.groups}
         self.min_counts = {g.name: keep_count(g, self.lbound[g.name], 1) for g in self.groups}
         self.order = {}
@@ -63,10 +73,11 @@ class PruningTask:
             cv = float(s.std() / s.mean()) if g.size > 1 and float(s.mean()) > 0 else 0.0
             sal_feats.append((top, min(cv, 3.0) / 3.0))
         self.static = self._static_features(sal_feats)
-        floor = self.macs_model.macs(self.min_counts)
-        if floor > self.target_macs:
-            raise TargetError(f"MACs target {self.target_macs:.4g} is below the {floor:.4g} MACs that "
-                              f"min_ratio {min_ratio:g} allows; lower min_ratio or raise --macs-target")
+        floor = self.cost_model.cost(self.min_counts)
+        if floor > self.target:
+            what = "MACs" if latency is None else "predicted ms"
+            raise TargetError(f"target {self.target:.4g} {what} is below the {floor:.4g} {what} that min_ratio "
+                              f"{min_ratio:g} allows; lower min_ratio or raise the target")
         self.prior = prior
         self.prior_ratios = self._prior_ratios(prior)
 
@@ -76,7 +87,8 @@ class PruningTask:
         if prior == "none":
             return None
 
-        spec, _ = global_threshold_spec(self.model, self.target_macs, self.size, criterion="l1")
+        spec, _ = global_threshold_spec(self.model, self.target, self.size, criterion="l1",
+                                        cost_model=self.cost_model)
         return {g.name: len(spec[g.name]) / g.size for g in self.groups}
 
     def recenter(self, ratios: dict[str, float]) -> None:
@@ -110,10 +122,10 @@ class PruningTask:
         t = min(t, len(self.groups) - 1)
         decided = self._with_rest(counts, t, at_min=False)
         rest_min = self._with_rest(counts, t, at_min=True)
-        full = self.full_macs
-        dyn = [self.macs_model.macs(decided) / full,
-               self.macs_model.macs(rest_min) / full,
-               (self.target_macs - self.macs_model.macs(rest_min)) / full,
+        full, cost = self.full_cost, self.cost_model.cost  # the budgeted quantity: MACs or predicted ms
+        dyn = [cost(decided) / full,
+               cost(rest_min) / full,
+               (self.target - cost(rest_min)) / full,
                prev_action, peer.get("keep", 1.0), peer.get("macs", 1.0),
                math.tanh(peer.get("reward", 0.0)), math.tanh(own_last_reward)]
         return np.clip(np.concatenate([self.static[t], np.asarray(dyn, np.float32)]), -1.0, 1.0)
@@ -129,15 +141,17 @@ class PruningTask:
 
     def max_feasible(self, counts: dict[str, int], t: int) -> int:
         """Largest count of group ``t`` with groups < t as chosen and later ones at their minimum
-        whose MACs stay ≤ target (MACs grow monotonically with a count: binary search)."""
+        whose cost (MACs or predicted latency) stays ≤ target (the cost grows monotonically with a count: binary
+        search)."""
         name, g = self.names[t], self.groups[t]
         base = self._with_rest(counts, t, at_min=True)
         lo, hi = self.min_counts[name], g.size
-        if self.macs_model.macs({**base, name: hi}) <= self.target_macs:
+        cost = self.cost_model.cost
+        if cost({**base, name: hi}) <= self.target:
             return hi
         while lo < hi:
             mid = (lo + hi + 1) // 2
-            if self.macs_model.macs({**base, name: mid}) <= self.target_macs:
+            if cost({**base, name: mid}) <= self.target:
                 lo = mid
             else:
                 hi = mid - 1
@@ -158,7 +172,7 @@ class PruningTask:
 
     def fill(self, counts: dict[str, int]) -> dict[str, int]:
         """Spend the unused budget without undoing a decision (``gan.pruning.macs.fill_counts``)."""
-        return fill_counts(self.macs_model, counts, self.target_macs)
+        return fill_counts(self.cost_model, counts, self.target)
 
     # ------------------------------------------------------------------ specs
 

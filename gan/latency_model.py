@@ -37,6 +37,7 @@ from gan.models.base import ZooModel
 from gan.profile import measure_latency, torch_latency
 from gan.pruning.macs import MacsModel
 from gan.pruning.physical import pruned_architecture
+from gan.pruning.targets import TargetError
 
 RUNTIMES = ("onnxruntime", "torch")
 #: width grid per layer dimension, as fractions of the full width (plus the minimum width): denser where
@@ -419,3 +420,44 @@ def model_error(model: ZooModel, lm: LatencyModel, n: int = 20, seed: int = 1000
     errs = np.asarray([r["error"] for r in rows])
     return {"rows": rows, "median_abs_error": float(np.median(np.abs(errs))),
             "median_error": float(np.median(errs)), "max_abs_error": float(np.abs(errs).max())}
+
+
+# ------------------------------------------------------------------------------------ budgets
+
+@dataclass(frozen=True)
+class LatencyTarget:
+    """``prune --latency-target``: a fraction (≤ 1) of the teacher's predicted latency, or milliseconds (> 1),
+    at ``size``² (the deployment size; None: the teacher's) in ``runtime`` with ``threads``."""
+
+    value: float
+    size: int | None = None
+    runtime: str = "onnxruntime"
+    threads: int | None = None
+
+    def __post_init__(self):
+        if not self.value > 0:
+            raise TargetError(f"latency target {self.value:g} must be positive: give a fraction of the teacher's "
+                              "latency (0.3) or milliseconds (12)")
+        if self.runtime not in RUNTIMES:
+            raise TargetError(f"unknown latency runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
+        if self.threads is not None and self.threads < 1:
+            raise TargetError(f"latency threads {self.threads}: give 1 or more")
+        if self.size is not None and self.size < 8:
+            raise TargetError(f"latency size {self.size}: give the deployment image size (e.g. 256)")
+
+
+def latency_budget(model: ZooModel, target: LatencyTarget, default_size: int,
+                   quiet: bool = True) -> tuple[LatencyModel, float]:
+    """The latency model (measured once per machine, cached) and the target in predicted ms, checked to be
+    reachable: above the minimum widths' latency and at most the full model's."""
+    lm = LatencyModel(model, target.size or default_size, target.runtime, target.threads, quiet=quiet)
+    ms = target.value * lm.full if target.value <= 1 else float(target.value)
+    floor = lm.minimum()
+    if ms > lm.full * (1 + 1e-9):
+        raise TargetError(f"latency target {ms:.3g} ms is above the full model's predicted {lm.full:.3g} ms "
+                          f"({target.runtime}, {lm.threads} threads, {lm.size}²); give a fraction ≤ 1 or fewer ms")
+    if ms < floor:
+        raise TargetError(f"latency target {ms:.3g} ms ({ms / lm.full:.1%}) is below the {floor:.3g} ms "
+                          f"({floor / lm.full:.1%}) that the minimum channels take ({target.runtime}, {lm.threads} "
+                          f"threads, {lm.size}²); raise --latency-target")
+    return lm, ms

@@ -266,6 +266,14 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--data", help="dataset of the preset's teacher when --teacher is not given")
     sp.add_argument("--macs-target", type=float, default=0.25,
                     help="generator MACs: fraction of the teacher's (0.1) or absolute count (3e9)")
+    sp.add_argument("--latency-target", type=float,
+                    help="budget predicted latency instead of MACs: fraction of the teacher's (0.3) or ms (12); "
+                         "methods marl, marl-greedy, random, evolution, l1, uniform")
+    sp.add_argument("--latency-size", type=int, help="image size the latency is predicted at (default: the "
+                    "teacher's; e.g. 256 for deployment)")
+    sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"],
+                    help="runtime of the latency model (default onnxruntime)")
+    sp.add_argument("--latency-threads", type=int, help="intra-op threads of the latency model (default --threads)")
     sp.add_argument("--out", default="runs/marl", help="output directory (default runs/marl)")
     sp.add_argument("--iterations", type=int, help="PPO iterations (default per preset)")
     sp.add_argument("--episodes", type=int, help="episodes per iteration (default per preset)")

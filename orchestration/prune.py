@@ -34,6 +34,7 @@ from gan import data as gdata, export as gexport
 from gan.data.splits import report_split
 from gan.determinism import seed_all
 from gan.metrics.image import psnr, ssim
+from gan.latency_model import latency_budget, measure_counts
 from gan.pruning.targets import resolve_macs_target
 from gan.teacher_run import IMAGE_KINDS, load_teacher_run
 from gan.train import checkpoint as ckpt
@@ -96,8 +97,17 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     run = load_teacher_run(teacher, kinds=m.kinds)
     m.check_teacher(run, REGISTRY, m.options(r.options))  # a generator class (or an option) the method
     # cannot take for this teacher: refused before any work
-    if run.kind in IMAGE_KINDS:  # an unreachable target fails before out/ is made
+    latency = r.latency()
+    if latency is not None and not m.latency_budget:
+        takers = [n for n, x in REGISTRY.items() if x.latency_budget]
+        raise UsageError(f"--latency-target: {m.name} budgets MACs only; use --macs-target, or --method "
+                         f"{', '.join(takers)}")
+    if run.kind in IMAGE_KINDS and latency is None:  # an unreachable target fails before out/ is made
         resolve_macs_target(run.generator, r.macs_target, run.size)
+    if run.kind in IMAGE_KINDS and latency is not None:  # measures the latency model once per machine (cached)
+        _say(r.quiet, f"latency model: {latency.runtime}, {latency.threads} threads, {latency.size or run.size}² "
+                      "(measured once per machine, then cached)")
+        latency_budget(run.generator, latency, run.size, quiet=r.quiet)
     clear_run_dir(out, r.overwrite, last, inputs=(teacher,))  # --overwrite: the old run goes now the inputs are good
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "request.json", r.to_dict())
@@ -124,6 +134,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         if parent.active:
             _say(r.quiet, f"{m.name}: MLflow run {parent.run_id}")
         search_request = SearchRequest(run=run, teacher=teacher, out=out, macs_target=r.macs_target, seed=r.seed,
+                                       latency_target=latency,
                                        search=settings, placement=placement, options=m.options(r.options),
                                        finetune_steps=finetune_steps, finetune_backend=r.finetune.backend,
                                        export_onnx=r.finetune.export_onnx, preset=pre, resume_from=last,
@@ -141,6 +152,9 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         else:
             summary = _finish(found, search_request, parent, objective=objective,
                               add=("vem",) if r.finetune.vem else (), resumed=last is not None)
+        if latency is not None and found.generator is not None:
+            summary["latency_budget"] = latency_report(run, latency, found.generator)
+            parent.log_metrics({k: v for k, v in summary["latency_budget"].items() if k.endswith("_ms")})
         summary.update(common, **cost, resumed=last is not None, total_s=round(time.perf_counter() - t_start, 1),
                        cpu_s=round(time.process_time() - cpu_start, 2), mlflow_run_id=parent.run_id)
         parent.log_metrics({k: v for k, v in cost.items()} | {"cpu_s": summary["cpu_s"]})
@@ -155,6 +169,18 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         for c in children.values():
             c.end(status)
         parent.end(status)
+
+
+def latency_report(run, latency, spec: dict) -> dict:
+    """The latency budget against its outcome: target and predicted ms (the model the search budgeted), and the
+    pruned architecture's and the teacher's latency measured now (exported to ONNX, same runtime and threads)."""
+    lm, target = latency_budget(run.generator, latency, run.size)
+    counts = lm.counts(spec)
+    measured = measure_counts(run.generator, counts, lm.size, lm.runtime, lm.threads)
+    teacher = measure_counts(run.generator, {}, lm.size, lm.runtime, lm.threads)
+    return {"runtime": lm.runtime, "threads": lm.threads, "size": lm.size, "target_ms": target,
+            "predicted_ms": lm.cost(counts), "measured_ms": measured, "teacher_predicted_ms": lm.full,
+            "teacher_measured_ms": teacher, "speedup": teacher / measured}
 
 
 def method_of(name: str | None):
@@ -342,3 +368,8 @@ def print_summary(s: dict) -> None:
                                      f"{f.get('psnr_vs_teacher', float('nan')):.2f}",
              "fid_proxy": f"{f.get('fid_proxy', float('nan')):.3f}"}]
     print_table("teacher vs pruned", rows, cols)
+    if s.get("latency_budget"):
+        b = s["latency_budget"]
+        print(f"latency budget ({b['runtime']}, {b['threads']} threads, {b['size']}²): target {b['target_ms']:.2f} ms, "
+              f"predicted {b['predicted_ms']:.2f} ms, measured {b['measured_ms']:.2f} ms; teacher measured "
+              f"{b['teacher_measured_ms']:.2f} ms (×{b['speedup']:.2f})")

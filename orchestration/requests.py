@@ -92,6 +92,10 @@ class PruneRequest:
     preset: str = "tiny"
     data: str | None = None
     macs_target: float = 0.25
+    latency_target: float | None = None  # set: G's budget is predicted latency (fraction ≤ 1 or ms), not MACs
+    latency_size: int | None = None      # the deployment size the latency is predicted at (None: teacher's)
+    latency_runtime: str = "onnxruntime"
+    latency_threads: int | None = None   # None: the run's threads
     out: str = "runs/marl"
     seed: int = 0
     threads: int | None = None         # None: gan.determinism.default_threads
@@ -107,6 +111,15 @@ class PruneRequest:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    def latency(self):
+        """The latency budget (``gan.latency_model.LatencyTarget``), or None: the budget is MACs."""
+        if self.latency_target is None:
+            return None
+        from gan.latency_model import LatencyTarget
+
+        return LatencyTarget(self.latency_target, self.latency_size, self.latency_runtime,
+                             self.latency_threads or self.threads)
 
     @classmethod
     def from_mapping(cls, d: dict, where: str = "request") -> PruneRequest:
@@ -237,6 +250,8 @@ class BenchmarkRequest:
 PLACEMENT_FLAGS = tuple(f.name for f in dataclasses.fields(Placement))
 PRUNE_FLAGS = {
     "method": "method", "teacher": "teacher", "preset": "preset", "data": "data", "macs_target": "macs_target",
+    "latency_target": "latency_target", "latency_size": "latency_size", "latency_runtime": "latency_runtime",
+    "latency_threads": "latency_threads",
     "out": "out", "seed": "seed", "threads": "threads", "method_option": "options",
     "iterations": "search.iterations", "episodes": "search.episodes", "backend_steps": "search.backend_steps",
     "peer_beta": "search.beta", "action_prior": "search.prior", "no_peer_observation": "search.peer_observation",

@@ -91,6 +91,7 @@ class SearchRequest:
     preset: Any = None             # orchestration.config.Preset (its gan_compression section)
     resume_from: Path | None = None  # the newest search checkpoint of a resumed run
     quiet: bool = False
+    latency_target: Any = None     # gan.latency_model.LatencyTarget: G's budget is predicted latency instead
 
 
 @dataclass
@@ -169,6 +170,8 @@ class PruningMethod(Protocol):
     uses_search_placement: ClassVar[bool]
     #: the ``SearchSettings`` fields only it takes (e.g. random's ``evaluations``)
     own_settings: ClassVar[tuple[str, ...]]
+    #: it budgets predicted latency (``--latency-target``) as well as MACs
+    latency_budget: ClassVar[bool]
 
     def check_teacher(self, run, registry: dict | None = None, options=None) -> None: ...
 
@@ -189,6 +192,8 @@ class Method:
     uses_search_settings: ClassVar[bool] = False
     uses_search_placement: ClassVar[bool] = False
     own_settings: ClassVar[tuple[str, ...]] = ()
+    #: budgets predicted latency (``SearchRequest.latency_target``) as well as MACs
+    latency_budget: ClassVar[bool] = False
 
     def options(self, options: dict | None):
         return parse_options(self.Options, self.name, options)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
@@ -21,8 +22,10 @@ def search_problem(request: SearchRequest, backend: BackendSetup):
     ``backend``: ``search_backend.prepare_backend``'s."""
     from envs.problem import ProblemConfig
 
+    latency = asdict(request.latency_target) if request.latency_target is not None else {}
     return ProblemConfig(teacher=request.teacher, macs_target=request.macs_target, seed=request.seed,
-                         prior=request.search.prior, backend=backend.name, backend_config=backend.config)
+                         prior=request.search.prior, backend=backend.name, backend_config=backend.config,
+                         latency=latency)
 
 
 def marl_config(request: SearchRequest):
@@ -89,6 +92,7 @@ def relog(history: list[dict], written: Path, log_iteration) -> int:
 
 class Marl(Method):
     name = "marl"
+    latency_budget = True
     pick = "best"
     uses_search_settings = True
     uses_search_placement = True

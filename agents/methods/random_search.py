@@ -11,6 +11,7 @@ from agents.methods.search_backend import charge, prepare_backend
 
 class RandomSearch(Method):
     name = "random"
+    latency_budget = True
     uses_search_settings = True
     own_settings = ("evaluations",)
 
@@ -76,6 +77,7 @@ class EvolutionSearch(RandomSearch):
     """GAN Compression's evolution on marl's env, backend and budget (``agents.baselines.env_evolution``)."""
 
     name = "evolution"
+    latency_budget = True
     Options = EvolutionOptions
 
     def run_search(self, problem: dict, evaluations: int, request: SearchRequest, log) -> dict:

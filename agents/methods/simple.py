@@ -5,23 +5,34 @@ from __future__ import annotations
 import time
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
+from gan.latency_model import latency_budget
 from gan.pruning.targets import global_threshold_spec, resolve_macs_target, spec_macs, uniform_spec
 
 
 class _Simple(Method):
     criterion = "l1"
+    latency_budget = True  # one global knob: bisected on predicted latency as on MACs
 
-    def pick(self, g, target: float, size: int):
+    def pick(self, g, target: float, size: int, cost_model=None):
         raise NotImplementedError
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         g, size = request.run.generator, request.run.size
         t0 = time.perf_counter()
-        target = resolve_macs_target(g, request.macs_target, size)
-        spec, extra = self.pick(g, target, size)
         full = spec_macs(g, {}, size)
+        if request.latency_target is None:
+            target = resolve_macs_target(g, request.macs_target, size)
+            spec, extra = self.pick(g, target, size)
+            ctx.say(f"{self.name}: generator target {target / 1e6:.2f} M MACs ({target / full:.1%} of "
+                    f"{full / 1e6:.2f} M)")
+        else:
+            lm, ms = latency_budget(g, request.latency_target, size)
+            spec, extra = self.pick(g, ms, size, lm)
+            target = spec_macs(g, spec, size)  # the MACs that latency budget bought
+            extra = {**extra, "latency_target_ms": ms, "predicted_latency_ms": lm.cost(lm.counts(spec))}
+            ctx.say(f"{self.name}: generator target {ms:.2f} ms predicted ({ms / lm.full:.1%} of {lm.full:.2f} ms, "
+                    f"{lm.runtime}, {lm.threads} threads, {lm.size}²) → {target / full:.1%} of the MACs")
         ctx.log_params({"target_macs": target, "teacher_macs": full})
-        ctx.say(f"{self.name}: generator target {target / 1e6:.2f} M MACs ({target / full:.1%} of {full / 1e6:.2f} M)")
         return Found(generator=spec, discriminator=None, target_macs=target, teacher_macs=full,
                      search_s=time.perf_counter() - t0, extra=extra)
 
@@ -29,14 +40,14 @@ class _Simple(Method):
 class Uniform(_Simple):
     name = "uniform"
 
-    def pick(self, g, target, size):
-        spec, knob = uniform_spec(g, target, size, criterion=self.criterion)
+    def pick(self, g, target, size, cost_model=None):
+        spec, knob = uniform_spec(g, target, size, criterion=self.criterion, cost_model=cost_model)
         return spec, {"keep_ratio": knob}
 
 
 class L1(_Simple):
     name = "l1"
 
-    def pick(self, g, target, size):
-        spec, knob = global_threshold_spec(g, target, size, criterion=self.criterion)
+    def pick(self, g, target, size, cost_model=None):
+        spec, knob = global_threshold_spec(g, target, size, criterion=self.criterion, cost_model=cost_model)
         return spec, {"threshold": knob}

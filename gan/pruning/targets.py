@@ -40,19 +40,23 @@ def resolve_macs_target(model: ZooModel, target: float, size: int) -> int:
 
 
 def uniform_spec(model: ZooModel, target_macs: int, size: int, criterion: str = "l1",
-                 multiple: int = 1, tol: float = 1e-4) -> tuple[dict[str, list[int]], float]:
-    """The largest single keep ratio for all groups whose pruned MACs stay ≤ ``target_macs``."""
+                 multiple: int = 1, tol: float = 1e-4, cost_model=None) -> tuple[dict[str, list[int]], float]:
+    """The largest single keep ratio for all groups whose pruned MACs stay ≤ ``target_macs`` (or, with a
+    ``cost_model`` such as ``gan.latency_model.LatencyModel``, whose cost stays ≤ that target)."""
     names = [g.name for g in model.channel_groups()]
 
     def spec_at(r):
         return spec_from_ratios(model, dict.fromkeys(names, r), criterion, multiple)
 
+    def cost(spec):
+        return cost_model.cost(cost_model.counts(spec)) if cost_model is not None else spec_macs(model, spec, size)
+
     lo, hi = 0.0, 1.0
-    if spec_macs(model, spec_at(hi), size) <= target_macs:
+    if cost(spec_at(hi)) <= target_macs:
         return spec_at(hi), hi
     while hi - lo > tol:
         mid = (lo + hi) / 2
-        if spec_macs(model, spec_at(mid), size) <= target_macs:
+        if cost(spec_at(mid)) <= target_macs:
             lo = mid
         else:
             hi = mid
@@ -72,18 +76,19 @@ def _weights_per_channel(model: ZooModel, group, criterion: str) -> float:
 
 
 def global_threshold_spec(model: ZooModel, target_macs: int, size: int, criterion: str = "l1",
-                          iters: int = 60, fill: bool = True) -> tuple[dict[str, list[int]], float]:
+                          iters: int = 60, fill: bool = True, cost_model=None) -> tuple[dict[str, list[int]], float]:
     """One threshold on saliency across all groups (L1-magnitude pruning; with ``criterion="gamma"``
     CAT's one-step |γ| pruning): keep every channel whose saliency ≥ τ (at least ``min_keep`` per
     group), binary-searching the smallest τ whose MACs stay ≤ ``target_macs``; with ``fill`` the
-    budget the discrete threshold leaves unused is spent (``fill_counts``, most salient first)."""
+    budget the discrete threshold leaves unused is spent (``fill_counts``, most salient first).  With a
+    ``cost_model`` (``gan.latency_model.LatencyModel``) the budget is that model's cost, e.g. predicted ms."""
     import torch
 
 
     groups = model.channel_groups()
     scores = {g.name: saliency(model, g, criterion) / _weights_per_channel(model, g, criterion)
               for g in groups}
-    mm = MacsModel(model, size)
+    mm = cost_model if cost_model is not None else MacsModel(model, size)
 
     def spec_at(tau: float) -> dict[str, list[int]]:
         spec = {}
@@ -97,13 +102,13 @@ def global_threshold_spec(model: ZooModel, target_macs: int, size: int, criterio
 
     lo = 0.0
     hi = max(float(s.max()) for s in scores.values()) * (1 + 1e-6) + 1e-12
-    if mm.macs(mm.counts(spec_at(hi))) > target_macs:
-        raise TargetError(f"MACs target {target_macs:.4g} is below what the minimum channels allow at {size}²")
-    if mm.macs(mm.counts(spec_at(lo))) <= target_macs:
+    if mm.cost(mm.counts(spec_at(hi))) > target_macs:
+        raise TargetError(f"target {target_macs:.4g} is below what the minimum channels allow at {size}²")
+    if mm.cost(mm.counts(spec_at(lo))) <= target_macs:
         return spec_at(lo), lo
     for _ in range(iters):
         mid = (lo + hi) / 2
-        if mm.macs(mm.counts(spec_at(mid))) <= target_macs:
+        if mm.cost(mm.counts(spec_at(mid))) <= target_macs:
             hi = mid
         else:
             lo = mid

@@ -1,0 +1,63 @@
+"""`ganprune prune --latency-target` (issue #17 item 2; docs/methods.md, "Latency budgets"): the env-based
+search and the one-knob methods budget predicted latency instead of MACs, the summary reports target,
+predicted and measured latency, and a method that budgets MACs only, or an unreachable target, is refused
+in one line before any work.  Real ONNX Runtime timings at 32²; no speed claim (shared CI cores)."""
+import json
+
+import pytest
+
+from orchestration.cli import main
+from tests.integration.test_bad_input import fails
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, teacher_and_spec):
+    tmp = tmp_path_factory.mktemp("latency_target")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANPRUNE_CACHE", str(tmp / "cache"))
+        yield {"tmp": tmp, "teacher": teacher_and_spec[0], "uri": f"sqlite:///{tmp / 'mlflow.db'}"}
+
+
+@pytest.mark.parametrize("method,extra", [("l1", []), ("random", ["--evaluations", "3", "--backend-steps", "1"])])
+def test_prune_budgets_predicted_latency(env, method, extra):
+    out = env["tmp"] / method
+    assert main(["prune", "--method", method, "--teacher", str(env["teacher"]), "--latency-target", "0.5",
+                 "--latency-threads", "1", "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out),
+                 "--tracking-uri", env["uri"], "--quiet", *extra]) == 0
+    s = json.loads((out / "prune.json").read_text())
+    b = s["latency_budget"]
+    assert b["runtime"] == "onnxruntime" and b["threads"] == 1 and b["size"] == 32
+    assert b["target_ms"] == pytest.approx(0.5 * b["teacher_predicted_ms"])
+    assert b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9)
+    assert b["measured_ms"] > 0 and b["teacher_measured_ms"] > 0
+    assert s["macs"] < s["teacher_macs"]  # half the latency needs fewer MACs
+    request = json.loads((out / "request.json").read_text())
+    assert request["latency_target"] == 0.5
+
+
+def test_macs_only_methods_and_bad_latency_targets_are_refused(env, capsys):
+    err = fails(capsys, "prune", "--method", "cat", "--teacher", env["teacher"], "--latency-target", "0.3",
+                "--out", env["tmp"] / "cat")
+    assert "cat budgets MACs only" in err and "--method marl" in err
+    err = fails(capsys, "prune", "--method", "l1", "--teacher", env["teacher"], "--latency-target", "-1",
+                "--out", env["tmp"] / "neg")
+    assert "must be positive" in err
+    err = fails(capsys, "prune", "--method", "l1", "--teacher", env["teacher"], "--latency-target", "1e6",
+                "--latency-threads", "1", "--out", env["tmp"] / "big")
+    assert "above the full model" in err
+    for name in ("cat", "neg", "big"):
+        assert not (env["tmp"] / name).exists()
+
+
+def test_profile_latency_model_reports_its_error(env, capsys):
+    plot = env["tmp"] / "lm.png"
+    assert main(["profile", str(env["teacher"]), "--latency-model", "--threads", "1", "--specs", "3",
+                 "--runs", "3", "--plot", str(plot), "--json", "--quiet"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert len(r["rows"]) == 3 and r["median_abs_error"] >= 0 and plot.is_file()
+    assert all(row["predicted_ms"] > 0 and row["measured_ms"] > 0 for row in r["rows"])
+    assert r["latency_model"]["runtime"] == "onnxruntime" and r["latency_model"]["size"] == 32
+    err = fails(capsys, "profile", env["teacher"], "--latency-model", "--specs", "0")
+    assert "--specs 0" in err

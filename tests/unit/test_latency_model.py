@@ -1,0 +1,84 @@
+"""The per-layer latency model (gan/latency_model.py; docs/methods.md, "Latency budgets"): real ONNX Runtime
+and torch timings at tiny sizes, the cache, monotone predictions that budget searches can bisect, and the
+latency budget's checks.  No accuracy claim here: timings on shared CI cores are noise; `ganprune profile
+--latency-model` measures the error (README)."""
+import random
+
+import pytest
+import torch
+
+from gan.latency_model import (LatencyModel, LatencyModelError, LatencyTarget, latency_budget, machine_key,
+                               random_counts)
+from gan.models import ResnetGenerator
+from gan.pruning.macs import fill_counts
+from gan.pruning.targets import TargetError, global_threshold_spec, uniform_spec
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+SIZE = 32
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    return ResnetGenerator(ngf=8, n_blocks=2).eval()
+
+
+@pytest.fixture(scope="module")
+def lm(model, tmp_path_factory):
+    return LatencyModel(model, SIZE, threads=1, calibration_specs=4,
+                        cache_root_dir=tmp_path_factory.mktemp("latency"))
+
+
+def test_predictions_are_positive_monotone_and_cached(model, lm, monkeypatch):
+    assert lm.full > lm.minimum() > 0
+    rng = random.Random(0)
+    for _ in range(20):  # one more channel in any group never predicts faster: clip and fill can bisect
+        counts = random_counts(model, rng)
+        g = rng.choice(sorted(counts))
+        if counts[g] < lm.sizes[g]:
+            assert lm.cost({**counts, g: counts[g] + 1}) >= lm.cost(counts) - 1e-12
+    assert lm.cache.path.is_file()
+    import gan.latency_model as mod
+
+    def no_timing(*a, **k):
+        raise AssertionError("a cached layer was timed again")
+
+    monkeypatch.setattr(mod, "time_layer", no_timing)
+    monkeypatch.setattr(mod, "measure_counts", no_timing)
+    again = LatencyModel(model, SIZE, threads=1, calibration_specs=4, cache_root_dir=lm.cache.path.parent)
+    assert again.cost({}) == pytest.approx(lm.full)
+    assert again.describe()["machine"]["threads"] == 1
+
+
+def test_budget_searches_stay_within_a_latency_target(model, lm):
+    target = 0.5 * lm.full + 0.5 * lm.minimum()
+    spec, _ = global_threshold_spec(model, target, SIZE, cost_model=lm)
+    assert lm.cost(lm.counts(spec)) <= target
+    spec, ratio = uniform_spec(model, target, SIZE, cost_model=lm)
+    assert lm.cost(lm.counts(spec)) <= target and 0 < ratio < 1
+    small = dict(lm.min_keep)
+    filled = fill_counts(lm, small, target)
+    assert lm.cost(small) <= lm.cost(filled) <= target
+
+
+def test_torch_runtime_and_unknown_runtime(model, tmp_path):
+    t = LatencyModel(model, 16, runtime="torch", threads=1, calibration_specs=2, cache_root_dir=tmp_path)
+    assert t.full > 0 and t.describe()["runtime"] == "torch"
+    with pytest.raises(LatencyModelError, match="unknown runtime"):
+        machine_key("tflite", 1)
+
+
+def test_latency_targets_are_checked(model, lm, monkeypatch):
+    with pytest.raises(TargetError, match="must be positive"):
+        LatencyTarget(0)
+    with pytest.raises(TargetError, match="unknown latency runtime"):
+        LatencyTarget(0.3, runtime="tflite")
+    import gan.latency_model as mod
+
+    monkeypatch.setattr(mod, "LatencyModel", lambda *a, **k: lm)
+    with pytest.raises(TargetError, match="above the full model"):
+        latency_budget(model, LatencyTarget(lm.full * 2 + 5), SIZE)
+    with pytest.raises(TargetError, match="raise --latency-target"):
+        latency_budget(model, LatencyTarget(lm.minimum() / lm.full * 0.5), SIZE)
+    _, ms = latency_budget(model, LatencyTarget(0.6), SIZE)
+    assert ms == pytest.approx(0.6 * lm.full)
