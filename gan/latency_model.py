@@ -226,11 +226,18 @@ def counts_spec(model: ZooModel, counts: dict[str, int]) -> dict[str, list[int]]
 
 def measure_counts(model: ZooModel, counts: dict[str, int], size: int, runtime: str = "onnxruntime",
                    threads: int | None = None, runs: int = 10) -> float:
-    """Measured median ms of the dense pruned network (random weights: latency depends on shapes only),
-    exported to ONNX and run in ONNX Runtime as a user's export runs, or eager in torch."""
+    """Measured ms of ``model`` pruned to ``counts`` (``measure_architecture``)."""
+    return measure_architecture(pruned_architecture(model, counts_spec(model, counts)), size, runtime, threads, runs)
+
+
+def measure_architecture(arch: dict, size: int, runtime: str = "onnxruntime", threads: int | None = None,
+                         runs: int = 10) -> float:
+    """Measured ms of a dense architecture at ``size``² (random weights: latency depends on shapes only),
+    exported to ONNX and run in ONNX Runtime as a user's export runs, or eager in torch; the minimum over
+    ``SESSIONS`` sessions of each one's median."""
     threads = int(threads or torch.get_num_threads())
     with _torch_threads(threads):
-        net = build(pruned_architecture(model, counts_spec(model, counts))).eval()
+        net = build(arch).eval()
         inputs = net.example_inputs(1, size)
         if runtime == "torch":
             return torch_latency(net, inputs, warmup=3, runs=runs)["median_ms"]

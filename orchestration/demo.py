@@ -14,7 +14,11 @@ import json
 import shutil
 from pathlib import Path
 
+import torch
+
 from orchestration.config import load_preset
+from gan.latency_model import measure_architecture
+from gan.profile import model_macs
 from gan import data as gdata, export as gexport
 from gan.teacher_run import load_teacher_run
 from orchestration.prune import print_summary, prune
@@ -23,6 +27,10 @@ from orchestration.requests import FinetuneFlags, PruneRequest, SearchFlags
 from orchestration.teacher_cache import ensure_teacher
 from orchestration.tracking import resolve_tracking_uri
 from gan.metrics.evaluate import evaluate_generator
+
+
+#: the size the demo also times teacher and pruned generator at (the reference pix2pix/CycleGAN crop)
+DEPLOY_SIZE = 256
 
 
 def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: bool = False,
@@ -55,12 +63,19 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
     fid_t = evaluate_generator(t_model, test, dataset_root=root, max_items=64)
     fid_p = evaluate_generator(p_model, test, teacher=t_model, dataset_root=root, max_items=64)
     keys = [k for k in ("psnr", "ssim", "fid_proxy", "miou", "psnr_vs_teacher") if k in fid_p]
+    # 64² layers are overhead-bound: the speed a 4× MACs cut buys shows at the size people deploy at
+    deploy = {name: measure_architecture(m.architecture(), DEPLOY_SIZE, "onnxruntime")
+              for name, m in (("teacher", t_model), ("pruned", p_model))}
     result = {"out": str(out), "teacher_dir": str(tdir), "target_macs": s["target_macs"], "macs": s["macs"],
               "macs_ratio": s["macs_ratio"], "params": s["params"], "teacher_params": s["teacher_params"],
               "latency_ms": s["latency_ms"], "teacher_latency_ms": s["teacher_latency_ms"],
               "teacher_fidelity": {k: fid_t[k] for k in keys if k in fid_t},
               "pruned_fidelity": {k: fid_p[k] for k in keys}, "mlflow_run_id": s["mlflow_run_id"],
-              "search_s": s["search_s"], "finetune_s": s["finetune_s"]}
+              "search_s": s["search_s"], "finetune_s": s["finetune_s"],
+              "deploy_latency": {"size": DEPLOY_SIZE, "runtime": "onnxruntime", "threads": torch.get_num_threads(),
+                                 "teacher_ms": deploy["teacher"], "pruned_ms": deploy["pruned"],
+                                 "speedup": deploy["teacher"] / deploy["pruned"],
+                                 "macs_ratio": model_macs(t_model, DEPLOY_SIZE) / model_macs(p_model, DEPLOY_SIZE)}}
     (out / "demo.json").write_text(json.dumps(result, indent=1, default=float))
     if not quiet:
         say("[4/4] summary")
@@ -68,6 +83,10 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
         print_table(f"fidelity on the {Path(str(run.data)).name} test split (first 64 items)",
                     [{"metric": k, "teacher": f"{fid_t[k]:.3f}" if k in fid_t else "—",
                       "pruned": f"{fid_p[k]:.3f}"} for k in keys], ["metric", "teacher", "pruned"])
+        d = result["deploy_latency"]
+        print(f"at {DEPLOY_SIZE}² (a deployment size) in ONNX Runtime, {d['threads']} threads: teacher "
+              f"{d['teacher_ms']:.2f} ms, pruned {d['pruned_ms']:.2f} ms (×{d['speedup']:.2f} for ×{d['macs_ratio']:.2f} "
+              f"fewer MACs)")
         uri = resolve_tracking_uri(tracking_uri)
         print(f"MLflow: ganprune ui --tracking-uri {uri}   (run {s['mlflow_run_id']}, experiment 'prune')")
         print(f"agents' decisions: ganprune inspect {out / 'marl'}")

@@ -35,6 +35,8 @@ def test_demo_export_profile(tmp_path, monkeypatch, capsys):
         monkeypatch.setenv(k, v)
     assert res["macs"] <= res["target_macs"] and res["macs"] >= 0.98 * res["target_macs"]
     assert res["params"] < res["teacher_params"]
+    dl = res["deploy_latency"]  # the speed story at a deployment size, beside the 64² one
+    assert dl["size"] == 256 and dl["teacher_ms"] > 0 and dl["pruned_ms"] > 0 and dl["macs_ratio"] > 3
     assert {"psnr", "ssim", "fid_proxy", "miou", "psnr_vs_teacher"} <= set(res["pruned_fidelity"])
     for d in ("teacher", "pruned"):
         assert {"architecture.json", "generator.safetensors", "generator.onnx", "metrics.json",
