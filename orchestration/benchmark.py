@@ -35,6 +35,7 @@ from agents.methods import REGISTRY, names
 from gan import data as gdata, export as gexport
 from gan.data.splits import report_split
 from gan.determinism import ProcessSettings, controlled, default_threads
+from gan.latency_model import latency_budget
 from gan.teacher_run import TeacherRunError, load_teacher_run
 from orchestration.rundir import clear_run_dir, write_json
 from orchestration.teacher_cache import ensure_teacher
@@ -127,7 +128,7 @@ def benchmark(request) -> dict:
     ``random`` and ``evolution`` get, per seed, the number of candidates the ``marl`` row scored; ``marl-greedy``
     fine-tunes that marl search's final greedy pick.  The row's placement serves the marl rows whole,
     the others only where they use it."""
-    from dataclasses import replace
+    from dataclasses import asdict, replace
 
     from envs.backends.options import options_dict
 
@@ -148,6 +149,13 @@ def benchmark(request) -> dict:
     unknown = [m for m in methods if base_method(m)[0] not in names()]
     if unknown:
         raise UsageError(f"unknown --methods {','.join(unknown)}; available: {', '.join([*names(), *VARIANTS])}")
+    latency = base_row.latency()  # a bad latency target is refused before any work
+    if latency is not None:
+        macs_only = [m for m in methods if not method_of(base_method(m)[0]).latency_budget]
+        if macs_only:
+            takers = [n for n, x in REGISTRY.items() if x.latency_budget]
+            raise UsageError(f"--latency-targets: {', '.join(macs_only)} budget MACs only; drop them from --methods "
+                             f"(latency budgets: {', '.join(takers)})")
     objectives = {}
     for m in methods:  # every method × option combination is checked before any work
         base, _ = base_method(m)
@@ -186,6 +194,8 @@ def benchmark(request) -> dict:
             taker.check_teacher(run, REGISTRY, taker.options(options.get(m)))
         except TeacherRunError as e:
             raise UsageError(f"--methods {m}: {e}") from None
+    if latency is not None:  # reachable? (measures the latency model once, before rows share the cores)
+        latency_budget(run.generator, latency, run.size, quiet=quiet)
     if not resume:  # --overwrite: the old results go only now that the teacher is good
         clear_run_dir(out, overwrite, None, inputs=(tdir,))
     out.mkdir(parents=True, exist_ok=True)
@@ -221,6 +231,7 @@ def benchmark(request) -> dict:
             if m == "marl-greedy" and marl_row:
                 kw["search_from"] = marl_row["out"]
             settings = {"method": m, "seed": seed, "teacher": str(tdir), "macs_target": macs_target,
+                        **({"latency": asdict(latency)} if latency is not None else {}),
                         "finetune_steps": finetune_steps, "finetune_backend": base_row.finetune.backend,
                         "vem": vem, "objective": objectives[m], "options": options.get(m) or {},
                         "evaluations": kw.get("evaluations"), "threads": threads, "code_version": version,
@@ -268,6 +279,7 @@ def benchmark(request) -> dict:
         rows = [done[(m, seed)] for m in methods for seed in seeds]
         _measure_latency(rows, tdir)
         result = {"preset": preset, "teacher": str(tdir), "macs_target": macs_target, "seeds": seeds,
+                  "latency_target": asdict(latency) if latency is not None else None,
                   "finetune_steps": finetune_steps, "vem": vem, "eval_items": EVAL_ITEMS, **search, **backend,
                   "code_version": version, "command": command, "rows": rows, "summary": summarize(rows),
                   "mlflow_run_id": tracker.run_id, "out": str(out)}
@@ -400,7 +412,7 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = 
     with controlled(s["seed"], ProcessSettings.default(threads)):
         fid = evaluate_generator(model, test, teacher=run.generator.eval(), dataset_root=root, max_items=EVAL_ITEMS)
     return {"method": method, "seed": s["seed"], "split": split, "macs": s["macs"], "macs_ratio": s["macs_ratio"],
-            "target_macs": s["target_macs"],
+            "target_macs": s["target_macs"], **({"latency_budget": s["latency_budget"]} if s.get("latency_budget") else {}),
             "params": s["params"], "latency_ms": s["latency_ms"], "teacher_latency_ms": s["teacher_latency_ms"],
             **{k: float(fid[k]) for k in METRICS if k in fid},
             **{k: s[k] for k in COST}, "backend_steps": s.get("backend_steps"),
@@ -439,7 +451,10 @@ def markdown(result: dict) -> str:
     split = rows[0].get("split", "test")
     seeds = result.get("seeds", sorted({r["seed"] for r in rows}))
     metrics = [k for k in METRICS if any(k in r for r in rows)]
-    lines = [f"Preset {result['preset']}, MACs target {result['macs_target']:g}, fine-tune "
+    lt = result.get("latency_target")
+    budget = (f"latency target {lt['value']:g} ({lt['runtime']}, {lt.get('threads')} threads, {lt.get('size') or 'teacher'}²"
+              f" predicted)" if lt else f"MACs target {result['macs_target']:g}")
+    lines = [f"Preset {result['preset']}, {budget}, fine-tune "
              f"{result['finetune_steps']} steps per method{' + VEM' if result.get('vem') else ''}; seeds "
              f"{', '.join(map(str, seeds))}; metrics on the first {result['eval_items']} {split} items; searches "
              f"score on train items only; MARL/random: {result.get('iterations')} iterations × "

@@ -310,6 +310,14 @@ def _parser() -> argparse.ArgumentParser:
                     "--seed)")
     sp.add_argument("--macs-target", type=float, default=0.25,
                     help="generator MACs: fraction of the teacher's (0.1) or absolute count (3e9)")
+    sp.add_argument("--macs-targets", help="a sweep: comma-separated MACs targets (0.25,0.1,0.04), one benchmark "
+                    "each into OUT/macs-<t>/, then OUT/sweep.md and a Pareto plot against measured latency")
+    sp.add_argument("--latency-targets", help="a sweep over predicted-latency targets (fractions of the teacher's, "
+                    "or ms), into OUT/latency-<t>/; methods that take a latency budget only")
+    sp.add_argument("--latency-size", type=int, help="a sweep's deployment size: latency targets are predicted and "
+                    "every export is measured at it (default 256)")
+    sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"])
+    sp.add_argument("--latency-threads", type=int, help="threads of the latency model and measurements")
     sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
     sp.add_argument("--data", help="dataset of the preset's cached teacher when --teacher is not given; unpaired "
                     "data (photo2painting) gives a CycleGAN teacher whose G_A and D_A are pruned")

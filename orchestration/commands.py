@@ -308,10 +308,23 @@ def benchmark(args):
                        placement=Placement(**{k: getattr(args, k) for k in PLACEMENT_FLAGS}), quiet=True,
                        tracking_uri=args.tracking_uri)
     _check_placement(row.placement, args.finetune_backend, methods)
-    return run_benchmark(BenchmarkRequest(methods=methods, seeds=tuple(parse_seeds(args.seeds or [args.seed])),
-                                          out=args.out, teacher_steps=args.teacher_steps, resume=args.resume,
-                                          overwrite=args.overwrite, row=row, quiet=args.quiet,
-                                          jobs=args.jobs))
+    request = BenchmarkRequest(methods=methods, seeds=tuple(parse_seeds(args.seeds or [args.seed])), out=args.out,
+                               teacher_steps=args.teacher_steps, resume=args.resume, overwrite=args.overwrite,
+                               row=row, quiet=args.quiet, jobs=args.jobs)
+    if args.macs_targets or args.latency_targets:
+        from orchestration.sweep import sweep
+
+        return sweep(request, _floats(args.macs_targets, "--macs-targets"),
+                     _floats(args.latency_targets, "--latency-targets"), latency_size=args.latency_size,
+                     runtime=args.latency_runtime, threads=args.latency_threads)
+    return run_benchmark(request)
+
+
+def _floats(text: str | None, flag: str) -> list[float]:
+    try:
+        return [float(x) for x in (text or "").split(",") if x.strip()]
+    except ValueError:
+        raise UsageError(f"{flag} {text!r}: give comma-separated numbers, e.g. 0.25,0.1,0.04") from None
 
 
 def inspect(args):

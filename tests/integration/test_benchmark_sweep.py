@@ -1,0 +1,34 @@
+"""`ganprune benchmark --macs-targets … --latency-targets …` (issue #17 item 3; orchestration/sweep.py): one
+benchmark per budget, every export then measured at the deployment size, one table and a Pareto plot; a
+latency budget for a method that budgets MACs only is refused before any work."""
+import json
+
+import pytest
+
+from orchestration.cli import main
+from tests.integration.test_bad_input import fails
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
+
+def test_sweep_over_macs_and_latency_budgets(tmp_path, teacher_and_spec, monkeypatch, capsys):
+    monkeypatch.setenv("GANPRUNE_CACHE", str(tmp_path / "cache"))
+    teacher, out = teacher_and_spec[0], tmp_path / "sweep"
+    common = ["--teacher", str(teacher), "--methods", "l1,uniform", "--latency-size", "32", "--latency-threads", "1",
+              "--finetune-steps", "2", "--finetune-backend", "torch", "--tracking-uri",
+              f"sqlite:///{tmp_path / 'mlflow.db'}"]
+    err = fails(capsys, "benchmark", *common[:2], "--methods", "cat,l1", "--latency-targets", "0.3",
+                "--out", tmp_path / "refused")
+    assert "cat budget MACs only" in err and not (tmp_path / "refused").exists()
+    assert main(["benchmark", *common, "--macs-targets", "0.5,0.25", "--latency-targets", "0.6", "--out", str(out),
+                 "--json", "--quiet"]) == 0
+    r = json.loads((out / "sweep.json").read_text())
+    assert [(t["budget"], t["method"]) for t in r["table"]] == [
+        (b, m) for b in ("macs-0.5", "macs-0.25", "latency-0.6") for m in ("l1", "uniform")]
+    assert (out / "sweep.png").is_file() and (out / "sweep.md").read_text().count("| l1 |") == 3
+    ratio = {t["budget"]: t["macs_ratio"]["mean"] for t in r["table"] if t["method"] == "l1"}
+    assert ratio["macs-0.25"] < ratio["macs-0.5"] <= 0.5
+    for row in r["benchmarks"]["latency-0.6"]["rows"]:
+        b = row["latency_budget"]
+        assert b["size"] == 32 and b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9) and row["deploy_ms"] > 0
+    assert r["latency"]["size"] == 32 and r["latency"]["teacher_ms"] > 0
