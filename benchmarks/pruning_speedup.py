@@ -2,9 +2,10 @@
 
 For each resolution and target: MACs ratio, measured torch CPU latency ratio and ONNX Runtime
 latency ratio (teacher / pruned, median of N runs after warm-up, same process, same threads).
-Channels are picked by filter L1 with one uniform keep ratio, rounded to multiples of 8.
+Channels are picked by filter L1 with one uniform keep ratio, rounded up to multiples of ``--multiples``
+(default 8; ``--multiples 1 8 16`` compares what the CPU kernels' channel blocking makes of rounding).
 
-    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--runs 10]
+    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--runs 10]
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ def main() -> None:
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.1])
     ap.add_argument("--runs", type=int, default=10)
+    ap.add_argument("--multiples", type=int, nargs="+", default=[8])
     ap.add_argument("--ngf", type=int, default=64)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -37,13 +39,13 @@ def main() -> None:
             base_dir = Path(tmp) / f"teacher_{size}"
             gexport.save(teacher, base_dir, size=size, latency_runs=1)
             base = gexport.profile_export(base_dir, size=size, runs=args.runs)
-            for t in args.targets:
+            for t, multiple in [(t, k) for t in args.targets for k in args.multiples]:
                 spec, ratio = uniform_spec(teacher, resolve_macs_target(teacher, t, size), size,
-                                           criterion="l1", multiple=8)
-                d = Path(tmp) / f"pruned_{size}_{t}"
+                                           criterion="l1", multiple=multiple)
+                d = Path(tmp) / f"pruned_{size}_{t}_{multiple}"
                 gexport.save(prune(teacher, spec), d, size=size, latency_runs=1)
                 p = gexport.profile_export(d, size=size, runs=args.runs)
-                row = {"size": size, "target": t, "keep_ratio": round(ratio, 4),
+                row = {"size": size, "target": t, "multiple": multiple, "keep_ratio": round(ratio, 4),
                        "macs_G": p["macs"] / 1e9, "teacher_macs_G": base["macs"] / 1e9,
                        "params_M": p["params"] / 1e6,
                        "macs_ratio": base["macs"] / p["macs"],
@@ -57,7 +59,7 @@ def main() -> None:
                 row["torch_speedup_over_macs_ratio"] = row["torch_speedup"] / row["macs_ratio"]
                 row["ort_speedup_over_macs_ratio"] = row["ort_speedup"] / row["macs_ratio"]
                 rows.append(row)
-                print(f"{size}² target {t:>4}: MACs {row['teacher_macs_G']:.2f}→{row['macs_G']:.2f} G "
+                print(f"{size}² target {t:>4} ×{multiple:<2}: MACs {row['teacher_macs_G']:.2f}→{row['macs_G']:.2f} G "
                       f"(×{row['macs_ratio']:.2f}) | torch {row['teacher_torch_ms']:.1f}→{row['torch_ms']:.1f} ms "
                       f"(×{row['torch_speedup']:.2f}, {row['torch_speedup_over_macs_ratio']:.2f} of MACs ratio) | "
                       f"ORT {row['teacher_ort_ms']:.1f}→{row['ort_ms']:.1f} ms (×{row['ort_speedup']:.2f}, "
