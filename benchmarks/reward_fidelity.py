@@ -83,6 +83,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, help="torch threads (default: gan.determinism.default_threads)")
     ap.add_argument("--out", default="runs/reward_fidelity", help="output directory")
     ap.add_argument("--resume", action="store_true", help="reuse the per-candidate results already in --out")
+    ap.add_argument("--supernet", action="store_true",
+                    help="also score every candidate with the supernet backend (a column 'supernet' beside the Ks): "
+                    "the --marl-run's supernet and options when it searched with one, else the backend's defaults")
     args = ap.parse_args(argv)
     try:
         args.ks = sorted({int(k) for k in args.ks.split(",") if k.strip()})
@@ -238,8 +241,8 @@ def score_backend(backend, cands: list[dict], k: int, settings: dict, cdir, bar)
         s = backend.evaluate(c["generator"], c["discriminator"])
         m = s.metrics
         c["backend"][k] = {"reward": float(s.generator), "discriminator": float(s.discriminator),
-                           "psnr": float(m["psnr_vs_teacher"]), "density": float(m["density"]),
-                           "rec_l1": float(m["rec_l1"]), "cost_s": float(s.cost_s), "cached": bool(s.cached),
+                           "psnr": float(m["psnr_vs_teacher"]), "density": float(m.get("density", float("nan"))),
+                           "rec_l1": float(m.get("rec_l1", float("nan"))), "cost_s": float(s.cost_s), "cached": bool(s.cached),
                            "settings": settings}
         write_json(cdir(c) / "result.json", _record(c))
         bar.set_postfix(cand=c["label"], r_g=f"{s.generator:.3f}", psnr=f"{m['psnr_vs_teacher']:.2f}")
@@ -456,9 +459,17 @@ def main(argv=None) -> dict:
         return build_problem(ProblemConfig(**problem_base, backend="local", backend_config={
             "finetune_steps": k, "eval_items": eval_items, "train_items": train_items, "objective": args.objective}))
 
+    #: the supernet column: the marl run's supernet backend (its cached supernet, its options), or the defaults
+    sn_config = {**(mb if mp.get("backend") == "supernet" else {}), "eval_items": eval_items, "finetune_steps": 0}
+
     def backend_settings(k):
+        if k == "supernet":
+            return {"teacher": str(teacher), "backend": "supernet", **sn_config, "seed": args.seed,
+                    "split": SEARCH_SPLIT}
         return {"teacher": str(teacher), "finetune_steps": k, "eval_items": eval_items, "train_items": train_items,
                 "objective": args.objective, "seed": args.seed, "split": SEARCH_SPLIT}
+
+    sources = [*args.ks, *(["supernet"] if args.supernet else [])]
 
     # a log file gets a progress line every minute, a terminal a live bar
     bar_kw = {"dynamic_ncols": True, "mininterval": 0.1 if sys.stderr.isatty() else 60}
@@ -474,7 +485,7 @@ def main(argv=None) -> dict:
             c["backend"], c["final"] = {}, None
             old = _read(cdir(c) / "result.json") if args.resume else None
             if old:
-                for k in args.ks:
+                for k in sources:
                     b = old.get("backend", {}).get(str(k))
                     if b and b.get("settings") == backend_settings(k):
                         c["backend"][k] = b
@@ -491,12 +502,15 @@ def main(argv=None) -> dict:
               + (f"; reusing {reused['backend']} backend scores and {reused['final']} fine-tunes" if args.resume else ""),
               flush=True)
 
-        with tqdm(total=len(cands) * len(args.ks), desc="backend scores", **bar_kw) as bar:
-            for k in args.ks:
+        with tqdm(total=len(cands) * len(sources), desc="backend scores", **bar_kw) as bar:
+            for k in sources:
                 if all(k in c["backend"] for c in cands):
                     bar.update(len(cands))
                     continue
-                problem = first if k == args.ks[0] else problem_at(k)
+                if k == "supernet":
+                    problem = build_problem(ProblemConfig(**problem_base, backend="supernet", backend_config=sn_config))
+                else:
+                    problem = first if k == args.ks[0] else problem_at(k)
                 score_backend(problem.backend, cands, k, backend_settings(k), cdir, bar)
                 del problem
 
@@ -515,7 +529,7 @@ def main(argv=None) -> dict:
     final = [c["final"]["after"]["psnr_vs_teacher"] for c in cands]
     splits = sorted({c["final"]["eval_split"] for c in cands})
     per_k = {str(k): {sig: rank_stats([c["backend"][k][sig] for c in cands], final, labels) for sig in SIGNALS}
-             for k in args.ks}
+             for k in sources}
     reference = {"test_psnr_before_finetune": rank_stats(
         [c["final"]["before"]["psnr_vs_teacher"] for c in cands], final, labels)}
 
@@ -524,7 +538,7 @@ def main(argv=None) -> dict:
         return float(np.mean(xs)) if xs else None
 
     cost = {"backend_s_per_eval": {str(k): mean([c["backend"][k]["cost_s"] for c in cands
-                                                  if not c["backend"][k].get("cached")]) for k in args.ks},
+                                                  if not c["backend"][k].get("cached")]) for k in sources},
             "finetune_wall_s": mean([c["final"]["wall_seconds"] for c in cands if not c["final"]["resumed"]]),
             "finetune_train_s": mean([c["final"]["train_seconds"] for c in cands if not c["final"]["resumed"]]),
             "total_s_this_invocation": time.perf_counter() - t_start}
@@ -532,7 +546,7 @@ def main(argv=None) -> dict:
         notes.append(f"the fine-tunes reported on split(s) {splits}: the dataset has no test split")
     result = {
         "command": command,
-        "settings": {"teacher": str(teacher), "size": size, "macs_target": macs_target, "ks": args.ks,
+        "settings": {"teacher": str(teacher), "size": size, "macs_target": macs_target, "ks": sources,
                      "candidates": len(cands), "finetune_steps": args.finetune_steps,
                      "finetune_backend": args.finetune_backend, "objective": args.objective, "seed": args.seed,
                      "eval_items": eval_items, "train_items": train_items, "random_prior": prior,

@@ -62,3 +62,15 @@ def test_reward_fidelity_tiny(teacher, tmp_path, capsys):
     again = bench.main(argv + ["--resume"])
     assert [c["final"] for c in again["candidates"]] == [c["final"] for c in cands]
     assert again["per_k"] == written["per_k"]
+
+
+def test_reward_fidelity_scores_the_supernet_backend_too(teacher, tmp_path):
+    """``--supernet``: the supernet backend's score ranks the same candidates beside the local Ks (#15 item 5)."""
+    out = tmp_path / "rf_sn"
+    result = _bench().main(["--teacher", str(teacher), "--candidates", "3", "--ks", "0", "--supernet",
+                            "--finetune-steps", "2", "--finetune-backend", "torch", "--threads", "1", "--out", str(out)])
+    assert result["settings"]["ks"] == [0, "supernet"] and set(result["per_k"]) == {"0", "supernet"}
+    for c in result["candidates"]:
+        b = c["backend"]["supernet"]
+        assert b["settings"]["backend"] == "supernet" and math.isfinite(b["reward"])
+    assert (out / "reward_fidelity.png").is_file()
