@@ -18,6 +18,7 @@ import time
 
 import torch
 
+from gan.latency_model import latency_budget
 from gan.pruning.macs import MacsModel
 from gan.pruning.saliency import gamma_saliency
 from gan.pruning.targets import TargetError
@@ -42,14 +43,15 @@ def default_floor(model) -> int:
 
 
 def one_step_prune(model, target_macs: float, size: int, floor: int | None = None,
-                   tol: float = 1e-3) -> tuple[dict[str, list[int]], dict]:
+                   tol: float = 1e-3, cost_model=None) -> tuple[dict[str, list[int]], dict]:
     """CAT's global |γ| threshold: the spec (group → kept indices) of the largest model whose MACs at
     ``size``² stay ≤ ``target_macs``, and an info dict (threshold, MACs, floors, vanished branches).
 
     Bisection as CAT: lo = min|γ|, hi = max|γ|; τ = (lo + hi)/2, keep |γ| > τ (top-``floor`` by |γ|
     in stem/down/up/res groups where fewer survive, top-``min_keep`` elsewhere); MACs > target → lo = τ,
     else hi = τ; stop when hi − lo ≤ tol·lo.  The spec returned is the one at hi, which always meets
-    the target.  Groups whose norm has no γ keep all their channels.
+    the target.  Groups whose norm has no γ keep all their channels.  With a ``cost_model``
+    (``gan.latency_model.LatencyModel``) the bisection budgets its cost (predicted ms) instead of MACs.
     """
     groups = model.channel_groups()
     scored = [g for g in groups if g.norm is not None]
@@ -76,17 +78,24 @@ def one_step_prune(model, target_macs: float, size: int, floor: int | None = Non
     def macs(spec) -> float:
         return mm.macs(mm.counts(spec))
 
+    cm = cost_model if cost_model is not None else mm
+    unit = "MACs" if cost_model is None else "predicted ms"
+
+    def cost(spec) -> float:
+        return cm.cost(cm.counts(spec))
+
     all_g = torch.cat(list(gamma.values()))
     lo, hi = float(all_g.min()), float(all_g.max())
     full, minimum = macs(full_spec), macs(spec_at(hi))  # at τ = max|γ| every group sits at its floor
-    info = {"target_macs": int(target_macs), "full_macs": int(full), "min_macs": int(minimum), "floor": f,
-            "floors": dict(floors), "unscored": [g.name for g in groups if g.norm is None],
-            "iterations": 0}
-    if minimum > target_macs:
-        raise TargetError(f"MACs target {target_macs:.4g} is below the {minimum:.4g} MACs ({minimum / full:.2%} of "
-                          f"{full:.4g}) that CAT's channel floors allow at {size}² (≥ {f} channels in stem/down/"
-                          "up/residual layers); raise the MACs target or lower the floor")
-    if full <= target_macs:
+    info = {"target_macs": int(target_macs) if cost_model is None else None, "full_macs": int(full),
+            "min_macs": int(minimum), "floor": f, "floors": dict(floors),
+            "unscored": [g.name for g in groups if g.norm is None], "iterations": 0}
+    full_cost, min_cost = cost(full_spec), cost(spec_at(hi))
+    if min_cost > target_macs:
+        raise TargetError(f"target {target_macs:.4g} {unit} is below the {min_cost:.4g} {unit} "
+                          f"({min_cost / full_cost:.2%} of {full_cost:.4g}) that CAT's channel floors allow at {size}² "
+                          f"(≥ {f} channels in stem/down/up/residual layers); raise the target or lower the floor")
+    if full_cost <= target_macs:
         spec, tau = full_spec, None
     else:
         it = 0
@@ -94,7 +103,7 @@ def one_step_prune(model, target_macs: float, size: int, floor: int | None = Non
             mid = (lo + hi) / 2
             if mid in (lo, hi):  # no float between them: converged
                 break
-            if macs(spec_at(mid)) > target_macs:
+            if cost(spec_at(mid)) > target_macs:
                 lo = mid
             else:
                 hi = mid
@@ -108,24 +117,34 @@ def one_step_prune(model, target_macs: float, size: int, floor: int | None = Non
     return spec, info
 
 
-def cat(run, target_macs: float, *, quiet: bool = False) -> dict:
+def cat(run, target_macs: float, *, quiet: bool = False, latency=None) -> dict:
     """``ganprune prune --method cat``'s search step on a ``gan.teacher_run.TeacherRun``: the one-step
     spec for the generator.  The discriminator spec is ``{}`` (keep every channel): CAT initialises
     the student's D from the whole teacher D, and an explicit empty spec stops ``finetune`` from
-    shrinking D to G's keep ratio.  ``target_macs``: absolute MACs, or a fraction ≤ 1 of the teacher's."""
+    shrinking D to G's keep ratio.  ``target_macs``: absolute MACs, or a fraction ≤ 1 of the teacher's;
+    ``latency`` (a ``gan.latency_model.LatencyTarget``): bisect on predicted latency instead."""
     g, size = run.generator, run.size
     t0 = time.perf_counter()
-    target = resolve_macs_target(g, target_macs, size)
+    lm = ms = None
+    if latency is None:
+        target = resolve_macs_target(g, target_macs, size)
+    else:
+        lm, ms = latency_budget(g, latency, size)
+        target = ms
     try:
-        spec, info = one_step_prune(g, target, size)
+        spec, info = one_step_prune(g, target, size, cost_model=lm)
     except AffineFreeError as e:
         raise TeacherRunError(f"{run.dir}: {e}") from e
+    if lm is not None:  # report the MACs the latency budget bought, and the budget
+        target = info["macs"]
+        info.update(latency_target_ms=ms, predicted_latency_ms=lm.cost(lm.counts(spec)))
     search_s = time.perf_counter() - t0
     if not quiet:
         tau = "none (target ≥ teacher)" if info["threshold"] is None else f"{info['threshold']:.4g}"
         print(f"cat: global |γ| threshold {tau} → {info['macs'] / 1e6:.2f} M MACs ({info['macs_ratio']:.1%} of "
               f"{info['full_macs'] / 1e6:.2f} M, target {target / 1e6:.2f} M)"
               + (f"; {len(info['vanished'])} branches removed" if info["vanished"] else ""), flush=True)
-    extra = {k: info[k] for k in ("threshold", "floor", "iterations", "vanished", "counts", "min_macs")}
+    extra = {k: info[k] for k in ("threshold", "floor", "iterations", "vanished", "counts", "min_macs",
+                                  "latency_target_ms", "predicted_latency_ms") if k in info}
     return {"spec": {"generator": spec, "discriminator": {}}, "search_s": search_s, "target_macs": target,
             "teacher_macs": info["full_macs"], "extra": extra}

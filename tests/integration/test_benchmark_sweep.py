@@ -17,9 +17,9 @@ def test_sweep_over_macs_and_latency_budgets(tmp_path, teacher_and_spec, monkeyp
     common = ["--teacher", str(teacher), "--methods", "l1,uniform", "--latency-size", "32", "--latency-threads", "1",
               "--finetune-steps", "2", "--finetune-backend", "torch", "--tracking-uri",
               f"sqlite:///{tmp_path / 'mlflow.db'}"]
-    err = fails(capsys, "benchmark", *common[:2], "--methods", "cat,l1", "--latency-targets", "0.3",
+    err = fails(capsys, "benchmark", *common[:2], "--methods", "ppcd,l1", "--latency-targets", "0.3",
                 "--out", tmp_path / "refused")
-    assert "cat budget MACs only" in err and not (tmp_path / "refused").exists()
+    assert "ppcd budget MACs only" in err and not (tmp_path / "refused").exists()
     assert main(["benchmark", *common, "--macs-targets", "0.5,0.25", "--latency-targets", "0.6", "--out", str(out),
                  "--json", "--quiet"]) == 0
     r = json.loads((out / "sweep.json").read_text())

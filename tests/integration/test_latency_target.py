@@ -38,16 +38,16 @@ def test_prune_budgets_predicted_latency(env, method, extra):
 
 
 def test_macs_only_methods_and_bad_latency_targets_are_refused(env, capsys):
-    err = fails(capsys, "prune", "--method", "cat", "--teacher", env["teacher"], "--latency-target", "0.3",
-                "--out", env["tmp"] / "cat")
-    assert "cat budgets MACs only" in err and "--method marl" in err
+    err = fails(capsys, "prune", "--method", "gan-compression", "--teacher", env["teacher"], "--latency-target",
+                "0.3", "--out", env["tmp"] / "gc")
+    assert "gan-compression budgets MACs only" in err and "--method marl" in err
     err = fails(capsys, "prune", "--method", "l1", "--teacher", env["teacher"], "--latency-target", "-1",
                 "--out", env["tmp"] / "neg")
     assert "must be positive" in err
     err = fails(capsys, "prune", "--method", "l1", "--teacher", env["teacher"], "--latency-target", "1e6",
                 "--latency-threads", "1", "--out", env["tmp"] / "big")
     assert "above the full model" in err
-    for name in ("cat", "neg", "big"):
+    for name in ("gc", "neg", "big"):
         assert not (env["tmp"] / name).exists()
 
 
@@ -61,3 +61,18 @@ def test_profile_latency_model_reports_its_error(env, capsys):
     assert r["latency_model"]["runtime"] == "onnxruntime" and r["latency_model"]["size"] == 32
     err = fails(capsys, "profile", env["teacher"], "--latency-model", "--specs", "0")
     assert "--specs 0" in err
+
+
+def test_cat_prunes_to_a_latency_target(env):
+    from tests.teachers import tiny_teacher
+
+    teacher = tiny_teacher(env["tmp"] / "affine_teacher", data_root=env["tmp"] / "data", size=32, steps=10,
+                           norm="instance_affine")  # CAT ranks channels by the norms' |γ|
+    out = env["tmp"] / "cat"
+    assert main(["prune", "--method", "cat", "--teacher", str(teacher), "--latency-target", "0.5",
+                 "--latency-threads", "1", "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out),
+                 "--tracking-uri", env["uri"], "--quiet"]) == 0
+    s = json.loads((out / "prune.json").read_text())
+    b = s["latency_budget"]
+    assert b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9) and s["macs"] < s["teacher_macs"]
+    assert s["predicted_latency_ms"] == pytest.approx(b["predicted_ms"])

@@ -82,3 +82,17 @@ def test_latency_targets_are_checked(model, lm, monkeypatch):
         latency_budget(model, LatencyTarget(lm.minimum() / lm.full * 0.5), SIZE)
     _, ms = latency_budget(model, LatencyTarget(0.6), SIZE)
     assert ms == pytest.approx(0.6 * lm.full)
+
+
+def test_cat_bisects_its_gamma_threshold_on_predicted_latency(tmp_path):
+    from agents.baselines.cat import one_step_prune
+
+    torch.manual_seed(0)
+    g = ResnetGenerator(ngf=16, n_blocks=2, norm="instance_affine").eval()
+    lm = LatencyModel(g, SIZE, threads=1, calibration_specs=3, cache_root_dir=tmp_path)
+    target = 0.6 * lm.full
+    spec, info = one_step_prune(g, target, SIZE, cost_model=lm)
+    assert lm.cost(lm.counts(spec)) <= target < lm.full
+    assert info["macs"] < info["full_macs"] and info["target_macs"] is None
+    with pytest.raises(TargetError, match="predicted ms"):
+        one_step_prune(g, 1e-6, SIZE, cost_model=lm)
