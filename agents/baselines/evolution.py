@@ -87,12 +87,12 @@ def evolution_search(choices: Sequence[Sequence[int]], score: Callable[[Config],
         w = np.array([1 + (cfg.weighted_sample - 1) * i / max(1, len(cs) - 1) for i in range(len(cs))])
         weights.append(w / w.sum())
     cache: dict[str, float] = {}
-    macs_cache: dict[str, int] = {}
+    macs_cache: dict[str, float] = {}
 
-    def cost(c: Config) -> int:
+    def cost(c: Config) -> float:  # MACs, or any budgeted cost (predicted ms: not rounded)
         k = key(c)
         if k not in macs_cache:
-            macs_cache[k] = int(macs(c))
+            macs_cache[k] = float(macs(c))
         return macs_cache[k]
 
     def fitness(c: Config) -> float:

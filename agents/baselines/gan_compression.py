@@ -30,6 +30,7 @@ from gan.train.supernet import DEFAULT_FRACTIONS, Supernet, SupernetSettings, ef
 from gan import data as gdata
 from gan.data.splits import search_batches
 from gan.metrics.image import psnr
+from gan.latency_model import latency_budget
 from gan.pruning.macs import MacsModel, fill_counts
 from gan.pruning.targets import resolve_macs_target
 
@@ -47,9 +48,11 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
                     backend: str = "deepspeed", quiet: bool = False, lr: float = 2e-4, gan_loss: str = "hinge",
                     lambda_recon: float = 10.0, lambda_distill: float = 1.0, mutate_prob: float = 0.3,
                     weighted_sample: float = 1.0, fractions=DEFAULT_FRACTIONS, criterion: str = "l1",
-                    metric: str = "l1", zero_stage: int = 0, fill: bool = True) -> dict:
+                    metric: str = "l1", zero_stage: int = 0, fill: bool = True, latency=None) -> dict:
     """Train the supernet, search the best config under ``target_macs`` (fraction ≤ 1 or count);
     ``fill``: spend the budget the best config leaves unused by widening its groups (equal MACs).
+    ``latency`` (a ``gan.latency_model.LatencyTarget``): the evolution's constraint and the fill budget
+    predicted latency instead of MACs; ``target_macs`` then reports the MACs the pick spends.
 
     Returns {"spec": {"generator": teacher-indexed spec}, "config", "macs", "score", "target_macs",
     "teacher_macs", "search_s", "supernet_s", "history", "train_history", "init_generator",
@@ -71,15 +74,25 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     lambda_distill = settings.lambda_distill
     out = Path(out)
     teacher, size = run.generator.eval(), int(run.size)
-    target = resolve_macs_target(teacher, target_macs, size)
     supernet = Supernet(teacher, size=size, fractions=fractions, criterion=criterion, seed=seed)
-    full, floor = supernet.macs(supernet.largest), supernet.macs(supernet.smallest)
+    full = supernet.macs(supernet.largest)
+    if latency is None:
+        target, lm = resolve_macs_target(teacher, target_macs, size), None
+        config_cost = supernet.macs
+    else:  # budget predicted latency (a config's cost: its counts' predicted ms)
+        lm, target = latency_budget(teacher, latency, size)
+
+        def config_cost(c):
+            return lm.cost(supernet.counts(c))
+    floor = config_cost(supernet.smallest)
     if floor > target:
-        raise ValueError(f"MACs target {target:.4g} is below the narrowest supernet config's {floor:.4g} MACs; "
+        unit = "MACs" if lm is None else "predicted ms"
+        raise ValueError(f"target {target:.4g} {unit} is below the narrowest supernet config's {floor:.4g} {unit}; "
                          "raise the target or add smaller width fractions")
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
-    say(f"gan-compression: supernet positions {'_'.join(supernet.position_names)}, "
-        f"target {target / 1e6:.2f} M MACs ({target / full:.1%})")
+    say(f"gan-compression: supernet positions {'_'.join(supernet.position_names)}, " +
+        (f"target {target / 1e6:.2f} M MACs ({target / full:.1%})" if lm is None else
+         f"target {target:.2f} ms predicted ({target / lm.full:.1%} of the teacher's)"))
     if not feature_distill:
         say(no_taps_notice(teacher, "the supernet"))
 
@@ -114,35 +127,40 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
 
     t0 = time.perf_counter()
     try:
-        res = evolution_search(supernet.choices, score, supernet.macs, target, ecfg, progress)
+        res = evolution_search(supernet.choices, score, config_cost, target, ecfg, progress)
     finally:
         bar.close()
         supernet.set_config(None)
     search_s = time.perf_counter() - t0
-    say(f"best config {res.best_key}: {res.best_macs / 1e6:.2f} M MACs ({res.best_macs / full:.1%}), "
+    best_macs = supernet.macs(res.best)
+    say(f"best config {res.best_key}: {best_macs / 1e6:.2f} M MACs ({best_macs / full:.1%}), "
         f"{metric} {res.best_score:.4f} ({res.evaluated} configs scored in {search_s:.1f} s)")
 
     # 3. equal MACs: the config grid is coarse, so the best config usually leaves budget unused; spend
     # it by widening its groups (fill_counts; first-k slices of any width are valid sub-nets), so every
     # method is compared at the same MACs ---------------------------------------------------------
     counts = supernet.counts(res.best)
+    mm = MacsModel(supernet.net, supernet.size)
     if fill:
-        counts = fill_counts(MacsModel(supernet.net, supernet.size), counts, target)
+        counts = fill_counts(mm if lm is None else lm, counts, target)
     spec = {n: sorted(supernet.order[n][:k]) for n, k in counts.items()}
-    macs = int(MacsModel(supernet.net, supernet.size).macs(counts)) if fill else res.best_macs
+    macs = int(mm.macs(counts))
+    extra_latency = {} if lm is None else {"latency_target_ms": target, "predicted_latency_ms": lm.cost(counts)}
+    if lm is not None:
+        target = macs  # the MACs the latency budget bought
 
     # 4. export ------------------------------------------------------------------------------------
     sdir = supernet.save(out / "supernet", discriminator=trainer.discriminator, feature_distill=feature_distill)
     result = {
         "spec": {"generator": spec}, "config": key(res.best), "filled_counts": counts,
-        "macs": macs, "config_macs": res.best_macs, "score": res.best_score, "metric": metric, "target_macs": target,
+        "macs": macs, "config_macs": best_macs, "score": res.best_score, "metric": metric, "target_macs": target,
         "teacher_macs": full, "search_s": search_s, "supernet_s": supernet_s, "history": res.history,
         "train_history": trainer.history, "init_generator": str(sdir / "generator"),
         "init_discriminator": str(sdir / "discriminator"), "supernet": str(sdir), "feature_distill": feature_distill,
         "extra": {"config": key(res.best), "positions": supernet.position_names, "evaluated": res.evaluated,
                   "supernet_steps": supernet_steps, "population": population, "generations": generations,
                   "evolution": ecfg.to_dict(), "lambda_recon": lambda_recon, "lambda_distill": lambda_distill,
-                  "config_macs": res.best_macs, "filled": fill, "feature_distill": feature_distill},
+                  "config_macs": best_macs, "filled": fill, "feature_distill": feature_distill, **extra_latency},
     }
     (sdir / "search.json").write_text(json.dumps(result, indent=1, default=float))
     return result

@@ -41,6 +41,7 @@ class GanCompression(Method):
     #: with λ_distill = 0 (docs/methods.md, "GAN Compression" and "Which generators each method prunes")
     generators = ("ResnetGenerator", "UnetGenerator")
     Options = GanCompressionOptions
+    latency_budget = True  # the evolution's constraint and the fill work on predicted latency as on MACs
 
     def check_teacher(self, run, registry: dict | None = None, options=None) -> None:
         """As every method's, and a ``lambda_distill`` > 0 asked for a teacher without distillation taps
@@ -61,7 +62,8 @@ class GanCompression(Method):
               "eval_items": request.search.eval_items,
               **{k: v for k, v in dataclasses.asdict(request.options).items() if v is not None}}
         f = gan_compression(request.run, request.macs_target, request.out, seed=request.seed,
-                            backend=request.finetune_backend, quiet=request.quiet, **kw)
+                            backend=request.finetune_backend, quiet=request.quiet, latency=request.latency_target,
+                            **kw)
         ctx.log_params({"target_macs": f["target_macs"], "teacher_macs": f["teacher_macs"], "gan_compression": kw})
         for i, h in enumerate(f.get("history", [])):
             if isinstance(h, dict) and isinstance(h.get("best_score"), (int, float)):

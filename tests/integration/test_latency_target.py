@@ -20,7 +20,10 @@ def env(tmp_path_factory, teacher_and_spec):
         yield {"tmp": tmp, "teacher": teacher_and_spec[0], "uri": f"sqlite:///{tmp / 'mlflow.db'}"}
 
 
-@pytest.mark.parametrize("method,extra", [("l1", []), ("random", ["--evaluations", "3", "--backend-steps", "1"])])
+@pytest.mark.parametrize("method,extra", [
+    ("l1", []), ("random", ["--evaluations", "3", "--backend-steps", "1"]),
+    ("gan-compression", ["--method-option", "supernet_steps=4", "--method-option", "population=4",
+                         "--method-option", "generations=2"])])
 def test_prune_budgets_predicted_latency(env, method, extra):
     out = env["tmp"] / method
     assert main(["prune", "--method", method, "--teacher", str(env["teacher"]), "--latency-target", "0.5",
@@ -38,9 +41,9 @@ def test_prune_budgets_predicted_latency(env, method, extra):
 
 
 def test_macs_only_methods_and_bad_latency_targets_are_refused(env, capsys):
-    err = fails(capsys, "prune", "--method", "gan-compression", "--teacher", env["teacher"], "--latency-target",
+    err = fails(capsys, "prune", "--method", "ppcd", "--teacher", env["teacher"], "--latency-target",
                 "0.3", "--out", env["tmp"] / "gc")
-    assert "gan-compression budgets MACs only" in err and "--method marl" in err
+    assert "ppcd budgets MACs only" in err and "--method marl" in err
     err = fails(capsys, "prune", "--method", "l1", "--teacher", env["teacher"], "--latency-target", "-1",
                 "--out", env["tmp"] / "neg")
     assert "must be positive" in err
