@@ -167,8 +167,13 @@ class PruningTask:
             ratio = lb + a * (1.0 - lb)
         else:
             ratio = min(1.0, max(lb, self.prior_ratios[name] * PRIOR_SPAN ** (2 * a - 1)))
-        k = max(self.min_counts[name], keep_count(g, ratio, self.multiple))
-        return int(min(k, self.max_feasible(counts, t)))
+        k = int(min(max(self.min_counts[name], keep_count(g, ratio, self.multiple)), self.max_feasible(counts, t)))
+        # a predicted latency is not monotone in a count (an unaligned width can cost more than the wider
+        # aligned one: gan.latency_model.ALIGN): step down to a count that fits; MACs never enter this loop
+        base, cost = self._with_rest(counts, t, at_min=True), self.cost_model.cost
+        while k > self.min_counts[name] and cost({**base, name: k}) > self.target:
+            k -= 1
+        return k
 
     def fill(self, counts: dict[str, int]) -> dict[str, int]:
         """Spend the unused budget without undoing a decision (``gan.pruning.macs.fill_counts``)."""

@@ -96,3 +96,34 @@ def test_cat_bisects_its_gamma_threshold_on_predicted_latency(tmp_path):
     assert info["macs"] < info["full_macs"] and info["target_macs"] is None
     with pytest.raises(TargetError, match="predicted ms"):
         one_step_prune(g, 1e-6, SIZE, cost_model=lm)
+
+
+def test_env_clip_steps_down_to_a_count_that_fits_a_non_monotone_budget(model):
+    """Predicted latency is not monotone in a count (c_in 63 costs more than 64 on this CPU). With a cost under
+    which any odd width of the residual stream is over budget and every even one fits, the clip must never
+    return an odd count (it steps down to one that fits), and the fill must stay within the budget."""
+    import numpy as np
+
+    from envs.task import PruningTask
+
+    task = PruningTask(model, SIZE, 1.0, min_ratio=0.05, prior="none")
+    mm, t = task.macs_model, task.names.index("res")
+    assert task.min_counts["res"] % 2 == 0
+
+    class OddResidualOverBudget:  # the MacsModel interface, non-monotone like the latency model
+        sizes, min_keep, full = mm.sizes, mm.min_keep, mm.full
+
+        def cost(self, counts):
+            return mm.macs(counts) * (1e6 if counts.get("res", mm.sizes["res"]) % 2 else 1.0)
+
+    task.cost_model, task.target = OddResidualOverBudget(), float(mm.full)
+    decided = {n: mm.sizes[n] for n in task.names[:t]}
+    chosen = {task.count_for(t, float(a), decided) for a in np.linspace(0.0, 1.0, 101)}
+    assert any(k > task.min_counts["res"] for k in chosen) and all(k % 2 == 0 for k in chosen), sorted(chosen)
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        counts = {}
+        for i, name in enumerate(task.names):
+            counts[name] = task.count_for(i, float(rng.uniform()), counts)
+        assert task.cost_model.cost(counts) <= task.target
+        assert task.cost_model.cost(task.fill(counts)) <= task.target
