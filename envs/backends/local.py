@@ -27,7 +27,7 @@ from gan.pruning.physical import prune
 from gan import data as gdata
 from gan.data.splits import search_batches
 from gan.train.builder import build_trainer
-from gan.train.distill import DistillConfig, distill_hooks
+from gan.train.distill import DistillConfig, data_key, distill_hooks
 from gan.train.pix2pix import TrainConfig
 
 
@@ -134,7 +134,7 @@ class LocalBackend(CachedBackend):
         hooks = distill_hooks(self.distill_config(), self.train_teacher, self.teacher_d, self.density_cfg,
                               student=g, size=self.x.shape[-1])
         trainer = build_trainer("pix2pix", g.train(), d.train(), tc, hooks)
-        n, gt = len(self.train_x), "GT" if self.paired else "real"  # as gan.train.distill.TeacherTargets
+        n, gt = len(self.train_x), data_key(self.paired)
         data = [{"A": self.train_x[i:i + c.batch_size], "B": self.train_t[i:i + c.batch_size],
                  gt: self.train_y[i:i + c.batch_size]} for i in range(0, n - c.batch_size + 1, c.batch_size)]
         # the engine trains on a GPU when the process has one: the hooks' teachers go with it, and the

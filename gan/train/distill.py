@@ -50,6 +50,12 @@ OBJECTIVES = ("density", "l1", "gka", "distill")
 ADD_ONS = ("gka", "vem")
 
 
+def data_key(paired: bool) -> str:
+    """Where a distillation batch keeps the dataset's own target: "GT" (paired ground truth, metrics only) or
+    "real" (unpaired domain-B images: what D learns as real, ``pix2pix.real_target``)."""
+    return "GT" if paired else "real"
+
+
 class TeacherTargets:
     """Wrap a DataLoader of ``{"A", "B"}`` batches: ``B`` ← G_T(A) (no grad), ground truth kept as
     ``GT``. Exposes ``generator``/``dataset`` so the trainer's resume-safe reseeding still works.
@@ -75,7 +81,7 @@ class TeacherTargets:
             x = x.to(self.device)
             with torch.no_grad():
                 t = self.teacher(x)
-            yield {"A": x, "B": t, ("GT" if self.paired else "real"): y.to(self.device)}
+            yield {"A": x, "B": t, data_key(self.paired): y.to(self.device)}
 
 
 @dataclass
