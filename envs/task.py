@@ -139,13 +139,15 @@ class PruningTask:
             out.update({n: self.min_counts[n] for n in self.names[t:]})
         return out
 
-    def max_feasible(self, counts: dict[str, int], t: int) -> int:
-        """Largest count of group ``t`` with groups < t as chosen and later ones at their minimum
-        whose cost (MACs or predicted latency) stays ≤ target (the cost grows monotonically with a count: binary
-        search)."""
+    def max_feasible(self, counts: dict[str, int], t: int, cap: int | None = None) -> int:
+        """A count ≤ ``cap`` (default: the group's size) of group ``t`` whose cost (MACs or predicted latency),
+        with groups < t as chosen and later ones at their minimum, stays ≤ target: ``cap`` itself when it fits,
+        else by binary search, whose lower end always fits.  MACs grow with a count, so that is the largest
+        such count; a predicted latency need not (an unaligned width can cost more than the wider aligned one:
+        ``gan.latency_model.ALIGN``), and the answer still fits."""
         name, g = self.names[t], self.groups[t]
         base = self._with_rest(counts, t, at_min=True)
-        lo, hi = self.min_counts[name], g.size
+        lo, hi = self.min_counts[name], g.size if cap is None else max(self.min_counts[name], int(cap))
         cost = self.cost_model.cost
         if cost({**base, name: hi}) <= self.target:
             return hi
@@ -167,13 +169,7 @@ class PruningTask:
             ratio = lb + a * (1.0 - lb)
         else:
             ratio = min(1.0, max(lb, self.prior_ratios[name] * PRIOR_SPAN ** (2 * a - 1)))
-        k = int(min(max(self.min_counts[name], keep_count(g, ratio, self.multiple)), self.max_feasible(counts, t)))
-        # a predicted latency is not monotone in a count (an unaligned width can cost more than the wider
-        # aligned one: gan.latency_model.ALIGN): step down to a count that fits; MACs never enter this loop
-        base, cost = self._with_rest(counts, t, at_min=True), self.cost_model.cost
-        while k > self.min_counts[name] and cost({**base, name: k}) > self.target:
-            k -= 1
-        return k
+        return self.max_feasible(counts, t, cap=keep_count(g, ratio, self.multiple))
 
     def fill(self, counts: dict[str, int]) -> dict[str, int]:
         """Spend the unused budget without undoing a decision (``gan.pruning.macs.fill_counts``)."""
