@@ -47,8 +47,6 @@ class MacsModel:
         self.min_keep = {g.name: g.min_keep for g in groups}
         full = self._layer_macs(model, size)
         self.modules = {name: m for name, (m, _) in full.items()}  # meta-device layers (shapes, attributes)
-        self.io_shapes = dict(self._io)  # name → (input shape, output shape) at batch 1
-        self.calls = dict(self._calls)   # name → forward calls per model forward (a shared layer runs twice)
         # which group (and block) sets each (tensor, dim); "out" refs on a weight's producing dim
         by_dim: dict[tuple[str, int], list[tuple[str, int]]] = {}
         for g in groups:
@@ -77,18 +75,19 @@ class MacsModel:
         return _Width(total - sum(b * self.sizes[g] for g, b in parts), parts)
 
     def _layer_macs(self, model: ZooModel, size: int) -> dict[str, tuple[nn.Module, float]]:
-        """Full-width MACs of every conv/linear layer (hooks on a meta-device copy, as gan.profile)."""
+        """Full-width MACs of every conv/linear layer (hooks on a meta-device copy, as gan.profile); records each
+        layer's input/output shapes and calls on the way (``io_shapes``, ``calls``: the latency model's)."""
         with torch.device("meta"):
             meta = build(model.architecture())
             inputs = meta.example_inputs(1, size)
         out: dict[str, tuple[nn.Module, float]] = {}
-        self._io: dict[str, tuple[tuple, tuple]] = {}
-        self._calls: dict[str, int] = {}
+        self.io_shapes: dict[str, tuple[tuple, tuple]] = {}  # name → (input shape, output shape) at batch 1
+        self.calls: dict[str, int] = {}  # name → forward calls per model forward (a shared layer runs twice)
 
         def hook(name):
             def fn(m, inp, y):
-                self._io.setdefault(name, (tuple(inp[0].shape), tuple(y.shape)))
-                self._calls[name] = self._calls.get(name, 0) + 1
+                self.io_shapes.setdefault(name, (tuple(inp[0].shape), tuple(y.shape)))
+                self.calls[name] = self.calls.get(name, 0) + 1
                 if isinstance(m, nn.Linear):
                     macs = m.in_features * m.out_features * (y[0].numel() // m.out_features)
                 else:
@@ -135,7 +134,8 @@ def fill_counts(mm, counts: dict[str, int], target: float) -> dict[str, int]:
     and by threshold methods whose discrete thresholds undershoot on small models."""
     import math
 
-    macs, sizes = mm.cost, mm.sizes  # MACs or predicted latency: any monotone cost model
+    macs, sizes = mm.cost, mm.sizes  # MACs or predicted latency: every step is checked, so a cost that is
+    # not monotone in a count (latency) still ends within the target
     counts = {n: int(counts.get(n, sizes[n])) for n in sizes}
     if macs(counts) > target:
         raise ValueError("fill_counts needs counts within the budget")
