@@ -92,6 +92,17 @@ def seed_all(seed: int) -> None:
 
 
 @contextlib.contextmanager
+def torch_threads(n: int):
+    """Run the block with ``n`` torch threads, then restore the count found (timings, tiny trainings)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@contextlib.contextmanager
 def controlled(seed: int, settings: ProcessSettings | None = None):
     """Run the block under ``settings`` (default ``ProcessSettings.default()``) with every global
     generator seeded from ``seed``; afterwards restore the settings and generator states found.

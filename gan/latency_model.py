@@ -32,9 +32,10 @@ from scipy.optimize import nnls
 from torch import nn
 
 from gan.cache import cache_root
+from gan.determinism import torch_threads
 from gan.models import build
 from gan.models.base import ZooModel
-from gan.profile import measure_latency, torch_latency
+from gan.profile import torch_latency
 from gan.pruning.macs import MacsModel
 from gan.pruning.physical import pruned_architecture
 from gan.pruning.targets import TargetError
@@ -190,33 +191,23 @@ def time_layer(shape: LayerShape, cin: int, cout: int, runtime: str, threads: in
         return 0.0  # a group pruned to width 0: the layer is not built
     if runtime == "torch":
         m, x = _torch_layer(shape, cin, cout)
-        with _torch_threads(threads):
+        with torch_threads(threads):
             return torch_latency(m, (x,), warmup=2, runs=runs)["median_ms"]
-    from gan.export import onnx_session
-
     # numpy, not torch: a torch op here would leave torch's OpenMP workers spinning on the cores ORT times on
     dims = (shape.spatial[0], cin) if shape.op == "linear" else (1, cin, *shape.spatial)
     feed = {"x": np.random.default_rng(0).standard_normal(dims, dtype=np.float32)}
-    times = []
-    for identity in (False, True):
-        model = _onnx_layer(shape, cin, cout, identity)
-        times.append(min(_session_median(onnx_session(model, threads=threads), feed, runs) for _ in range(SESSIONS)))
-    return max(0.0, times[0] - times[1])
+    with_layer, through = (_best_session_ms(_onnx_layer(shape, cin, cout, identity), feed, threads, runs)
+                           for identity in (False, True))
+    return max(0.0, with_layer - through)
 
 
-def _session_median(sess, feed, runs: int) -> float:
-    return measure_latency(lambda: sess.run(None, feed), warmup=2, runs=runs)["median_ms"]
+def _best_session_ms(model, feed: dict, threads: int, runs: int) -> float:
+    """The minimum over ``SESSIONS`` fresh ONNX Runtime sessions of ``model`` (a file or serialized bytes) of
+    each one's median ms (``gan.export.onnx_latency``)."""
+    from gan.export import onnx_latency, onnx_session
 
-
-class _torch_threads:
-    def __init__(self, n: int):
-        self.n, self.old = int(n), torch.get_num_threads()
-
-    def __enter__(self):
-        torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc):
-        torch.set_num_threads(self.old)
+    return min(onnx_latency(model, feed, warmup=2, runs=runs, session=onnx_session(model, threads))["median_ms"]
+               for _ in range(SESSIONS))
 
 
 # ------------------------------------------------------------------------------------ whole network
@@ -238,22 +229,22 @@ def measure_architecture(arch: dict, size: int, runtime: str = "onnxruntime", th
     exported to ONNX and run in ONNX Runtime as a user's export runs, or eager in torch; the minimum over
     ``SESSIONS`` sessions of each one's median."""
     threads = int(threads or torch.get_num_threads())
-    with _torch_threads(threads):
+    with torch_threads(threads):
         net = build(arch).eval()
         inputs = net.example_inputs(1, size)
         if runtime == "torch":
             return torch_latency(net, inputs, warmup=3, runs=runs)["median_ms"]
-    from gan.export import _input_names, _output_names, export_onnx, onnx_session
+    from gan.export import _input_names, _output_names, export_onnx
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "g.onnx"
         with torch.inference_mode():
             y = net(*inputs)
         n_out = len(y) if isinstance(y, (tuple, list)) else 1
-        export_onnx(net, inputs, path, _input_names(net, len(inputs)), _output_names(n_out))
+        names = _input_names(net, len(inputs))
+        export_onnx(net, inputs, path, names, _output_names(n_out))
         time.sleep(0.2)  # let torch's OpenMP workers stop spinning before ORT is timed on the same cores
-        feed = {i.name: x.numpy() for i, x in zip(onnx_session(path, threads).get_inputs(), inputs)}
-        return min(_session_median(onnx_session(path, threads), feed, runs) for _ in range(SESSIONS))
+        return _best_session_ms(path, dict(zip(names, inputs)), threads, runs)
 
 
 def random_counts(model: ZooModel, rng: random.Random, low: float = 0.05) -> dict[str, int]:
@@ -330,7 +321,7 @@ def _grid(width, sizes: dict, min_keep: dict, blocked: bool = False) -> np.ndarr
     return np.asarray(sorted(pts), dtype=np.float64)
 
 
-def _below(grid: np.ndarray, width) -> np.ndarray:
+def _below(grid: np.ndarray) -> np.ndarray:
     """The slow-path c_in grid: one channel below each aligned grid width (≥ 1)."""
     return np.asarray(sorted({max(1.0, g - 1) for g in grid if g % ALIGN == 0 and g > 1} | {float(grid[0])}))
 
@@ -378,7 +369,7 @@ class LatencyModel:
                 cin_grid = _grid(layer.cin, self.sizes, self.min_keep, blocked)
                 grids = [(cin_grid, cout_grid)]
                 if blocked and _varies(layer.cin):
-                    grids.append((_below(cin_grid, layer.cin), cout_grid))
+                    grids.append((_below(cin_grid), cout_grid))
             plans.append((layer, shape, pix, blocked, grids))
             for ci_grid, co_grid in grids:
                 for ci in ci_grid:
@@ -454,8 +445,6 @@ class LatencyModel:
     def cost(self, counts: dict[str, int]) -> float:
         """Predicted ms of the model pruned to ``counts`` (group → kept channels; missing groups keep all)."""
         return float(self.coef @ self._terms(counts))
-
-    predict = cost
 
     def counts(self, spec) -> dict[str, int]:
         return self.mm.counts(spec)

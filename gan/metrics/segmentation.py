@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from torch import nn
 from gan.data import LabelsDataset
+from gan.determinism import torch_threads
 
 VERSION = 2  # bump when the net or its training changes: changes the cache key
 IGNORE = 255
@@ -161,12 +162,9 @@ def get_segnet(root, size: int | None = None, steps: int = 300, batch_size: int 
         return net.eval()
 
     classes, x, y = _load_split(root, "train", size)
-    threads, t0 = torch.get_num_threads(), time.perf_counter()
-    torch.set_num_threads(1)  # tiny convs: extra OpenMP threads only spin (10× slower on a busy 2-core box)
-    try:
+    t0 = time.perf_counter()
+    with torch_threads(1):  # tiny convs: extra OpenMP threads only spin (10× slower on a busy 2-core box)
         net, loss = _train(x, y, len(classes), size, cfg, verbose)
-    finally:
-        torch.set_num_threads(threads)
     train_s = time.perf_counter() - t0
     _, xv, yv = _load_split(root, "val", size)
     net.eval()
