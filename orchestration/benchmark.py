@@ -120,6 +120,16 @@ def parse_seeds(seeds) -> list[int]:
     return out
 
 
+def check_latency_methods(methods) -> None:
+    """Every benchmark method (variants by their base) takes a latency budget, else one line naming those
+    that budget MACs only."""
+    macs_only = [m for m in methods if not method_of(base_method(m)[0]).latency_budget]
+    if macs_only:
+        takers = [n for n, x in REGISTRY.items() if x.latency_budget]
+        raise UsageError(f"--latency-targets: {', '.join(macs_only)} budget MACs only; drop them from --methods "
+                         f"(latency budgets: {', '.join(takers)})")
+
+
 def benchmark(request) -> dict:
     """Run ``request.methods`` × ``request.seeds`` (an ``orchestration.requests.BenchmarkRequest``) on
     one teacher and tabulate them; returns {"rows": [...], "summary": {...}, ...}.  Every method ×
@@ -151,11 +161,7 @@ def benchmark(request) -> dict:
         raise UsageError(f"unknown --methods {','.join(unknown)}; available: {', '.join([*names(), *VARIANTS])}")
     latency = base_row.latency()  # a bad latency target is refused before any work
     if latency is not None:
-        macs_only = [m for m in methods if not method_of(base_method(m)[0]).latency_budget]
-        if macs_only:
-            takers = [n for n, x in REGISTRY.items() if x.latency_budget]
-            raise UsageError(f"--latency-targets: {', '.join(macs_only)} budget MACs only; drop them from --methods "
-                             f"(latency budgets: {', '.join(takers)})")
+        check_latency_methods(methods)
     objectives = {}
     for m in methods:  # every method × option combination is checked before any work
         base, _ = base_method(m)

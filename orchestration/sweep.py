@@ -21,8 +21,7 @@ from gan import export as gexport
 from gan.latency_model import LatencyTarget, latency_budget, measure_architecture
 from gan.pruning.targets import resolve_macs_target
 from gan.teacher_run import load_teacher_run
-from orchestration.benchmark import base_method, benchmark, mean_std_se
-from orchestration.prune import method_of
+from orchestration.benchmark import benchmark, check_latency_methods, mean_std_se
 from orchestration.errors import UsageError
 from orchestration.rundir import write_json
 from orchestration.teacher_cache import ensure_teacher
@@ -32,7 +31,7 @@ DEPLOY_SIZE = 256
 
 def budgets(macs_targets, latency_targets) -> list[tuple[str, float]]:
     out = [("macs", float(t)) for t in macs_targets or ()] + [("latency", float(t)) for t in latency_targets or ()]
-    if len({b for b in out}) != len(out):
+    if len(set(out)) != len(out):
         raise UsageError("--macs-targets/--latency-targets: name each target once")
     return out
 
@@ -49,10 +48,7 @@ def sweep(request, macs_targets=(), latency_targets=(), latency_size: int | None
         elif not v > 0:
             raise UsageError(f"--macs-targets {v:g}: give fractions of the teacher's MACs (0.1) or counts (3e9)")
     if any(kind == "latency" for kind, _ in plan):
-        macs_only = [m for m in request.methods if not method_of(base_method(m)[0]).latency_budget]
-        if macs_only:
-            raise UsageError(f"--latency-targets: {', '.join(macs_only)} budget MACs only; drop them from --methods "
-                             "or use --macs-targets")
+        check_latency_methods(request.methods)
     tdir = Path(row.teacher).resolve() if row.teacher else ensure_teacher(
         row.preset, row.data, steps=request.teacher_steps, quiet=request.quiet, tracking_uri=row.tracking_uri)
     run = load_teacher_run(tdir)
