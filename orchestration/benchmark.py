@@ -458,7 +458,7 @@ def markdown(result: dict) -> str:
     seeds = result.get("seeds", sorted({r["seed"] for r in rows}))
     metrics = [k for k in METRICS if any(k in r for r in rows)]
     lt = result.get("latency_target")
-    budget = (f"latency target {lt['value']:g} ({lt['runtime']}, {lt.get('threads')} threads, {lt.get('size') or 'teacher'}²"
+    budget = (f"latency target {lt['value']:g} ({lt['runtime']}, {lt.get('threads') or 'default'} threads, {lt.get('size') or 'teacher'}²"
               f" predicted)" if lt else f"MACs target {result['macs_target']:g}")
     lines = [f"Preset {result['preset']}, {budget}, fine-tune "
              f"{result['finetune_steps']} steps per method{' + VEM' if result.get('vem') else ''}; seeds "

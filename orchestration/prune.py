@@ -105,7 +105,8 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     if run.kind in IMAGE_KINDS and latency is None:  # an unreachable target fails before out/ is made
         resolve_macs_target(run.generator, r.macs_target, run.size)
     if run.kind in IMAGE_KINDS and latency is not None:  # measures the latency model once per machine (cached)
-        _say(r.quiet, f"latency model: {latency.runtime}, {latency.threads} threads, {latency.size or run.size}² "
+        _say(r.quiet, f"latency model: {latency.runtime}, {latency.threads or 'default'} threads, "
+                      f"{latency.size or run.size}² "
                       "(measured once per machine, then cached)")
         latency_budget(run.generator, latency, run.size, quiet=r.quiet)
     clear_run_dir(out, r.overwrite, last, inputs=(teacher,))  # --overwrite: the old run goes now the inputs are good
