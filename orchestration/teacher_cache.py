@@ -1,13 +1,17 @@
 """A preset's default teacher, trained once and reused (``ganprune prune`` / ``demo`` without --teacher).
 
 Cached under ``$GANPRUNE_CACHE/teachers/<preset>-<data>[-<steps>]-<hash of the preset's architecture>`` (default ``~/.cache/ganprune``); trained
-into a temp dir and renamed, so two commands racing never see a half-written teacher.
+into ``.partial-<name>`` and renamed, so no command sees a half-written teacher. A killed training
+resumes from its last checkpoint the next time any command asks for the teacher (an hour at preset
+small is too long to lose); a second command asking meanwhile waits for the first.
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 from gan.cache import build_once, cache_root
+from gan.train import checkpoint as ckpt
 from orchestration.config import load_preset
 from orchestration.requests import TeacherRequest
 from orchestration.teacher import train_teacher
@@ -42,6 +46,18 @@ def ensure_teacher(preset: str = "tiny", data: str | None = None, steps: int | N
         return final
     if not quiet:
         print(f"no cached {preset} teacher for {data}: training one (once) into {final}", flush=True)
-    build_once(final, "teacher.json", lambda tmp: train_teacher(TeacherRequest(
-        preset=preset, data=data, out=str(tmp), steps=steps, backend=backend, quiet=quiet, tracking_uri=tracking_uri)))
+
+    def build(tmp: Path) -> None:
+        # a checkpoint from a killed try continues (train_teacher restores its RNG: the same teacher as
+        # an uninterrupted training); a try killed before its first checkpoint starts again
+        if tmp.exists() and ckpt.latest(tmp) is None:
+            shutil.rmtree(tmp)
+        train_teacher(TeacherRequest(preset=preset, data=data, out=str(tmp), steps=steps, backend=backend,
+                                     quiet=quiet, tracking_uri=tracking_uri, resume=True))
+
+    def waiting() -> None:
+        if not quiet:
+            print(f"another process is training this teacher; waiting for it ({final})", flush=True)
+
+    build_once(final, "teacher.json", build, resumable=True, on_wait=waiting)
     return final
