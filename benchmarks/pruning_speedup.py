@@ -4,8 +4,10 @@ For each resolution and target: MACs ratio, measured torch CPU latency ratio and
 latency ratio (teacher / pruned, median of N runs after warm-up, same process, same threads).
 Channels are picked by filter L1 with one uniform keep ratio, rounded up to multiples of ``--multiples``
 (default 8; ``--multiples 1 8 16`` compares what the CPU kernels' channel blocking makes of rounding).
+``--aligned`` adds one row per target with L1's widths aligned per group to this CPU's kernel block
+(``gan.pruning.align``: the same MACs budget, what ``prune --align auto`` does).
 
-    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--runs 10]
+    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--runs 10]
 """
 from __future__ import annotations
 
@@ -18,6 +20,8 @@ import torch
 
 from gan import export as gexport
 from gan.models import ResnetGenerator
+from gan.pruning.align import align_counts, align_spec, kernel_block
+from gan.pruning.macs import MacsModel
 from gan.pruning.physical import prune
 from gan.pruning.targets import resolve_macs_target, uniform_spec
 
@@ -28,6 +32,7 @@ def main() -> None:
     ap.add_argument("--targets", type=float, nargs="+", default=[0.25, 0.1])
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--multiples", type=int, nargs="+", default=[8])
+    ap.add_argument("--aligned", action="store_true", help="also L1 aligned per group to the kernel block")
     ap.add_argument("--ngf", type=int, default=64)
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
@@ -39,9 +44,17 @@ def main() -> None:
             base_dir = Path(tmp) / f"teacher_{size}"
             gexport.save(teacher, base_dir, size=size, latency_runs=1)
             base = gexport.profile_export(base_dir, size=size, runs=args.runs)
-            for t, multiple in [(t, k) for t in args.targets for k in args.multiples]:
-                spec, ratio = uniform_spec(teacher, resolve_macs_target(teacher, t, size), size,
-                                           criterion="l1", multiple=multiple)
+            block = kernel_block()
+            runs = [(t, k) for t in args.targets for k in args.multiples]
+            runs += [(t, f"aligned{block}") for t in args.targets] if args.aligned else []
+            for t, multiple in runs:
+                target = resolve_macs_target(teacher, t, size)
+                if isinstance(multiple, int):
+                    spec, ratio = uniform_spec(teacher, target, size, criterion="l1", multiple=multiple)
+                else:
+                    spec, ratio = uniform_spec(teacher, target, size, criterion="l1")
+                    mm = MacsModel(teacher, size)
+                    spec = align_spec(teacher, spec, align_counts(mm, mm.counts(spec), target, block))
                 d = Path(tmp) / f"pruned_{size}_{t}_{multiple}"
                 gexport.save(prune(teacher, spec), d, size=size, latency_runs=1)
                 p = gexport.profile_export(d, size=size, runs=args.runs)
@@ -59,7 +72,7 @@ def main() -> None:
                 row["torch_speedup_over_macs_ratio"] = row["torch_speedup"] / row["macs_ratio"]
                 row["ort_speedup_over_macs_ratio"] = row["ort_speedup"] / row["macs_ratio"]
                 rows.append(row)
-                print(f"{size}² target {t:>4} ×{multiple:<2}: MACs {row['teacher_macs_G']:.2f}→{row['macs_G']:.2f} G "
+                print(f"{size}² target {t:>4} ×{multiple!s:<2}: MACs {row['teacher_macs_G']:.2f}→{row['macs_G']:.2f} G "
                       f"(×{row['macs_ratio']:.2f}) | torch {row['teacher_torch_ms']:.1f}→{row['torch_ms']:.1f} ms "
                       f"(×{row['torch_speedup']:.2f}, {row['torch_speedup_over_macs_ratio']:.2f} of MACs ratio) | "
                       f"ORT {row['teacher_ort_ms']:.1f}→{row['ort_ms']:.1f} ms (×{row['ort_speedup']:.2f}, "

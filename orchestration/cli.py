@@ -32,6 +32,25 @@ def _threads(sp) -> None:
                     "with the run, as are the other process settings (gan/determinism.py)")
 
 
+def _align_value(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto or a channel multiple ≥ 1 (e.g. 16)")
+    return value
+
+
+def _align_flag(sp) -> None:
+    sp.add_argument("--align", type=_align_value, default=1, metavar="auto|N",
+                    help="round the found generator's widths per group to multiples of N channels within the same "
+                    "budget (auto: this CPU's kernel block, 16 with AVX-512, 8 with AVX2; default 1: no rounding); "
+                    "aligned widths run faster per MAC in ONNX Runtime (docs/latency.md)")
+
+
 def _backend_flags(sp, dest: str, *names: str) -> None:
     """The search backend of marl, marl-greedy, random and evolution (``--backend`` on prune, ``--search-backend`` on
     benchmark, where ``--finetune-backend`` is the trainer's) and its typed options."""
@@ -274,6 +293,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"],
                     help="runtime of the latency model (default onnxruntime)")
     sp.add_argument("--latency-threads", type=int, help="intra-op threads of the latency model (default --threads)")
+    _align_flag(sp)
     sp.add_argument("--out", default="runs/marl", help="output directory (default runs/marl)")
     sp.add_argument("--iterations", type=int, help="PPO iterations (default per preset)")
     sp.add_argument("--episodes", type=int, help="episodes per iteration (default per preset)")
@@ -318,6 +338,7 @@ def _parser() -> argparse.ArgumentParser:
                     "every export is measured at it (default 256)")
     sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"])
     sp.add_argument("--latency-threads", type=int, help="threads of the latency model and measurements")
+    _align_flag(sp)
     sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
     sp.add_argument("--data", help="dataset of the preset's cached teacher when --teacher is not given; unpaired "
                     "data (photo2painting) gives a CycleGAN teacher whose G_A and D_A are pruned")

@@ -299,7 +299,7 @@ def benchmark(args):
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
     row = PruneRequest(preset=args.preset, teacher=args.teacher, data=args.data, macs_target=args.macs_target,
-                       threads=args.threads,
+                       threads=args.threads, align=args.align,
                        search=SearchFlags(iterations=args.iterations, episodes=args.episodes,
                                           backend_steps=args.backend_steps, backend=args.search_backend,
                                           backend_options=_key_values(args.backend_option, "--backend-option",

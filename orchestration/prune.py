@@ -35,6 +35,8 @@ from gan.data.splits import report_split
 from gan.determinism import seed_all
 from gan.metrics.image import psnr, ssim
 from gan.latency_model import latency_budget, measure_counts
+from gan.pruning.align import align_to_budget, resolve_block
+from gan.pruning.macs import MacsModel
 from gan.pruning.targets import resolve_macs_target
 from gan.teacher_run import IMAGE_KINDS, load_teacher_run
 from gan.train import checkpoint as ckpt
@@ -82,6 +84,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     finetune_steps = r.finetune.resolved_steps(pre)
     check_request(m, settings, placement, finetune_steps)
     check_backend(m, r.search)
+    block = check_align(m, r.align)
     if r.track:
         check_reachable(resolve_tracking_uri(r.tracking_uri))
     if m.uses_search_placement and placement.address:  # a dead --address fails now: Ray would retry it forever
@@ -102,6 +105,8 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         takers = [n for n, x in REGISTRY.items() if x.latency_budget]
         raise UsageError(f"--latency-target: {m.name} budgets MACs only; use --macs-target, or --method "
                          f"{', '.join(takers)}")
+    if block > 1 and run.kind not in IMAGE_KINDS:
+        raise UsageError(f"--align: {run.kind} teachers are not aligned (image-to-image teachers only); drop --align")
     if run.kind in IMAGE_KINDS and latency is None:  # an unreachable target fails before out/ is made
         resolve_macs_target(run.generator, r.macs_target, run.size)
     if run.kind in IMAGE_KINDS and latency is not None:  # measures the latency model once per machine (cached)
@@ -146,6 +151,13 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
                             plot_history=plots.search_history)
         cpu0 = time.process_time()
         found = m.search(search_request, ctx)
+        aligned = None
+        if block > 1 and found.generator is not None:
+            found.generator, aligned = align_found(run, found, latency, block)
+            state = "aligned" if aligned["aligned"] else "left as found (no aligned widths fit the budget)"
+            _say(r.quiet, f"--align {block}: G widths {state}, cost {aligned['cost_before']:.4g} → "
+                          f"{aligned.get('cost_after', aligned['cost_before']):.4g} (target {aligned['target']:.4g})")
+            parent.log_params({"align": block})
         cost = found.cost()
         cost.setdefault("search_cpu_s", round(time.process_time() - cpu0, 2))
         if m.trains_itself:
@@ -153,6 +165,8 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         else:
             summary = _finish(found, search_request, parent, objective=objective,
                               add=("vem",) if r.finetune.vem else (), resumed=last is not None)
+        if aligned is not None:
+            summary["align"] = aligned
         if latency is not None and found.generator is not None:
             summary["latency_budget"] = latency_report(run, latency, found.generator)
             parent.log_metrics({k: v for k, v in summary["latency_budget"].items() if k.endswith("_ms")})
@@ -170,6 +184,31 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         for c in children.values():
             c.end(status)
         parent.end(status)
+
+
+def check_align(m, align) -> int:
+    """``--align`` → the channel block (1: none), refused at once for a method that trains its own
+    widths (its export is what it trained, nothing is left to round)."""
+    try:
+        block = resolve_block(align)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    if block > 1 and m.trains_itself:
+        raise UsageError(f"--align: {m.name} trains its own pruned generator, whose widths cannot be rounded "
+                         "afterwards; drop --align or choose another --method")
+    return block
+
+
+def align_found(run, found, latency, block: int) -> tuple[dict, dict]:
+    """The found G spec aligned to ``block`` within the run's budget (``gan.pruning.align``): predicted
+    latency when the budget is latency, else MACs; channels ranked on the weights the fine-tune starts
+    from (the method's ``init_generator``, else the teacher)."""
+    if latency is not None:
+        cost_model, target = latency_budget(run.generator, latency, run.size)
+    else:
+        cost_model, target = MacsModel(run.generator, run.size), found.target_macs
+    start = gexport.load(found.init_generator) if found.init_generator else None
+    return align_to_budget(run.generator, found.generator, cost_model, target, block, start=start)
 
 
 def latency_report(run, latency, spec: dict) -> dict:

@@ -96,6 +96,7 @@ class PruneRequest:
     latency_size: int | None = None      # the deployment size the latency is predicted at (None: teacher's)
     latency_runtime: str = "onnxruntime"
     latency_threads: int | None = None   # None: the run's threads
+    align: int | str = 1                 # round G's widths per group to this channel block ("auto": the CPU's)
     out: str = "runs/marl"
     seed: int = 0
     threads: int | None = None         # None: gan.determinism.default_threads
@@ -251,7 +252,7 @@ PLACEMENT_FLAGS = tuple(f.name for f in dataclasses.fields(Placement))
 PRUNE_FLAGS = {
     "method": "method", "teacher": "teacher", "preset": "preset", "data": "data", "macs_target": "macs_target",
     "latency_target": "latency_target", "latency_size": "latency_size", "latency_runtime": "latency_runtime",
-    "latency_threads": "latency_threads",
+    "latency_threads": "latency_threads", "align": "align",
     "out": "out", "seed": "seed", "threads": "threads", "method_option": "options",
     "iterations": "search.iterations", "episodes": "search.episodes", "backend_steps": "search.backend_steps",
     "peer_beta": "search.beta", "action_prior": "search.prior", "no_peer_observation": "search.peer_observation",
