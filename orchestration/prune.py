@@ -34,7 +34,7 @@ from gan import data as gdata, export as gexport
 from gan.data.splits import report_split
 from gan.determinism import seed_all
 from gan.metrics.image import psnr, ssim
-from gan.latency_model import latency_budget, measure_counts
+from gan.latency_model import counts_spec, latency_budget, measure_counts
 from gan.pruning.align import align_to_budget, resolve_block
 from gan.pruning.macs import MacsModel
 from gan.pruning.targets import resolve_macs_target
@@ -167,8 +167,9 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
                               add=("vem",) if r.finetune.vem else (), resumed=last is not None)
         if aligned is not None:
             summary["align"] = aligned
-        if latency is not None and found.generator is not None:
-            summary["latency_budget"] = latency_report(run, latency, found.generator)
+        if latency is not None and (found.generator is not None or found.generator_keep):
+            summary["latency_budget"] = latency_report(run, latency, found.generator or
+                                                       counts_spec(run.generator, found.generator_keep))
             parent.log_metrics({k: v for k, v in summary["latency_budget"].items() if k.endswith("_ms")})
         summary.update(common, **cost, resumed=last is not None, total_s=round(time.perf_counter() - t_start, 1),
                        cpu_s=round(time.process_time() - cpu_start, 2), mlflow_run_id=parent.run_id)

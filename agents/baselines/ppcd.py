@@ -52,6 +52,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from gan.latency_model import latency_budget
 from gan.losses.attention import FeatureTaps, cad_loss, conditional_tap_weights
 from gan.pruning.macs import MacsModel
 from gan.pruning.targets import TargetError, resolve_macs_target
@@ -95,11 +96,14 @@ class MaskSchedule:
     training stopped before T_p and zeroes the frozen masks for export."""
 
     def __init__(self, model, target_macs: float, size: int, prune_steps: int, update_every: int = 1,
-                 lambda_sparse: float = 1e-4):
+                 lambda_sparse: float = 1e-4, cost_model=None):
+        """``cost_model`` (``gan.latency_model.LatencyModel`` of the teacher): ``target_macs`` is then a
+        budget in its units (predicted ms), and every cut is checked against it instead of MACs."""
         if prune_steps < 0 or update_every < 1:
             raise ValueError(f"prune_steps ({prune_steps}) must be ≥ 0 and update_every ({update_every}) ≥ 1")
         self.model, self.size = model, int(size)
-        self.target = resolve_macs_target(model, target_macs, size)
+        self.target = (float(target_macs) if cost_model is not None
+                       else resolve_macs_target(model, target_macs, size))
         self.prune_steps, self.update_every = int(prune_steps), int(update_every)
         self.lambda_sparse = float(lambda_sparse)
         if not hasattr(model, "mask_parameters"):
@@ -117,6 +121,7 @@ class MaskSchedule:
         self._has_frozen = dict.fromkeys(params, False)  # host-side flag: no device sync per forward
         self.prunable = sum(g.size - g.min_keep for g in self.groups)
         self.mm = MacsModel(model, self.size)
+        self.cost = cost_model.cost if cost_model is not None else self.mm.macs
         self.history: list[dict] = []
         self.done, self.last_step = False, 0
         self.s_final = self.final_count(self.order()) / max(1, self.prunable)
@@ -161,22 +166,30 @@ class MaskSchedule:
                 out.append((name, c))
         return out
 
-    def macs_after(self, order: list[tuple[str, int]], k: int) -> float:
-        """Exact MACs of the model with the first ``k`` channels of ``order`` removed."""
+    def counts_after(self, order: list[tuple[str, int]], k: int) -> dict[str, int]:
         counts = {g.name: g.size for g in self.groups}
         for name, _ in order[:k]:
             counts[name] -= 1
-        return self.mm.macs(counts)
+        return counts
+
+    def macs_after(self, order: list[tuple[str, int]], k: int) -> float:
+        """Exact MACs of the model with the first ``k`` channels of ``order`` removed."""
+        return self.mm.macs(self.counts_after(order, k))
+
+    def cost_after(self, order: list[tuple[str, int]], k: int) -> float:
+        """The budgeted cost (MACs, or predicted ms) with the first ``k`` channels of ``order`` removed."""
+        return self.cost(self.counts_after(order, k))
 
     def final_count(self, order: list[tuple[str, int]]) -> int:
-        """Smallest k whose cut meets the MACs target (bisection: MACs fall as k grows)."""
+        """Smallest k whose cut meets the target (bisection: the cost falls as k grows; for a predicted
+        latency that need not hold strictly, but the k returned always meets the target)."""
         lo, hi = 0, len(order)
-        if self.macs_after(order, hi) > self.target:
-            raise TargetError(f"MACs target {self.target:.4g} is below the {self.macs_after(order, hi):.4g} "
-                              "MACs the minimum channels allow; raise the target")
+        if self.cost_after(order, hi) > self.target:
+            raise TargetError(f"target {self.target:.4g} is below the {self.cost_after(order, hi):.4g} "
+                              "that the minimum channels allow; raise the target")
         while lo < hi:
             mid = (lo + hi) // 2
-            if self.macs_after(order, mid) <= self.target:
+            if self.cost_after(order, mid) <= self.target:
                 hi = mid
             else:
                 lo = mid + 1
@@ -187,16 +200,14 @@ class MaskSchedule:
         last, most salient, on) every not-yet-frozen channel whose return keeps the MACs ≤ target — a
         prefix of the order undershoots by up to one channel's cost, a big one on small models (an up2
         channel).  A cut still above the target is returned unchanged."""
-        counts = {g.name: g.size for g in self.groups}
-        for name, _ in cut:
-            counts[name] -= 1
-        if self.mm.macs(counts) > self.target:
+        counts = self.counts_after(cut, len(cut))
+        if self.cost(counts) > self.target:
             return cut
         kept = []
         for name, c in reversed(cut):
             if not self.frozen[name][c]:
                 counts[name] += 1
-                if self.mm.macs(counts) <= self.target:
+                if self.cost(counts) <= self.target:
                     continue
                 counts[name] -= 1
             kept.append((name, c))
@@ -379,11 +390,12 @@ def _kind(run) -> str:
 
 def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | None = None, seed: int = 0,
          backend: str = "deepspeed", quiet: bool = False, config: PPCDConfig | None = None,
-         data=None) -> dict:
+         data=None, latency=None) -> dict:
     """Train the masked student of ``run`` (a teacher run directory or a ``TeacherRun``) under the
     progressive schedule to ``target_macs`` (fraction ≤ 1 of the teacher's MACs, or a count), export
     the dense model (masks dropped and folded, the teacher's class) to ``out/generator`` and write
-    ``out/ppcd.json``; returns that summary.  ``data`` overrides the run's dataset."""
+    ``out/ppcd.json``; returns that summary.  ``data`` overrides the run's dataset.  ``latency`` (a
+    ``gan.latency_model.LatencyTarget``): the schedule cuts to predicted latency instead of MACs."""
     cfg = config or PPCDConfig()
     if steps < 0:
         raise ValueError(f"steps must be ≥ 0, got {steps}")
@@ -402,20 +414,28 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
     teacher = copy.deepcopy(run.generator).cpu().eval().requires_grad_(False)
     student = from_teacher(teacher, cfg.convert_norm).train()
     full = model_macs(teacher, size)
-    target = resolve_macs_target(student, target_macs, size)
+    lm = None
+    if latency is None:
+        target = budget = resolve_macs_target(student, target_macs, size)
+    else:
+        lm, budget = latency_budget(teacher, latency, size)
+        target = full  # until the schedule ends: the MACs that the latency budget buys
     prune_steps = int(round(cfg.prune_frac * steps))
     every = max(1, prune_steps // max(1, cfg.updates))
-    schedule = MaskSchedule(student, target, size, prune_steps, every, cfg.lambda_sparse).attach()
+    schedule = MaskSchedule(student, budget, size, prune_steps, every, cfg.lambda_sparse, cost_model=lm).attach()
     taps = FeatureTaps(student)
     batch_size = batch_size or (16 if kind == "conditional" else 4)
-    say(f"PPCD: {kind} teacher {run.dir}, MACs target {target / 1e6:.2f} M ({target / full:.1%}); "
+    goal = f"MACs target {target / 1e6:.2f} M ({target / full:.1%})" if lm is None else \
+        f"predicted-latency target {budget:.2f} ms ({latency.runtime}, {latency.size or size}²)"
+    say(f"PPCD: {kind} teacher {run.dir}, {goal}; "
         f"initial s_f {schedule.initial_s_final:.3f}, T_p {prune_steps}, update every {every} steps")
 
     root = gdata.resolve_dataset(data or run.data, size=size)
     train_set = gdata.open_dataset(root, size=size, split="train")
     common = dict(steps=steps, batch_size=batch_size, lr=cfg.lr, backend=backend, seed=seed, quiet=quiet,
                   zero_stage=cfg.zero_stage, log_every=max(1, steps // 20),
-                  extra={"method": "ppcd", "teacher": str(run.dir), "target_macs": target})
+                  extra={"method": "ppcd", "teacher": str(run.dir),
+                         **({"target_macs": target} if lm is None else {"latency_target_ms": budget})})
     disc = copy.deepcopy(run.discriminator).train().requires_grad_(True)
     if kind != "conditional":  # pix2pix, or a CycleGAN's G_A with its unconditional D_A on unpaired data
         hook = pix2pix_hook(schedule, teacher, taps, cfg)
@@ -452,6 +472,13 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
     spec = student.dead_channel_spec()
     dense = export_plain(student).eval()
     macs = model_macs(dense, size)
+    budgeted = {}
+    if lm is not None:
+        target = macs  # the MACs the latency budget bought (as cat and l1 report theirs)
+        predicted = lm.cost({g.name: g.size for g in dense.channel_groups()})
+        budgeted = {"latency_target_ms": budget, "predicted_latency_ms": predicted}
+        if predicted > budget * (1 + 1e-9):
+            raise RuntimeError(f"PPCD export predicts {predicted:.4g} ms, above the target {budget:.4g} (a schedule bug)")
     if macs > target:
         raise RuntimeError(f"PPCD export has {macs:.4g} MACs, above the target {target:.4g} (a schedule bug)")
     samples = _samples(kind, dense, teacher, run, root, size)
@@ -467,7 +494,7 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
               "sparsity_history": schedule.history, "steps": trainer.step, "batch_size": batch_size,
               "train_s": round(train_s, 2), "steps_per_sec": trainer.steps_per_sec,
               "history": trainer.history, "student_norm": getattr(student, "norm_kind", None),
-              "mask_after": student.mask_after, "config": dataclasses.asdict(cfg)}
+              "mask_after": student.mask_after, "config": dataclasses.asdict(cfg), **budgeted}
     (out / "ppcd.json").write_text(json.dumps(result, indent=1, default=float))
     say(f"PPCD done in {train_s:.1f} s: {macs / 1e6:.2f} M MACs ({macs / full:.1%} of the teacher's), "
         f"{result['params']} params, sparsity {schedule.sparsity:.3f}; exported to {out / 'generator'}")

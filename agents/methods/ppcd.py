@@ -19,6 +19,7 @@ class Ppcd(Method):
     #: ``gan.models.ppcd.from_teacher`` builds masked twins of these two only (docs/methods.md, "PPCD")
     generators = ("ResnetGenerator", "ConditionalGenerator")
     trains_itself = True
+    latency_budget = True  # the progressive schedule's cuts are checked against predicted latency as on MACs
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         train_dir = request.out / "ppcd"
@@ -26,11 +27,12 @@ class Ppcd(Method):
             shutil.rmtree(train_dir)
         cfg = dataclasses.replace(request.options, onnx=request.export_onnx and request.options.onnx)
         res = ppcd(request.run, request.macs_target, train_dir, steps=request.finetune_steps, seed=request.seed,
-                   backend=request.finetune_backend, quiet=request.quiet, config=cfg)
+                   backend=request.finetune_backend, quiet=request.quiet, config=cfg, latency=request.latency_target)
         ctx.log_params({"target_macs": res["target_macs"], "teacher_macs": res["full_macs"], "ppcd": res["config"]})
         for rec in res.get("sparsity_history", []):  # the progressive schedule, for the MLflow curve
             ctx.log_metrics({k: rec[k] for k in ("sparsity", "target_sparsity", "macs")}, step=rec["step"])
         return Found(generator=None, discriminator=None, target_macs=res["target_macs"],
                      teacher_macs=res["full_macs"], trained=train_dir, finetune_s=res["train_s"],
                      generator_keep={k: len(v) for k, v in res["spec"].items()},
-                     extra={"final_sparsity": res["final_sparsity"], "kind": res["kind"]})
+                     extra={"final_sparsity": res["final_sparsity"], "kind": res["kind"],
+                            **{k: res[k] for k in ("latency_target_ms", "predicted_latency_ms") if k in res}})
