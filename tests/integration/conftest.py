@@ -26,6 +26,16 @@ def teacher_and_spec(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
+def prune_env(tmp_path_factory, teacher_and_spec):
+    """The module's tmp folder, its own model cache (latency models are measured into it), the tiny
+    teacher and an MLflow store: what a module of ``ganprune prune`` runs on that teacher needs."""
+    tmp = tmp_path_factory.mktemp("prune_env")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("GANPRUNE_CACHE", str(tmp / "cache"))
+        yield {"tmp": tmp, "teacher": teacher_and_spec[0], "uri": f"sqlite:///{tmp / 'mlflow.db'}"}
+
+
+@pytest.fixture(scope="module")
 def ray_local():
     """A local Ray instance for the module's tests."""
     import ray

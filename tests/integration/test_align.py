@@ -12,27 +12,19 @@ from tests.integration.test_bad_input import fails
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, teacher_and_spec):
-    tmp = tmp_path_factory.mktemp("align")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GANPRUNE_CACHE", str(tmp / "cache"))
-        yield {"tmp": tmp, "teacher": teacher_and_spec[0], "uri": f"sqlite:///{tmp / 'mlflow.db'}"}
-
-
 @pytest.mark.parametrize("method,budget,extra", [
     ("l1", ["--macs-target", "0.4"], []),
     ("random", ["--latency-target", "0.6", "--latency-threads", "1"], ["--evaluations", "3", "--backend-steps", "1"])])
-def test_prune_aligns_the_found_widths(env, method, budget, extra):
-    out = env["tmp"] / method
-    assert main(["prune", "--method", method, "--teacher", str(env["teacher"]), *budget, "--align", "8",
+def test_prune_aligns_the_found_widths(prune_env, method, budget, extra):
+    out = prune_env["tmp"] / method
+    assert main(["prune", "--method", method, "--teacher", str(prune_env["teacher"]), *budget, "--align", "8",
                  "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out),
-                 "--tracking-uri", env["uri"], "--quiet", *extra]) == 0
+                 "--tracking-uri", prune_env["uri"], "--quiet", *extra]) == 0
     s = json.loads((out / "prune.json").read_text())
     a = s["align"]
     assert a["block"] == 8 and a["aligned"] and a["cost_after"] <= a["target"] * (1 + 1e-9)
     before, after = a["widths_before"], a["widths_after"]
-    g_sizes = {grp.name: grp.size for grp in gexport.load(env["teacher"] / "generator").channel_groups()}
+    g_sizes = {grp.name: grp.size for grp in gexport.load(prune_env["teacher"] / "generator").channel_groups()}
     if method == "l1":  # deterministic: L1's widths were not aligned (random's latency-budgeted ones may be)
         assert any(before[n] % 8 for n in before) and before != after
     for n, c in after.items():
@@ -44,14 +36,14 @@ def test_prune_aligns_the_found_widths(env, method, budget, extra):
     assert json.loads((out / "request.json").read_text())["align"] == 8
 
 
-def test_align_refusals_come_before_any_work(env, capsys):
-    err = fails(capsys, "prune", "--method", "ppcd", "--teacher", env["teacher"], "--align", "16",
-                "--out", env["tmp"] / "ppcd")
+def test_align_refusals_come_before_any_work(prune_env, capsys):
+    err = fails(capsys, "prune", "--method", "ppcd", "--teacher", prune_env["teacher"], "--align", "16",
+                "--out", prune_env["tmp"] / "ppcd")
     assert "ppcd trains its own pruned generator" in err and "drop --align" in err
     with pytest.raises(SystemExit) as e:  # argparse's check, one line (orchestration.cli._Parser)
-        main(["prune", "--method", "l1", "--teacher", str(env["teacher"]), "--align", "zero",
-              "--out", str(env["tmp"] / "bad")])
+        main(["prune", "--method", "l1", "--teacher", str(prune_env["teacher"]), "--align", "zero",
+              "--out", str(prune_env["tmp"] / "bad")])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "--align" in err[0] and "auto or a channel multiple" in err[0]
     for name in ("ppcd", "bad"):
-        assert not (env["tmp"] / name).exists()
+        assert not (prune_env["tmp"] / name).exists()

@@ -12,24 +12,16 @@ from tests.integration.test_bad_input import fails
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 
-@pytest.fixture(scope="module")
-def env(tmp_path_factory, teacher_and_spec):
-    tmp = tmp_path_factory.mktemp("latency_target")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("GANPRUNE_CACHE", str(tmp / "cache"))
-        yield {"tmp": tmp, "teacher": teacher_and_spec[0], "uri": f"sqlite:///{tmp / 'mlflow.db'}"}
-
-
 @pytest.mark.parametrize("method,extra", [
     ("l1", []), ("random", ["--evaluations", "3", "--backend-steps", "1"]),
     ("gan-compression", ["--method-option", "supernet_steps=4", "--method-option", "population=4",
                          "--method-option", "generations=2"]),
     ("ppcd", [])])
-def test_prune_budgets_predicted_latency(env, method, extra):
-    out = env["tmp"] / method
-    assert main(["prune", "--method", method, "--teacher", str(env["teacher"]), "--latency-target", "0.5",
+def test_prune_budgets_predicted_latency(prune_env, method, extra):
+    out = prune_env["tmp"] / method
+    assert main(["prune", "--method", method, "--teacher", str(prune_env["teacher"]), "--latency-target", "0.5",
                  "--latency-threads", "1", "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out),
-                 "--tracking-uri", env["uri"], "--quiet", *extra]) == 0
+                 "--tracking-uri", prune_env["uri"], "--quiet", *extra]) == 0
     s = json.loads((out / "prune.json").read_text())
     b = s["latency_budget"]
     assert b["runtime"] == "onnxruntime" and b["threads"] == 1 and b["size"] == 32
@@ -41,38 +33,38 @@ def test_prune_budgets_predicted_latency(env, method, extra):
     assert request["latency_target"] == 0.5
 
 
-def test_bad_latency_targets_are_refused(env, capsys):
-    err = fails(capsys, "prune", "--method", "l1", "--teacher", env["teacher"], "--latency-target", "-1",
-                "--out", env["tmp"] / "neg")
+def test_bad_latency_targets_are_refused(prune_env, capsys):
+    err = fails(capsys, "prune", "--method", "l1", "--teacher", prune_env["teacher"], "--latency-target", "-1",
+                "--out", prune_env["tmp"] / "neg")
     assert "must be positive" in err
-    err = fails(capsys, "prune", "--method", "l1", "--teacher", env["teacher"], "--latency-target", "1e6",
-                "--latency-threads", "1", "--out", env["tmp"] / "big")
+    err = fails(capsys, "prune", "--method", "l1", "--teacher", prune_env["teacher"], "--latency-target", "1e6",
+                "--latency-threads", "1", "--out", prune_env["tmp"] / "big")
     assert "above the full model" in err
     for name in ("neg", "big"):
-        assert not (env["tmp"] / name).exists()
+        assert not (prune_env["tmp"] / name).exists()
 
 
-def test_profile_latency_model_reports_its_error(env, capsys):
-    plot = env["tmp"] / "lm.png"
-    assert main(["profile", str(env["teacher"]), "--latency-model", "--threads", "1", "--specs", "3",
+def test_profile_latency_model_reports_its_error(prune_env, capsys):
+    plot = prune_env["tmp"] / "lm.png"
+    assert main(["profile", str(prune_env["teacher"]), "--latency-model", "--threads", "1", "--specs", "3",
                  "--runs", "3", "--plot", str(plot), "--json", "--quiet"]) == 0
     r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert len(r["rows"]) == 3 and r["median_abs_error"] >= 0 and plot.is_file()
     assert all(row["predicted_ms"] > 0 and row["measured_ms"] > 0 for row in r["rows"])
     assert r["latency_model"]["runtime"] == "onnxruntime" and r["latency_model"]["size"] == 32
-    err = fails(capsys, "profile", env["teacher"], "--latency-model", "--specs", "0")
+    err = fails(capsys, "profile", prune_env["teacher"], "--latency-model", "--specs", "0")
     assert "--specs 0" in err
 
 
-def test_cat_prunes_to_a_latency_target(env):
+def test_cat_prunes_to_a_latency_target(prune_env):
     from tests.teachers import tiny_teacher
 
-    teacher = tiny_teacher(env["tmp"] / "affine_teacher", data_root=env["tmp"] / "data", size=32, steps=10,
+    teacher = tiny_teacher(prune_env["tmp"] / "affine_teacher", data_root=prune_env["tmp"] / "data", size=32, steps=10,
                            norm="instance_affine")  # CAT ranks channels by the norms' |γ|
-    out = env["tmp"] / "cat"
+    out = prune_env["tmp"] / "cat"
     assert main(["prune", "--method", "cat", "--teacher", str(teacher), "--latency-target", "0.5",
                  "--latency-threads", "1", "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out),
-                 "--tracking-uri", env["uri"], "--quiet"]) == 0
+                 "--tracking-uri", prune_env["uri"], "--quiet"]) == 0
     s = json.loads((out / "prune.json").read_text())
     b = s["latency_budget"]
     assert b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9) and s["macs"] < s["teacher_macs"]
