@@ -144,7 +144,7 @@ def cat(run, target_macs: float, *, quiet: bool = False, latency=None) -> dict:
         print(f"cat: global |γ| threshold {tau} → {info['macs'] / 1e6:.2f} M MACs ({info['macs_ratio']:.1%} of "
               f"{info['full_macs'] / 1e6:.2f} M, target {target / 1e6:.2f} M)"
               + (f"; {len(info['vanished'])} branches removed" if info["vanished"] else ""), flush=True)
-    extra = {k: info[k] for k in ("threshold", "floor", "iterations", "vanished", "counts", "min_macs",
-                                  "latency_target_ms", "predicted_latency_ms") if k in info}
+    extra = {k: info[k] for k in ("threshold", "floor", "iterations", "vanished", "counts", "min_macs")
+             if k in info}  # a latency budget's target and prediction: prune.json's latency_budget
     return {"spec": {"generator": spec, "discriminator": {}}, "search_s": search_s, "target_macs": target,
             "teacher_macs": info["full_macs"], "extra": extra}

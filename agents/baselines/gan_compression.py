@@ -56,7 +56,8 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
 
     Returns {"spec": {"generator": teacher-indexed spec}, "config", "macs", "score", "target_macs",
     "teacher_macs", "search_s", "supernet_s", "history", "train_history", "init_generator",
-    "init_discriminator", "supernet", "feature_distill", "extra"}; on ranks > 0 of a multi-process run
+    "init_discriminator", "supernet", "feature_distill", "extra"} (with ``latency``: "latency_target_ms",
+    "predicted_latency_ms"); on ranks > 0 of a multi-process run
     {"rank": r}.  ``feature_distill`` False: the teacher has no distillation taps (a U-Net), the supernet
     trained with λ_distill = 0 (``gan.train.supernet.effective_settings``).
     """
@@ -157,10 +158,11 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
         "teacher_macs": full, "search_s": search_s, "supernet_s": supernet_s, "history": res.history,
         "train_history": trainer.history, "init_generator": str(sdir / "generator"),
         "init_discriminator": str(sdir / "discriminator"), "supernet": str(sdir), "feature_distill": feature_distill,
+        **extra_latency,
         "extra": {"config": key(res.best), "positions": supernet.position_names, "evaluated": res.evaluated,
                   "supernet_steps": supernet_steps, "population": population, "generations": generations,
                   "evolution": ecfg.to_dict(), "lambda_recon": lambda_recon, "lambda_distill": lambda_distill,
-                  "config_macs": best_macs, "filled": fill, "feature_distill": feature_distill, **extra_latency},
+                  "config_macs": best_macs, "filled": fill, "feature_distill": feature_distill},
     }
     (sdir / "search.json").write_text(json.dumps(result, indent=1, default=float))
     return result

@@ -34,5 +34,4 @@ class Ppcd(Method):
         return Found(generator=None, discriminator=None, target_macs=res["target_macs"],
                      teacher_macs=res["full_macs"], trained=train_dir, finetune_s=res["train_s"],
                      generator_keep={k: len(v) for k, v in res["spec"].items()},
-                     extra={"final_sparsity": res["final_sparsity"], "kind": res["kind"],
-                            **{k: res[k] for k in ("latency_target_ms", "predicted_latency_ms") if k in res}})
+                     extra={"final_sparsity": res["final_sparsity"], "kind": res["kind"]})

@@ -68,4 +68,4 @@ def test_cat_prunes_to_a_latency_target(prune_env):
     s = json.loads((out / "prune.json").read_text())
     b = s["latency_budget"]
     assert b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9) and s["macs"] < s["teacher_macs"]
-    assert s["predicted_latency_ms"] == pytest.approx(b["predicted_ms"])
+    assert "predicted_latency_ms" not in s  # one record of the budget: latency_budget
