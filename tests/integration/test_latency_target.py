@@ -28,6 +28,7 @@ def test_prune_budgets_predicted_latency(prune_env, method, extra):
     assert b["target_ms"] == pytest.approx(0.5 * b["teacher_predicted_ms"])
     assert b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9)
     assert b["measured_ms"] > 0 and b["teacher_measured_ms"] > 0
+    assert b["over_target"] == (b["measured_ms"] > 1.1 * b["target_ms"])
     assert s["macs"] < s["teacher_macs"]  # half the latency needs fewer MACs
     request = json.loads((out / "request.json").read_text())
     assert request["latency_target"] == 0.5
@@ -69,3 +70,12 @@ def test_cat_prunes_to_a_latency_target(prune_env):
     b = s["latency_budget"]
     assert b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9) and s["macs"] < s["teacher_macs"]
     assert "predicted_latency_ms" not in s  # one record of the budget: latency_budget
+
+
+def test_a_pick_measured_over_its_target_is_said():
+    from orchestration.prune import over_target_note
+
+    within = {"over_target": False, "measured_ms": 10.5, "target_ms": 10.0, "predicted_ms": 9.9}
+    assert over_target_note(within) is None
+    note = over_target_note({**within, "over_target": True, "measured_ms": 13.0})
+    assert "+30% over the 10.00 ms target" in note and "--latency-target" in note
