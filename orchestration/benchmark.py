@@ -42,7 +42,7 @@ from orchestration.teacher_cache import ensure_teacher
 from orchestration.tracking import Tracker, check_reachable, resolve_tracking_uri
 from gan.metrics.evaluate import evaluate_generator
 from orchestration.config import load_preset
-from orchestration.prune import check_method, latest_search_checkpoint, method_of, prune
+from orchestration.prune import check_align, check_method, latest_search_checkpoint, method_of, prune
 
 EXPERIMENT = "benchmark"
 DEFAULT_METHODS = ("marl", "cat", "gan-compression", "ppcd", "uniform", "l1")
@@ -167,6 +167,7 @@ def benchmark(request) -> dict:
         base, _ = base_method(m)
         try:
             objectives[m] = check_method(base, None, vem, options.get(m))
+            check_align(method_of(base), base_row.align)
         except UsageError as e:
             raise UsageError(f"--methods {m}: {e}") from None
     pre = load_preset(preset)

@@ -45,5 +45,8 @@ def test_align_refusals_come_before_any_work(prune_env, capsys):
               "--out", str(prune_env["tmp"] / "bad")])
     err = capsys.readouterr().err.strip().splitlines()
     assert e.value.code == 2 and len(err) == 1 and "--align" in err[0] and "auto or a channel multiple" in err[0]
-    for name in ("ppcd", "bad"):
+    err = fails(capsys, "benchmark", "--teacher", prune_env["teacher"], "--methods", "l1,ppcd", "--align", "16",
+                "--out", prune_env["tmp"] / "bench")  # every row checked before the first one runs
+    assert "--methods ppcd: --align: ppcd trains its own pruned generator" in err
+    for name in ("ppcd", "bad", "bench"):
         assert not (prune_env["tmp"] / name).exists()
