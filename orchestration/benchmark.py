@@ -411,10 +411,7 @@ def summarize(rows: list[dict], baselines=BASELINES) -> dict:
 def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = None) -> dict:
     """One table row: the export evaluated on the report split (test; the same items for every method,
     under the row's seed and the run's process settings), with the search's cost."""
-    run = load_teacher_run(tdir)
-    root = gdata.resolve_dataset(run.data, size=run.size)
-    split = report_split(root)
-    test = gdata.open_dataset(root, size=run.size, split=split)
+    run, root, split, test = _report_items(tdir)
     model = gexport.load(Path(s["out"]) / "generator").eval()
     with controlled(s["seed"], ProcessSettings.default(threads)):
         fid = evaluate_generator(model, test, teacher=run.generator.eval(), dataset_root=root, max_items=EVAL_ITEMS)
@@ -428,6 +425,23 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = 
             "supernet_cached": (s.get("supernet") or {}).get("cached"),
             "resumed": bool(s.get("resumed")),  # then CPU s: since the resume
             "prune_run_id": s.get("mlflow_run_id"), "out": s["out"]}
+
+
+def _report_items(tdir: Path):
+    """The teacher run, its dataset root, the report split's name and that split's items."""
+    run = load_teacher_run(tdir)
+    root = gdata.resolve_dataset(run.data, size=run.size)
+    split = report_split(root)
+    return run, root, split, gdata.open_dataset(root, size=run.size, split=split)
+
+
+def teacher_fidelity(tdir: Path, threads: int | None = None) -> dict:
+    """The teacher's own fidelity on the items every row is scored on (mIoU, and vs ground truth where the
+    set is paired): where a pruned model's mIoU stands against the teacher's."""
+    run, root, _, test = _report_items(tdir)
+    with controlled(0, ProcessSettings.default(threads)):
+        fid = evaluate_generator(run.generator.eval(), test, dataset_root=root, max_items=EVAL_ITEMS)
+    return {k: float(fid[k]) for k in ("miou", "psnr", "ssim", "fid_proxy") if k in fid}
 
 
 def _measure_latency(rows: list[dict], tdir: Path, runs: int = 50) -> None:

@@ -6,7 +6,8 @@ method × seed, its own table, MLflow run and ``--resume``).  Then every export 
 is timed back to back in this process at the deployment size (``--latency-size``, default 256²) in ONNX Runtime,
 so fidelity can be read against measured latency as well as against MACs:
 
-    out/sweep.md     per budget × method: MACs, measured latency (speed-up), PSNR vs teacher (mean ± SE)
+    out/sweep.md     per budget × method: MACs, measured latency (speed-up), PSNR vs teacher, and mIoU beside
+                     the teacher's on labels→photo sets (mean ± SE)
     out/sweep.json   the same, with every row
     out/sweep.png    the Pareto plot: PSNR vs measured latency (left) and vs MACs (right), a line per method
 
@@ -21,7 +22,7 @@ from gan import export as gexport
 from gan.latency_model import LatencyTarget, latency_budget, measure_architecture
 from gan.pruning.targets import resolve_macs_target
 from gan.teacher_run import load_teacher_run
-from orchestration.benchmark import benchmark, check_latency_methods, mean_std_se
+from orchestration.benchmark import benchmark, check_latency_methods, mean_std_se, teacher_fidelity
 from orchestration.errors import UsageError
 from orchestration.rundir import write_json
 from orchestration.teacher_cache import ensure_teacher
@@ -82,9 +83,11 @@ def sweep(request, macs_targets=(), latency_targets=(), latency_size: int | None
             table.append({"budget": name, "method": m, "seeds": len(rs),
                           "macs_ratio": mean_std_se([r["macs_ratio"] for r in rs]),
                           "deploy_ms": mean_std_se([r["deploy_ms"] for r in rs]),
-                          "psnr_vs_teacher": mean_std_se([r["psnr_vs_teacher"] for r in rs])})
+                          "psnr_vs_teacher": mean_std_se([r["psnr_vs_teacher"] for r in rs]),
+                          **({"miou": mean_std_se([r["miou"] for r in rs])} if all("miou" in r for r in rs) else {})})
     result = {"teacher": str(tdir), "latency": {"size": size, "runtime": runtime, "threads": threads,
                                                 "teacher_ms": teacher_ms},
+              "teacher_fidelity": teacher_fidelity(tdir, row.threads),
               "budgets": [{"kind": k, "value": v} for k, v in plan], "table": table,
               "benchmarks": {n: {"out": r["out"], "rows": r["rows"]} for n, r in results.items()}}
     write_json(out / "sweep.json", result)
@@ -101,13 +104,17 @@ def _pm(st: dict, digits: int = 2) -> str:
 
 def markdown(result: dict) -> str:
     lat = result["latency"]
+    miou = "miou" in (result.get("teacher_fidelity") or {}) and all("miou" in t for t in result["table"])
+    head = f" mIoU (teacher {result['teacher_fidelity']['miou']:.1f}) |" if miou else ""
     lines = [f"Measured latency: {lat['runtime']}, {lat['threads'] or 'default'} threads, {lat['size']}², batch 1; "
              f"teacher {lat['teacher_ms']:.2f} ms. Mean ± SE over seeds.", "",
-             "| budget | method | seeds | MACs | measured ms (speed-up) | PSNR vs teacher (dB) |", "|---|---|---|---|---|---|"]
+             f"| budget | method | seeds | MACs | measured ms (speed-up) | PSNR vs teacher (dB) |{head}",
+             "|---|---|---|---|---|---|" + ("---|" if miou else "")]
     for t in result["table"]:
         speed = lat["teacher_ms"] / t["deploy_ms"]["mean"]
         lines.append(f"| {t['budget']} | {t['method']} | {t['seeds']} | {t['macs_ratio']['mean']:.1%} | "
-                     f"{_pm(t['deploy_ms'])} (×{speed:.2f}) | {_pm(t['psnr_vs_teacher'])} |")
+                     f"{_pm(t['deploy_ms'])} (×{speed:.2f}) | {_pm(t['psnr_vs_teacher'])} |"
+                     + (f" {_pm(t['miou'], 1)} |" if miou else ""))
     return "\n".join(lines) + "\n"
 
 

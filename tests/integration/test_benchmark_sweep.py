@@ -27,3 +27,4 @@ def test_sweep_over_macs_and_latency_budgets(tmp_path, teacher_and_spec, monkeyp
         b = row["latency_budget"]
         assert b["size"] == 32 and b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9) and row["deploy_ms"] > 0
     assert r["latency"]["size"] == 32 and r["latency"]["teacher_ms"] > 0
+    assert r["teacher_fidelity"]["psnr"] > 0  # the teacher vs ground truth on the rows' items

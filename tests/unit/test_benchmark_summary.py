@@ -101,3 +101,19 @@ def test_an_unfinished_row_resumes_only_when_started_alike_and_checkpointed(tmp_
     assert _resumable(started, settings, run_dir)
     assert not _resumable(started, {**settings, "iterations": 5}, run_dir)
     assert not _resumable(started, {**settings, "code_version": "src-def (git 2)"}, run_dir)
+
+
+def test_sweep_table_puts_miou_beside_the_teachers():
+    from orchestration.sweep import markdown as sweep_markdown
+
+    def st(m, se=0.1):
+        return {"mean": m, "std": se, "se": se, "n": 3}
+
+    result = {"latency": {"runtime": "onnxruntime", "threads": 2, "size": 256, "teacher_ms": 40.0},
+              "teacher_fidelity": {"miou": 56.0},
+              "table": [{"budget": "macs-0.04", "method": "l1", "seeds": 3, "macs_ratio": st(0.04),
+                         "deploy_ms": st(8.0), "psnr_vs_teacher": st(17.2), "miou": st(31.5, 1.2)}]}
+    text = sweep_markdown(result)
+    assert "mIoU (teacher 56.0)" in text and "| 31.5 ± 1.2 |" in text and "(×5.00)" in text
+    del result["table"][0]["miou"]  # a set without labels: no mIoU column
+    assert "mIoU" not in sweep_markdown(result)
