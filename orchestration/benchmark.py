@@ -163,11 +163,12 @@ def benchmark(request) -> dict:
     if latency is not None:
         check_latency_methods(methods)
     objectives = {}
+    align = 1
     for m in methods:  # every method × option combination is checked before any work
         base, _ = base_method(m)
         try:
             objectives[m] = check_method(base, None, vem, options.get(m))
-            check_align(method_of(base), base_row.align)
+            align = check_align(method_of(base), base_row.align)
         except UsageError as e:
             raise UsageError(f"--methods {m}: {e}") from None
     pre = load_preset(preset)
@@ -239,6 +240,7 @@ def benchmark(request) -> dict:
                 kw["search_from"] = marl_row["out"]
             settings = {"method": m, "seed": seed, "teacher": str(tdir), "macs_target": macs_target,
                         **({"latency": asdict(latency)} if latency is not None else {}),
+                        **({"align": align} if align > 1 else {}),
                         "finetune_steps": finetune_steps, "finetune_backend": base_row.finetune.backend,
                         "vem": vem, "objective": objectives[m], "options": options.get(m) or {},
                         "evaluations": kw.get("evaluations"), "threads": threads, "code_version": version,
@@ -417,6 +419,7 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = 
         fid = evaluate_generator(model, test, teacher=run.generator.eval(), dataset_root=root, max_items=EVAL_ITEMS)
     return {"method": method, "seed": s["seed"], "split": split, "macs": s["macs"], "macs_ratio": s["macs_ratio"],
             "target_macs": s["target_macs"], **({"latency_budget": s["latency_budget"]} if s.get("latency_budget") else {}),
+            **({"align": s["align"]["block"]} if s.get("align") else {}),
             "params": s["params"], "latency_ms": s["latency_ms"], "teacher_latency_ms": s["teacher_latency_ms"],
             **{k: float(fid[k]) for k in METRICS if k in fid},
             **{k: s[k] for k in COST}, "backend_steps": s.get("backend_steps"),
@@ -481,7 +484,9 @@ def markdown(result: dict) -> str:
              f"score on train items only; MARL/random: {result.get('iterations')} iterations × "
              f"{result.get('episodes')} episodes, {result.get('backend', 'local')} backend, "
              f"{result.get('backend_steps')} backend fine-tune steps per "
-             f"candidate; CPU latency at batch 1, teacher {rows[0].get('teacher_latency_ms', float('nan')):.2f} ms.",
+             f"candidate; CPU latency at batch 1, teacher {rows[0].get('teacher_latency_ms', float('nan')):.2f} ms"
+             + (f"; G widths aligned to {rows[0]['align']}-channel blocks (--align)" if rows[0].get("align") else "")
+             + ".",
              "", "Per method (mean ± std over seeds; Δ = paired difference per seed, mean ± standard error):", ""]
     unpaired = "fid_proxy_teacher" in metrics  # a CycleGAN teacher: FID-proxy vs real B, the teacher's beside
     teacher_fid = rows[0].get("fid_proxy_teacher", float("nan"))

@@ -50,3 +50,15 @@ def test_align_refusals_come_before_any_work(prune_env, capsys):
     assert "--methods ppcd: --align: ppcd trains its own pruned generator" in err
     for name in ("ppcd", "bad", "bench"):
         assert not (prune_env["tmp"] / name).exists()
+
+
+def test_benchmark_rows_record_the_alignment_and_resume_on_it(prune_env, capsys):
+    out = prune_env["tmp"] / "bench-aligned"
+    common = ["benchmark", "--teacher", str(prune_env["teacher"]), "--methods", "l1", "--macs-target", "0.4",
+              "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out), "--tracking-uri",
+              prune_env["uri"], "--quiet"]
+    assert main([*common, "--align", "8", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert r["rows"][0]["align"] == 8 and "aligned to 8-channel blocks" in (out / "benchmark.md").read_text()
+    assert main([*common, "--resume"]) == 0  # unaligned now: the row is not kept
+    assert "align" not in json.loads((out / "l1" / "seed0" / "row.json").read_text())["row"]
