@@ -7,7 +7,7 @@ import random
 import pytest
 import torch
 
-from gan.latency_model import (LatencyModel, LatencyModelError, LatencyTarget, latency_budget, machine_key,
+from gan.latency_model import (ALIGN, LatencyModel, LatencyModelError, LatencyTarget, latency_budget, machine_key,
                                random_counts)
 from gan.models import ResnetGenerator
 from gan.pruning.macs import fill_counts
@@ -32,10 +32,11 @@ def lm(model, tmp_path_factory):
 def test_predictions_are_positive_monotone_and_cached(model, lm, monkeypatch):
     assert lm.full > lm.minimum() > 0
     rng = random.Random(0)
-    for _ in range(20):  # one more channel in any group never predicts faster: clip and fill can bisect
+    for _ in range(20):  # one more channel never predicts faster within a table; reaching the kernels'
+        # alignment (a multiple of ALIGN) may: that step switches to the aligned table (docs/methods.md)
         counts = random_counts(model, rng)
         g = rng.choice(sorted(counts))
-        if counts[g] < lm.sizes[g]:
+        if counts[g] < lm.sizes[g] and (counts[g] + 1) % ALIGN:
             assert lm.cost({**counts, g: counts[g] + 1}) >= lm.cost(counts) - 1e-12
     assert lm.cache.path.is_file()
     import gan.latency_model as mod
