@@ -7,7 +7,7 @@ Channels are picked by filter L1 with one uniform keep ratio, rounded up to mult
 ``--aligned`` adds one row per target with L1's widths aligned per group to this CPU's kernel block
 (``gan.pruning.align``: the same MACs budget, what ``prune --align auto`` does).
 
-    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--runs 10]
+    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--threads N] [--runs 10]
 """
 from __future__ import annotations
 
@@ -34,8 +34,11 @@ def main() -> None:
     ap.add_argument("--multiples", type=int, nargs="+", default=[8])
     ap.add_argument("--aligned", action="store_true", help="also L1 aligned per group to the kernel block")
     ap.add_argument("--ngf", type=int, default=64)
+    ap.add_argument("--threads", type=int, help="torch and ONNX Runtime intra-op threads (default torch's own count)")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)  # gan.export's ORT sessions take torch's thread count
     torch.manual_seed(0)
     teacher = ResnetGenerator(ngf=args.ngf, n_blocks=9).eval()
     rows = []
