@@ -86,14 +86,7 @@ class ConditionalGANTrainer(Pix2PixTrainer):
             extra = {"gan_g": gan_g, "loss_extra": term, **extra}
         g_stats = self._mean({"loss_g": loss_g, **{k: torch.as_tensor(v) for k, v in extra.items()}})
         self._check(g_stats, step)
-        if self.aux_opt is not None:
-            self.aux_opt.zero_grad(set_to_none=True)
-        self.g.backward(loss_g)
-        self.g.step()
-        if self.aux_opt is not None:
-            self._step_aux()
-        _requires_grad(self.d.module, True)
-        self.step = step
+        self._g_step(loss_g, step)
         return Record(step=step, **stats, **g_stats, lr=lr)
 
     @torch.no_grad()

@@ -233,6 +233,12 @@ class Pix2PixTrainer:
         g_stats = self._mean({"loss_g": loss_g, "gan_g": gan_g, "l1": l1,
                               **{k: torch.as_tensor(v) for k, v in extra.items()}})
         self._check(g_stats, step)
+        self._g_step(loss_g, step)
+        return {"step": step, **stats, **g_stats, "lr": lr}
+
+    def _g_step(self, loss_g, step: int) -> None:
+        """G's backward and step (with the objective's auxiliary parameters, e.g. GKA's projections),
+        then D trainable again for the next D step."""
         if self.aux_opt is not None:
             self.aux_opt.zero_grad(set_to_none=True)
         self.g.backward(loss_g)
@@ -241,7 +247,6 @@ class Pix2PixTrainer:
             self._step_aux()
         _requires_grad(self.d.module, True)
         self.step = step
-        return {"step": step, **stats, **g_stats, "lr": lr}
 
     def _step_aux(self) -> None:
         params = [p for p in self.aux.parameters() if p.grad is not None]
