@@ -26,7 +26,7 @@ class ProblemConfig:
     d_macs_target: float | None = None  # discriminator MACs target; None: the generator's fraction
     criterion: str = "l1"            # saliency that picks which channels (l1 | gamma)
     min_ratio: float = 0.05          # lowest keep ratio an action maps to (AMC's lbound)
-    multiple: int = 1                # round kept channels up to a multiple of this
+    multiple: int = 1                # G's widths on multiples of this block (--align; gan.pruning.align)
     latency: dict = field(default_factory=dict)  # gan.latency_model.LatencyTarget fields: G's budget is latency
     fill_budget: bool = True         # spend unused budget by scaling all ratios (see PruningTask.fill)
     prior: str = "l1"                # actions scale this allocation's keep ratios (envs.task.PRIORS)
@@ -94,7 +94,7 @@ def build_problem(config: ProblemConfig | dict | None = None) -> Problem:
     latency = LatencyTarget(**cfg.latency) if cfg.latency else None
     gt = PruningTask(g, size, cfg.macs_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior, latency)
     d_target = cfg.d_macs_target if cfg.d_macs_target is not None else gt.target_macs / gt.full_macs
-    dt = PruningTask(d, size, d_target, cfg.criterion, cfg.min_ratio, cfg.multiple, cfg.prior)
+    dt = PruningTask(d, size, d_target, cfg.criterion, cfg.min_ratio, 1, cfg.prior)  # D is not deployed: not aligned
     return Problem(gt, dt, backend, size, cfg)
 
 

@@ -151,13 +151,16 @@ class PruningTask:
         cost = self.cost_model.cost
         if cost({**base, name: hi}) <= self.target:
             return hi
-        while lo < hi:
-            mid = (lo + hi + 1) // 2
-            if cost({**base, name: mid}) <= self.target:
-                lo = mid
+        m = self.multiple  # > 1 (--align): only the minimum and multiples of the block are candidates
+        allowed = [lo, *range((lo // m + 1) * m, hi, m)] if m > 1 else None
+        i, j = 0, (len(allowed) - 1 if m > 1 else hi - lo - 1)  # indices of candidates below hi
+        while i < j:
+            mid = (i + j + 1) // 2
+            if cost({**base, name: allowed[mid] if m > 1 else lo + mid}) <= self.target:
+                i = mid
             else:
-                hi = mid - 1
-        return lo
+                j = mid - 1
+        return allowed[i] if m > 1 else lo + i
 
     def count_for(self, t: int, action: float, counts: dict[str, int]) -> int:
         """Action in [0, 1] → keep ratio in [lbound, 1] (or the prior's ratio × PRIOR_SPAN^(2a−1)) →
@@ -173,7 +176,7 @@ class PruningTask:
 
     def fill(self, counts: dict[str, int]) -> dict[str, int]:
         """Spend the unused budget without undoing a decision (``gan.pruning.macs.fill_counts``)."""
-        return fill_counts(self.cost_model, counts, self.target)
+        return fill_counts(self.cost_model, counts, self.target, step=self.multiple)
 
     # ------------------------------------------------------------------ specs
 

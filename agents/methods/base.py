@@ -92,6 +92,7 @@ class SearchRequest:
     resume_from: Path | None = None  # the newest search checkpoint of a resumed run
     quiet: bool = False
     latency_target: Any = None     # gan.latency_model.LatencyTarget: G's budget is predicted latency instead
+    align: int = 1                 # G's channel block (--align): env-based searches score aligned widths only
 
 
 @dataclass

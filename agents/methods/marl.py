@@ -25,7 +25,7 @@ def search_problem(request: SearchRequest, backend: BackendSetup):
     latency = asdict(request.latency_target) if request.latency_target is not None else {}
     return ProblemConfig(teacher=request.teacher, macs_target=request.macs_target, seed=request.seed,
                          prior=request.search.prior, backend=backend.name, backend_config=backend.config,
-                         latency=latency)
+                         latency=latency, multiple=request.align)
 
 
 def marl_config(request: SearchRequest):

@@ -126,12 +126,14 @@ class MacsModel:
         return self.cost(dict(self.min_keep))
 
 
-def fill_counts(mm, counts: dict[str, int], target: float) -> dict[str, int]:
+def fill_counts(mm, counts: dict[str, int], target: float, step: int = 1) -> dict[str, int]:
     """Spend the budget left under ``target`` without undoing any count: scale every keep ratio by
     one factor s ≥ 1 (binary search), add single channels while they fit (highest ratios first),
     then trade a channel of a grown group for one of another group while that spends more.  Used
     by the RL envs (the agent decides how the budget is distributed, the fill spends all of it)
-    and by threshold methods whose discrete thresholds undershoot on small models."""
+    and by threshold methods whose discrete thresholds undershoot on small models.  ``step`` > 1
+    (``--align``): every count the fill grows lands on a multiple of ``step`` (or the group's full
+    width), one block at a time (``gan.pruning.align``)."""
     import math
 
     macs, sizes = mm.cost, mm.sizes  # MACs or predicted latency: every step is checked, so a cost that is
@@ -140,8 +142,15 @@ def fill_counts(mm, counts: dict[str, int], target: float) -> dict[str, int]:
     if macs(counts) > target:
         raise ValueError("fill_counts needs counts within the budget")
 
+    def up(n: str, c: int) -> int:
+        return min(sizes[n], (c // step + 1) * step)
+
+    def down(n: str, c: int) -> int:
+        return max(counts[n], (c - 1) // step * step)
+
     def scaled(s):
-        return {n: int(min(size, max(counts[n], math.floor(counts[n] * s)))) for n, size in sizes.items()}
+        return {n: int(min(size, max(counts[n], math.floor(counts[n] * s) // step * step)))
+                for n, size in sizes.items()}
 
     lo, hi = 1.0, max(size / max(1, counts[n]) for n, size in sizes.items())
     for _ in range(40):
@@ -156,8 +165,8 @@ def fill_counts(mm, counts: dict[str, int], target: float) -> dict[str, int]:
     while grown:
         grown = False
         for n in by_ratio:
-            if out[n] < sizes[n] and macs({**out, n: out[n] + 1}) <= target:
-                out[n] += 1
+            if out[n] < sizes[n] and macs({**out, n: up(n, out[n])}) <= target:
+                out[n] = up(n, out[n])
                 grown = True
     for _ in range(4 * len(sizes)):  # a big group's channel may cost more than the gap: trade
         now, best = macs(out), None
@@ -167,11 +176,11 @@ def fill_counts(mm, counts: dict[str, int], target: float) -> dict[str, int]:
             for b in sizes:
                 if b == a or out[b] <= counts[b]:
                     continue
-                m = macs({**out, a: out[a] + 1, b: out[b] - 1})
+                m = macs({**out, a: up(a, out[a]), b: down(b, out[b])})
                 if now < m <= target and (best is None or m > best[0]):
                     best = (m, a, b)
         if best is None:
             break
-        out[best[1]] += 1
-        out[best[2]] -= 1
+        _, a, b = best
+        out[a], out[b] = up(a, out[a]), down(b, out[b])
     return out

@@ -66,3 +66,22 @@ def test_block_values():
     for bad in ("0", "x", -8):
         with pytest.raises(ValueError, match="--align must be auto or a channel multiple"):
             resolve_block(bad)
+
+
+def test_an_aligned_env_task_clips_and_fills_on_block_multiples(teacher):
+    from envs.task import PruningTask
+    from gan.pruning.macs import fill_counts
+
+    size, block = 64, 16
+    task = PruningTask(teacher, size, 0.2, multiple=block, prior="l1")
+    counts = {}
+    for t, name in enumerate(task.names):  # every action's count: the minimum or a multiple (or full)
+        counts[name] = task.count_for(t, 0.37, counts)
+        assert counts[name] == task.min_counts[name] or counts[name] % block == 0 or \
+            counts[name] == task.groups[t].size, (name, counts[name])
+    filled = task.fill(counts)
+    assert task.cost_model.cost(filled) <= task.target
+    assert all(filled[n] >= counts[n] and (filled[n] == counts[n] or filled[n] % block == 0
+                                           or filled[n] == task.cost_model.sizes[n]) for n in filled)
+    single = fill_counts(task.cost_model, counts, task.target)  # channel by channel spends at least as much
+    assert task.cost_model.cost(filled) <= task.cost_model.cost(single) <= task.target
