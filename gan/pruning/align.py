@@ -3,9 +3,10 @@ convolution kernels work on, and spend the same budget (docs/methods.md, "Latenc
 
 Why: ONNX Runtime's x86 kernels (MLAS) run a convolution in a channel-blocked layout (NCHWc) only
 when its channel counts are multiples of the block (16 with AVX-512, 8 with AVX2); other widths take
-the generic im2col + GEMM path.  At 10 % of a 256² ResNet-9's MACs, L1's unaligned widths (20, 39,
-78) turn 0.61 of the MACs ratio into speed; the same budget at aligned widths turns 0.9 (docs/latency.md,
-``benchmarks/pruning_speedup.py --aligned``).  Rounding every group up by one ratio cannot hit a
+the generic im2col + GEMM path.  On a 256² ResNet-9 with two ORT threads, L1's unaligned widths turn
+0.72 of the MACs ratio into speed at 25 % MACs and 0.50 at 10 %; the same budgets at aligned widths 0.90
+and 0.67 (with one thread the gain is small; docs/latency.md, ``benchmarks/pruning_speedup.py
+--aligned``).  Rounding every group up by one ratio cannot hit a
 target (×16 overshoots 10 % to 6.7 %), so the rounding here is per group: down to the block, then
 blocks added back, largest deficit first, while the budget holds.
 """
