@@ -152,15 +152,15 @@ class PruningTask:
         if cost({**base, name: hi}) <= self.target:
             return hi
         m = self.multiple  # > 1 (--align): only the minimum and multiples of the block are candidates
-        allowed = [lo, *range((lo // m + 1) * m, hi, m)] if m > 1 else None
-        i, j = 0, (len(allowed) - 1 if m > 1 else hi - lo - 1)  # indices of candidates below hi
+        below = range(lo, hi) if m == 1 else [lo, *range((lo // m + 1) * m, hi, m)]
+        i, j = 0, max(0, len(below) - 1)
         while i < j:
             mid = (i + j + 1) // 2
-            if cost({**base, name: allowed[mid] if m > 1 else lo + mid}) <= self.target:
+            if cost({**base, name: below[mid]}) <= self.target:
                 i = mid
             else:
                 j = mid - 1
-        return allowed[i] if m > 1 else lo + i
+        return below[i] if below else lo
 
     def count_for(self, t: int, action: float, counts: dict[str, int]) -> int:
         """Action in [0, 1] → keep ratio in [lbound, 1] (or the prior's ratio × PRIOR_SPAN^(2a−1)) →

@@ -33,15 +33,13 @@ def _threads(sp) -> None:
 
 
 def _align_value(text: str):
-    if text == "auto":
-        return text
+    from gan.pruning.align import resolve_block  # the one check of --align (a request file's too)
+
     try:
-        value = int(text)
+        resolve_block(text)
     except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: give auto or a channel multiple ≥ 1 (e.g. 16)")
-    return value
+        raise argparse.ArgumentTypeError(f"{text!r}: give auto or a channel multiple ≥ 1 (e.g. 16)") from None
+    return text if text == "auto" else int(text)
 
 
 def _align_flag(sp) -> None:
