@@ -153,16 +153,18 @@ def _parser() -> argparse.ArgumentParser:
                     help="pytorch-fid Inception weights file for real FID/KID "
                          "(or $GANPRUNE_INCEPTION_WEIGHTS); without it a proxy is reported")
 
-    sp = add("finetune", "fine-tune a pruned (G, D) pair from its teacher (MGGC density objective "
-             "or plain L1-to-teacher distillation); PSNR/SSIM vs the teacher before and after",
-             "ganprune finetune --teacher runs/teacher --spec spec.json --objective density --out runs/ft",
+    sp = add("finetune", "fine-tune a pruned (G, D) pair from its teacher (L1-to-teacher distillation, MGGC's "
+             "density objective, CAT's or GAN Compression's); PSNR/SSIM vs the teacher before and after",
+             "ganprune finetune --teacher runs/teacher --spec spec.json --out runs/ft\n"
+             "  ganprune finetune --teacher runs/teacher --spec spec.json --objective density --out runs/ft-density",
              commands.finetune)
     sp.add_argument("--teacher", required=True, help="teacher run directory (with teacher.json)")
     sp.add_argument("--spec", required=True, help="spec JSON: {group: [kept]}, {\"spec\": ...} or "
                     "{\"generator\": ..., \"discriminator\": ...}")
-    sp.add_argument("--objective", choices=["density", "l1", "gka", "distill"], default="density",
-                    help="density (MGGC, default), l1 (L1 to the teacher only), gka (CAT's kernel alignment), "
-                    "distill (GAN Compression's feature distillation)")
+    sp.add_argument("--objective", choices=["l1", "density", "gka", "distill"],
+                    help="l1 (L1 to the teacher's output + adversarial; the default: the density term did not earn "
+                    "its cost, docs/methods.md), density (MGGC's local density structure), gka (CAT's kernel "
+                    "alignment), distill (GAN Compression's feature distillation)")
     sp.add_argument("--add", action="append", default=[], help="add-on terms summed onto the objective: gka, vem (comma-separated or repeated)")
     sp.add_argument("--density-option", action="append", default=[], metavar="KEY=VALUE",
                     help="a knob of the density objective (gan.losses.DensityConfig), e.g. neighbors=memory "
@@ -250,8 +252,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     _threads(sp)
 
-    sp = add("prune", "search a pruned (G, D) pair with two cooperating RL agents (MGGC), fine-tune it with "
-             "the density objective, export and evaluate; everything logged to MLflow",
+    sp = add("prune", "search a pruned (G, D) pair with two cooperating RL agents (MGGC) or a baseline, "
+             "fine-tune it with the method's objective, export and evaluate; everything logged to MLflow",
              "ganprune prune --method marl --teacher runs/teacher --macs-target 0.1 --out runs/marl\n"
              "  ganprune prune --method marl --backend supernet --backend-option train_steps=500 --preset tiny "
              "--macs-target 0.25 --out runs/marl-supernet --json\n"
@@ -272,8 +274,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--search-from", metavar="RUN",
                     help="marl/marl-greedy: reuse the finished search of this marl run directory when it searched "
                     "the same problem with the same settings")
-    sp.add_argument("--objective", help="fine-tune objective (default per method: marl/uniform/l1 density, "
-                    "cat gka, gan-compression distill)")
+    sp.add_argument("--objective", help="fine-tune objective: l1, density, gka, distill (default per method: "
+                    "cat gka, gan-compression distill, ppcd its own, every other l1)")
     sp.add_argument("--vem", action="store_true", help="add VEM's mutual-information term to the fine-tune")
     sp.add_argument("--method-option", action="append", default=[], metavar="KEY=VALUE",
                     help="a method-specific setting, repeatable (gan-compression: supernet_steps, population, "

@@ -157,14 +157,16 @@ def evaluate(args):
 
 def finetune(args):
     from orchestration.finetune import finetune as run_finetune
+    from gan.train.distill import DEFAULT_OBJECTIVE
     from orchestration.requests import FinetuneRequest
 
     add = tuple(a.strip() for item in args.add for a in item.split(",") if a.strip())
     density = _density_options(args.density_option)
-    if density and args.objective != "density":
-        raise UsageError(f"--density-option sets the density objective; drop it or use --objective density "
-                         f"(not {args.objective})")
-    request = FinetuneRequest(args.teacher, args.spec, args.out, objective=args.objective, add=add, steps=args.steps,
+    objective = args.objective or DEFAULT_OBJECTIVE
+    if density and objective != "density":
+        raise UsageError(f"--density-option sets the density objective; drop it or add --objective density "
+                         f"(the objective is {objective})")
+    request = FinetuneRequest(args.teacher, args.spec, args.out, objective=objective, add=add, steps=args.steps,
                               backend=args.backend, overwrite=args.overwrite, quiet=args.quiet,
                               batch_size=args.batch_size, resume=args.resume, ckpt_every=args.ckpt_every,
                               threads=args.threads, density=density or None)

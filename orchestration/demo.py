@@ -2,7 +2,7 @@
 
 1. train (or reuse the cached) tiny teacher on the preset's built-in dataset;
 2. MARL-prune it: two PPO agents choose G's and D's per-group widths for the MACs target;
-3. fine-tune the best pair with the density objective; export the pruned generator;
+3. fine-tune the best pair with L1 distillation (the default objective); export the pruned generator;
 4. evaluate teacher and pruned generator on the test split; print one table and the MLflow command.
 
 Layout of ``out``: ``marl/`` (the prune run: see orchestration/prune.py), ``teacher/`` and ``pruned/``
@@ -47,7 +47,7 @@ def run_demo(out: Path, macs_target: float = 0.25, preset: str = "tiny", quiet: 
                                                         tracking_uri=tracking_uri)
     if out.exists():  # the demo owns its folder: a re-run replaces the previous demo
         shutil.rmtree(out)
-    say(f"[2/4] MARL pruning to {macs_target:g} of the teacher's MACs, then density fine-tuning")
+    say(f"[2/4] MARL pruning to {macs_target:g} of the teacher's MACs, then fine-tuning (L1 distillation)")
     s = prune(PruneRequest(method="marl", teacher=str(tdir), preset=preset, macs_target=macs_target,
                            out=str(out / "marl"), search=SearchFlags(iterations=iterations, episodes=episodes),
                            finetune=FinetuneFlags(steps=finetune_steps), quiet=quiet, tracking_uri=tracking_uri))

@@ -7,7 +7,7 @@ Layout of ``out``::
     keep_ratios.png         per-group keep ratios over iterations, per agent (pruning dynamics)
     gd_balance.png          G/D balance and the agents' scores over iterations
     best_spec.json          the best (G spec, D spec) found, with its scores
-    finetune/               ``ganprune finetune`` of that pair (density objective), checkpointed: a resume
+    finetune/               ``ganprune finetune`` of that pair (the method's objective), checkpointed: a resume
                             continues it
     generator/              the exported pruned generator (= finetune/generator)
     prune.json              the summary (MACs, params, latency, fidelity, costs, MLflow run id)
@@ -33,6 +33,7 @@ from agents.methods import MethodOptionError, REGISTRY, SearchContext, SearchReq
 from gan import data as gdata, export as gexport
 from gan.data.splits import report_split
 from gan.determinism import seed_all
+from gan.train.distill import DEFAULT_OBJECTIVE
 from gan.metrics.image import psnr, ssim
 from gan.latency_model import counts_spec, latency_budget, measure_counts
 from gan.pruning.align import align_to_budget, resolve_block
@@ -309,7 +310,7 @@ def _say(quiet: bool, msg: str) -> None:
         print(msg, flush=True)
 
 
-def _finish(found, request, parent, objective: str = "density", add=(), resumed: bool = False) -> dict:
+def _finish(found, request, parent, objective: str = DEFAULT_OBJECTIVE, add=(), resumed: bool = False) -> dict:
     """best_spec.json → fine-tune (the method's objective; in ``finetune_workers`` Ray Train workers
     when > 0) → generator/ export → profile → MLflow.  ``request``: the method's ``SearchRequest``;
     ``resumed``: a resumed run continues an unfinished fine-tune from its newest checkpoint (the best

@@ -18,6 +18,7 @@ from agents.methods.base import Placement
 from orchestration.config import build_dataclass
 from orchestration.errors import UsageError
 from agents.methods import SearchSettings
+from gan.train.distill import DEFAULT_OBJECTIVE
 
 
 @dataclass(frozen=True)
@@ -208,7 +209,7 @@ class FinetuneRequest:
     teacher_dir: str
     spec_path: str
     out: str
-    objective: str = "density"
+    objective: str = DEFAULT_OBJECTIVE
     add: tuple = ()
     steps: int | None = None           # None: orchestration.finetune.DEFAULT_STEPS
     backend: str = "deepspeed"

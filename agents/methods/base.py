@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Protocol
 from gan.teacher_run import TeacherRunError
+from gan.train.distill import DEFAULT_OBJECTIVE
 
 
 #: the generator classes a teacher run can hold (``gan.models``); the default of ``Method.generators``
@@ -183,7 +184,7 @@ class Method:
     """Defaults for the ``PruningMethod`` attributes; a method subclasses it and sets what differs."""
 
     name: ClassVar[str] = ""
-    objective: ClassVar[str | None] = "density"
+    objective: ClassVar[str | None] = DEFAULT_OBJECTIVE  # docs/methods.md, "Default fine-tune objective"
     Options: ClassVar[type] = NoOptions
     #: pix2pix and CycleGAN (its G_A and D_A; docs/methods.md, "Unpaired (CycleGAN) teachers")
     kinds: ClassVar[tuple[str, ...]] = ("pix2pix", "cyclegan")

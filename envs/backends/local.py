@@ -27,14 +27,14 @@ from gan.pruning.physical import prune
 from gan import data as gdata
 from gan.data.splits import search_batches
 from gan.train.builder import build_trainer
-from gan.train.distill import DistillConfig, data_key, distill_hooks
+from gan.train.distill import DEFAULT_OBJECTIVE, DistillConfig, data_key, distill_hooks
 from gan.train.pix2pix import TrainConfig
 
 
 @dataclass
 class LocalConfig:
     finetune_steps: int = 0      # K fine-tune steps per candidate (0: weight inheritance only)
-    objective: str = "density"   # fine-tune objective of those steps (gan.train.distill.OBJECTIVES)
+    objective: str = DEFAULT_OBJECTIVE  # fine-tune objective of those steps (gan.train.distill.OBJECTIVES)
     vem: bool = False            # add VEM's term (gan.losses.vem) to those steps
     batch_size: int = 4
     train_items: int = 16        # fixed train-split items for the K steps

@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import typing
 from dataclasses import dataclass
-from gan.train.distill import OBJECTIVES
+from gan.train.distill import DEFAULT_OBJECTIVE, OBJECTIVES
 
 #: the search backends ``prune --backend`` offers (``synthetic`` is a test instrument, not offered)
 SEARCH_BACKENDS = ("local", "supernet")
@@ -25,7 +25,7 @@ class LocalOptions:
     """``--backend local``: weight inheritance + ``--backend-steps`` K fine-tune steps per candidate on
     seeded train items, scored on other seeded train items (the search items)."""
 
-    objective: str = "density"     # the K steps' objective: density | l1 | gka (CAT) | distill (GAN Compression)
+    objective: str = DEFAULT_OBJECTIVE  # the K steps' objective: l1 | density | gka (CAT) | distill (GAN Compression)
     vem: bool = False              # add VEM's term to the K steps (docs/methods.md, "VEM")
     train_items: int = 16          # train-split items the K steps fine-tune on
     batch_size: int = 4            # of the K steps

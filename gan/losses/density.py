@@ -26,7 +26,8 @@ _EPS = 1e-12
 class DensityConfig:
     """Every UNVERIFIED choice of the density objective (docs/methods.md, "MGGC density objective")."""
     k_neighbors: int = 4          # K neighbours per center
-    neighbors: str = "jitter"     # "jitter": shifted/noisy copies of x_i; "memory": nearest bank inputs
+    neighbors: str = "memory"     # "memory": nearest bank inputs (jitter until the bank holds K); "jitter":
+                                  # shifted/noisy copies of x_i (lost 0.81 ± 0.15 dB to memory, docs/methods.md)
     bank_size: int = 64           # "memory": inputs of recent batches kept to draw neighbours from
     shift_px: int = 8             # max |shift|; capped at min(H, W) // 8 for small images
     noise_sigma: float = 0.05     # Gaussian input noise (inputs in [-1, 1])

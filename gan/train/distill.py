@@ -47,6 +47,9 @@ from gan.losses.gka import gka_hook
 from gan.losses.vem import VEMConfig, VEMTerm
 
 OBJECTIVES = ("density", "l1", "gka", "distill")
+#: the objective a fine-tune (and the local backend's K steps) uses unless one is named: L1 distillation,
+#: because the density term did not earn its cost (docs/methods.md, "Default fine-tune objective")
+DEFAULT_OBJECTIVE = "l1"
 ADD_ONS = ("gka", "vem")
 
 
@@ -86,7 +89,7 @@ class TeacherTargets:
 
 @dataclass
 class DistillConfig:
-    objective: str = "density"
+    objective: str = DEFAULT_OBJECTIVE
     lambda_rec: float = 10.0     # λ_rec: L1 to the teacher's output (TrainConfig.lambda_l1)
     lambda_dens: float = 1.0     # λ_dens: density term (objective "density")
     lambda_nb: float = 1.0       # G-side adversarial weight on the neighbours (objective "density")

@@ -134,21 +134,24 @@ def test_finetune_checkpoints_and_resumes(teacher, tmp_path, capsys):
 
 
 def test_finetune_with_memory_bank_neighbourhoods_and_bad_density_options(teacher, tmp_path, capsys):
-    """--density-option neighbors=memory: neighbours are the nearest other training inputs in the teacher's
-    feature space (docs/methods.md, "MGGC density objective"); bad options exit 2 before any work."""
+    """--objective density draws its neighbours from a memory bank by default: the nearest other training
+    inputs in the teacher's feature space (docs/methods.md, "MGGC density objective"); bad options exit 2
+    before any work."""
     tdir, spec = teacher
     base = ["finetune", "--teacher", str(tdir), "--spec", str(spec), "--backend", "torch", "--quiet"]
     for bad, msg in ((["--density-option", "neighbours=memory"], "unknown --density-option 'neighbours'; known:"),
                      (["--density-option", "neighbors=knn"], "unknown neighbors 'knn'; use 'jitter' or 'memory'"),
                      (["--density-option", "neighbors=memory", "--objective", "l1"],
-                      "--density-option sets the density objective")):
+                      "--density-option sets the density objective"),
+                     (["--density-option", "bank_size=16"],  # the default objective is l1 (docs/methods.md)
+                      "drop it or add --objective density (the objective is l1)")):
         out = tmp_path / "bad"
         assert main(base + ["--steps", "1", "--out", str(out), *bad]) == 2
         err = capsys.readouterr().err.strip()
         assert msg in err and len(err.splitlines()) == 1, err
         assert not out.exists()
     out = tmp_path / "memory"
-    assert main(base + ["--steps", "4", "--out", str(out), "--density-option", "neighbors=memory",
+    assert main(base + ["--steps", "4", "--out", str(out), "--objective", "density",
                         "--density-option", "bank_size=16"]) == 0
     res = json.loads((out / "finetune.json").read_text())
     assert res["density"]["neighbors"] == "memory" and res["density"]["bank_size"] == 16

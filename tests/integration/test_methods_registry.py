@@ -70,7 +70,7 @@ def test_a_registered_toy_method_runs_end_to_end(tmp_path, monkeypatch):
                  "--finetune-steps", "2", "--finetune-backend", "torch", "--out", str(out),
                  "--tracking-uri", "sqlite:///" + str(tmp_path / "mlflow.db"), "--quiet"]) == 0
     s = json.loads((out / "prune.json").read_text())
-    assert s["method"] == "toy-half" and s["search_evaluations"] == 1 and s["objective"] == "density"
+    assert s["method"] == "toy-half" and s["search_evaluations"] == 1 and s["objective"] == "l1"
     g = gexport.load(out)
     assert sum(p.numel() for p in g.parameters()) == s["params"] < s["teacher_params"]
     assert main(["prune", "--method", "toy-half", "--teacher", str(teacher), "--method-option", "nope=1",

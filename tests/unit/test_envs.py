@@ -7,6 +7,7 @@ from gymnasium.utils.env_checker import check_env
 
 import envs
 from envs.backends import LocalBackend, LocalConfig
+from gan.losses.density import DensityConfig
 from envs.episode import GroupEpisode
 from envs.multi_agent import MultiAgentPruningEnv, exchange
 from envs.problem import build_problem, tiny_random_pair
@@ -173,7 +174,8 @@ def test_the_teacher_memo_leaves_every_score_bit_identical():
     task = PruningTask(gen_t, 32, 0.3)
     specs = [task.spec({n: max(1, g.size // k) for n, g in zip(task.names, task.groups)}) for k in (2, 3)]
     cfg = LocalConfig(finetune_steps=2, objective="density", batch_size=4)
-    memo, plain = (LocalBackend(gen_t, disc_t, train, held, cfg, memo=m) for m in (True, False))
+    jitter = DensityConfig(neighbors="jitter")  # fixed, seeded neighbourhoods (a memory bank adds the centres)
+    memo, plain = (LocalBackend(gen_t, disc_t, train, held, cfg, jitter, memo=m) for m in (True, False))
     for spec in specs:
         a, b = memo.evaluate(spec, {}), plain.evaluate(spec, {})
         assert (a.generator, a.discriminator, a.metrics) == (b.generator, b.discriminator, b.metrics)

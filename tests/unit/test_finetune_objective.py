@@ -130,7 +130,7 @@ def test_trainer_calls_d_hook_and_g_side_reuses_its_neighbourhood():
     """The trainer adds the D hook's term to L_D and records its stats; the teacher runs over the
     neighbourhood once per step (the G hook takes the D hook's DensityResult)."""
     tg, td, sg, sd = _pair()
-    hooks = distill_hooks(DistillConfig("density"), tg, td)
+    hooks = distill_hooks(DistillConfig("density"), tg, td, DensityConfig(neighbors="jitter"))
     trainer = Pix2PixTrainer(sg, sd, TrainConfig(steps=2, batch_size=2, backend="torch", quiet=True),
                              extra_g_loss=hooks.g, extra_d_loss=hooks.d)
     calls = []
