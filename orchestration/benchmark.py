@@ -426,7 +426,7 @@ def _row(method: str, s: dict, tdir: Path, wall_s: float, threads: int | None = 
             "search_s": float(s["search_s"]), "finetune_s": float(s["finetune_s"]), "wall_s": round(wall_s, 1),
             "objective": s.get("objective"), "search_backend": (s.get("search_backend") or {}).get("name"),
             "supernet_cached": (s.get("supernet") or {}).get("cached"),
-            "resumed": bool(s.get("resumed")),  # then CPU s: since the resume
+            "resumed": bool(s.get("resumed")), "attempts": s.get("attempts", 1),  # cpu_s: every attempt's
             "prune_run_id": s.get("mlflow_run_id"), "out": s["out"]}
 
 

@@ -26,6 +26,7 @@ from pathlib import Path
 from gan.determinism import controlled_run
 from orchestration.errors import UsageError
 from orchestration.requests import FinetuneRequest, PruneRequest
+from orchestration.attempts import AttemptLedger
 from orchestration.rundir import write_json
 from agents import methods
 from agents.cluster import check_ray_address
@@ -126,6 +127,8 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     parent.start(run_id=ids.get("parent"))
     children = {}
     status = "FAILED"
+    # a resumed run's cost counts every attempt (orchestration/attempts.py)
+    ledger = AttemptLedger(out, resumed=last is not None, cpu0=cpu_start, t0=t_start).start()
     try:
         children = {a: Tracker(EXPERIMENT, run_name=a, tracking_uri=r.tracking_uri, parent_run_id=parent.run_id,
                                enabled=r.track, tags={"ganprune.agent": a}).start(run_id=ids.get(a))
@@ -173,8 +176,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
             if note:
                 _say(r.quiet, note)
             parent.log_metrics({k: v for k, v in summary["latency_budget"].items() if k.endswith("_ms")})
-        summary.update(common, **cost, resumed=last is not None, total_s=round(time.perf_counter() - t_start, 1),
-                       cpu_s=round(time.process_time() - cpu_start, 2), mlflow_run_id=parent.run_id)
+        summary.update(common, **cost, resumed=last is not None, **ledger.totals(), mlflow_run_id=parent.run_id)
         parent.log_metrics({k: v for k, v in cost.items()} | {"cpu_s": summary["cpu_s"]})
         write_json(out / "prune.json", summary)
         parent.log_artifact(out / "prune.json")
@@ -184,6 +186,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         status = "KILLED"
         raise
     finally:
+        ledger.stop()
         for c in children.values():
             c.end(status)
         parent.end(status)

@@ -137,6 +137,10 @@ def test_kill_9_in_the_search_then_in_the_resumed_fine_tune_then_resume_ends_lik
     assert json.loads((out / "history.json").read_text()) == history
     summary = json.loads((out / "prune.json").read_text())
     assert summary["iterations"] == 4 and summary["macs"] <= summary["target_macs"]
+    # its cost counts the two killed attempts too (each recorded at its start and every 30 s)
+    attempts = json.loads((out / "attempts.json").read_text())["attempts"]
+    assert summary["attempts"] == len(attempts) == 3 and len({a["pid"] for a in attempts}) == 3
+    assert summary["cpu_s"] == round(sum(a["cpu_s"] for a in attempts), 2) > attempts[-1]["cpu_s"]
     assert not list((out / "checkpoints").glob(".tmp-*")), "a half-written checkpoint was left behind"
     ft = json.loads((out / "finetune" / "finetune.json").read_text())
     assert ft["history"][-1]["step"] == FINETUNE_STEPS
