@@ -10,7 +10,8 @@ each, train wall time and steps/s, and each run's difference to the "l1" run of 
     python benchmarks/density_objective.py --teacher runs/teacher --steps 300 --backend deepspeed \\
         --variant dens_x4:lambda_dens=4 --variant k8:k_neighbors=8 --seeds 0,1
     python benchmarks/density_objective.py --teacher ~/.cache/ganprune/teachers/tiny-labels2textures-c8fb5a74 \
-        --steps 200 --seeds 0,1,2 --variant memory:neighbors=memory --out runs/density-memory   # README
+        --steps 200 --seeds 0,1,2 --variant jitter:neighbors=jitter --out runs/density-memory
+        # the README table with today's defaults (it ran as --variant memory:neighbors=memory when jitter was the default)
 
 A variant is NAME:key=value,...; keys are fields of ``DistillConfig`` (lambda_*) or ``DensityConfig``
 (k_neighbors, bandwidth_factor, gamma, feature, ...); its objective is "density" unless objective=l1.

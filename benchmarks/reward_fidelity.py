@@ -50,6 +50,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from gan.train.distill import DEFAULT_OBJECTIVE, OBJECTIVES  # noqa: E402
+
 #: backend signals whose ranking is compared with the final test PSNR: (key in the stored scores, name)
 SIGNALS = {"reward": "r_G (backend reward)", "psnr": "backend PSNR vs teacher (dB)"}
 #: the full fine-tune checkpoints this many times when it is long enough to be worth resuming
@@ -68,7 +70,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--ks", default="0,4,20", help="backend fine-tune steps K, comma-separated (default 0,4,20)")
     ap.add_argument("--finetune-steps", type=int, default=200, help="steps of each full fine-tune (default 200)")
     ap.add_argument("--finetune-backend", choices=["deepspeed", "torch"], default="deepspeed")
-    ap.add_argument("--objective", default="density", help="objective of the K steps and the full fine-tune")
+    ap.add_argument("--objective", default=DEFAULT_OBJECTIVE, choices=OBJECTIVES,
+                    help="objective of the K steps and the full fine-tune (default: the shipped one, l1)")
     ap.add_argument("--eval-items", type=int, default=None,
                     help="search items the backend scores on (default: the --marl-run's, else the teacher "
                     "preset's marl.eval_items, else 8)")
