@@ -14,7 +14,7 @@ teachers").
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +89,9 @@ class LocalBackend(CachedBackend):
         self.paired = paired
         self.cfg = cfg or LocalConfig()
         self.density_cfg = density or DensityConfig(seed=self.cfg.seed)
+        # r_G's density term: fixed, seeded jittered neighbourhoods of the search items, the reward the
+        # reward-fidelity benchmark measured (one pair is scored alone: there is no bank of other inputs)
+        self.score_density_cfg = replace(self.density_cfg, neighbors="jitter")
         self.teacher_g = teacher_g.eval().requires_grad_(False)
         self.teacher_d = teacher_d.eval().requires_grad_(False)
         self.gan = GANLoss(self.cfg.gan_loss)
@@ -169,7 +172,7 @@ class LocalBackend(CachedBackend):
             rec = float(F.l1_loss(s, self.t))
             dens = 0.0
             if density:
-                objective = DensityObjective(self.score_teacher, self.teacher_d, self.density_cfg)
+                objective = DensityObjective(self.score_teacher, self.teacher_d, self.score_density_cfg)
                 dens = float(objective(g, self.x, torch.Generator().manual_seed(self.cfg.seed)).loss)
             fake = self.d_input(self.x, s)
             d_real, d_fake = d(self.d_input(self.x, self.y)), d(fake)
