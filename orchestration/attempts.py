@@ -38,6 +38,8 @@ class AttemptLedger:
         self.every = float(every)
         self.cpu0 = time.process_time() if cpu0 is None else cpu0
         self.t0 = time.perf_counter() if t0 is None else t0
+        self._final: dict | None = None  # set by totals(): the numbers the run reports
+        self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="attempt-ledger", daemon=True)
 
@@ -46,11 +48,15 @@ class AttemptLedger:
                 "wall_s": round(time.perf_counter() - self.t0, 1)}
 
     def write(self) -> None:
-        write_json(self.path, {"attempts": [*self.earlier, self.this_attempt()]})
+        with self._lock:  # the thread and the run write the same file (write_json's temp name is per process)
+            write_json(self.path, {"attempts": [*self.earlier, self._final or self.this_attempt()]})
 
     def totals(self) -> dict:
-        """This attempt's cost plus every earlier attempt's last record."""
-        every = [*self.earlier, self.this_attempt()]
+        """This attempt's cost plus every earlier attempt's last record; the ledger keeps these same
+        numbers (``stop`` does not write a later snapshot), so the run's record and it agree."""
+        self._final = self.this_attempt()
+        self.write()
+        every = [*self.earlier, self._final]
         return {"cpu_s": round(sum(a["cpu_s"] for a in every), 2),
                 "total_s": round(sum(a["wall_s"] for a in every), 1), "attempts": len(every)}
 

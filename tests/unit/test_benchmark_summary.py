@@ -41,9 +41,15 @@ def _timed_row(method: str, request: dict, tdir: str) -> dict:
     import os
     import time
 
+    from pathlib import Path
+
     t0 = time.time()
     if request.get("fail"):
+        if request.get("flag"):
+            Path(request["flag"]).touch()
         raise ValueError(f"{method} failed")
+    while request.get("after") and not Path(request["after"]).exists() and time.time() < t0 + 120:
+        time.sleep(0.01)  # starts its own clock once the failing row has failed, however loaded the machine
     time.sleep(request["s"])
     return {"method": method, "start": t0, "end": time.time(), "pid": os.getpid()}
 
@@ -71,10 +77,12 @@ def test_jobs_run_rows_at_once_in_worker_processes_and_wait_for_their_dependenci
     assert {r["pid"] for r in one.values()} == {os.getpid()}
 
 
-def test_a_failed_row_lets_the_running_ones_finish_and_be_recorded():
+def test_a_failed_row_lets_the_running_ones_finish_and_be_recorded(tmp_path):
     import pytest
 
-    rows = {("l1", 0): {"s": 0.0, "fail": True}, ("uniform", 0): {"s": 1.0}, ("uniform", 1): {"s": 0.1}}
+    flag = str(tmp_path / "l1-failed")
+    rows = {("l1", 0): {"s": 0.0, "fail": True, "flag": flag}, ("uniform", 0): {"s": 1.0, "after": flag},
+            ("uniform", 1): {"s": 0.1}}
     from orchestration.benchmark import _run_rows
 
     done = {}
