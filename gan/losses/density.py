@@ -95,7 +95,8 @@ class NeighbourBank:
     def nearest(self, x: torch.Tensor, t: torch.Tensor, f: torch.Tensor, k: int):
         """For each row i of the batch, the K inputs (and teacher outputs) nearest in feature distance
         among the bank and the batch's other rows: ((B, K, C, H, W), (B, K, C', H, W)), or None while
-        fewer than K candidates exist. Ties break by position (deterministic)."""
+        fewer than K candidates exist. A candidate at feature distance 0 is the same input again, never a
+        neighbour. Ties break by position (deterministic)."""
         b = len(x)
         if self.x is not None and self.x.device != x.device:  # e.g. loaded from a checkpoint on CPU
             self.x, self.t, self.f = self.x.to(x.device), self.t.to(x.device), self.f.to(x.device)
@@ -107,6 +108,9 @@ class NeighbourBank:
         d = torch.cdist(f.double(), pool_f.double())
         own = torch.arange(b, device=d.device) + len(pool_x) - b
         d[torch.arange(b, device=d.device), own] = float("inf")
+        d[d == 0] = float("inf")  # the same item seen again (a small, unaugmented set) is x_i, not a neighbour
+        if bool((torch.isfinite(d).sum(1) < k).any()):
+            return None
         idx = torch.sort(d, dim=1, stable=True).indices[:, :k]
         return pool_x[idx], pool_t[idx]
 

@@ -261,6 +261,19 @@ def test_memory_neighbours_are_the_nearest_other_real_inputs_in_teacher_feature_
     assert r.loss.requires_grad and r.stats["kl"] >= 0
 
 
+def test_an_input_seen_again_is_not_its_own_neighbour(setup):
+    """A small unaugmented set puts the same item in the bank again: it is x_i, not a neighbour."""
+    teacher, disc, _ = setup
+    obj = DensityObjective(teacher, disc, DensityConfig(neighbors="memory", k_neighbors=2, bank_size=8))
+    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    student = _perturbed(teacher, 0.1, 0)
+    obj(student, x)
+    r = obj(student, x)  # the bank holds these very inputs
+    for i in range(4):
+        assert not any(torch.equal(r.x_neighbors[i, j], x[i]) for j in range(2))
+        assert all(any(torch.equal(r.x_neighbors[i, j], x[o]) for o in range(4) if o != i) for j in range(2))
+
+
 def test_memory_density_is_zero_for_the_teacher_and_grows_with_perturbation(setup):
     teacher, disc, _ = setup
     batches = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) * 2 - 1 for i in range(2)]
