@@ -167,8 +167,8 @@ def _parser() -> argparse.ArgumentParser:
                     "alignment), distill (GAN Compression's feature distillation)")
     sp.add_argument("--add", action="append", default=[], help="add-on terms summed onto the objective: gka, vem (comma-separated or repeated)")
     sp.add_argument("--density-option", action="append", default=[], metavar="KEY=VALUE",
-                    help="a knob of the density objective (gan.losses.DensityConfig), e.g. neighbors=memory "
-                    "(neighbours = nearest other training inputs in the teacher's feature space), k_neighbors=8, "
+                    help="a knob of the density objective (gan.losses.DensityConfig), e.g. neighbors=jitter "
+                    "(jittered copies of each input instead of the default memory bank of other inputs), k_neighbors=8, "
                     "bandwidth_mode=perplexity; unknown keys are refused")
     sp.add_argument("--steps", type=int, help="fine-tuning steps (default 200)")
     sp.add_argument("--backend", choices=["deepspeed", "torch"], default="deepspeed")

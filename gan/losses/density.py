@@ -105,7 +105,9 @@ class NeighbourBank:
         pool_f = f if self.f is None else torch.cat([self.f, f])
         if len(pool_x) - 1 < k:
             return None
-        d = torch.cdist(f.double(), pool_f.double())
+        # exact distances (no matrix-product shortcut, which cdist takes above 25 rows): an input seen again
+        # is then at distance 0, and the order is the one the features give
+        d = torch.cdist(f.double(), pool_f.double(), compute_mode="donot_use_mm_for_euclid_dist")
         own = torch.arange(b, device=d.device) + len(pool_x) - b
         d[torch.arange(b, device=d.device), own] = float("inf")
         d[d == 0] = float("inf")  # the same item seen again (a small, unaugmented set) is x_i, not a neighbour

@@ -264,14 +264,31 @@ def test_memory_neighbours_are_the_nearest_other_real_inputs_in_teacher_feature_
 def test_an_input_seen_again_is_not_its_own_neighbour(setup):
     """A small unaugmented set puts the same item in the bank again: it is x_i, not a neighbour."""
     teacher, disc, _ = setup
-    obj = DensityObjective(teacher, disc, DensityConfig(neighbors="memory", k_neighbors=2, bank_size=8))
-    x = torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    obj = DensityObjective(teacher, disc, DensityConfig(neighbors="memory", k_neighbors=2))  # the default bank
+    batches = [torch.rand(4, 3, 32, 32, generator=torch.Generator().manual_seed(i)) * 2 - 1 for i in range(8)]
+    x = batches[0]
     student = _perturbed(teacher, 0.1, 0)
-    obj(student, x)
+    for b in batches:  # > 25 candidates: where cdist's matrix-product shortcut would blur distance 0
+        obj(student, b)
     r = obj(student, x)  # the bank holds these very inputs
+    pool = torch.cat(batches)
     for i in range(4):
         assert not any(torch.equal(r.x_neighbors[i, j], x[i]) for j in range(2))
-        assert all(any(torch.equal(r.x_neighbors[i, j], x[o]) for o in range(4) if o != i) for j in range(2))
+        assert all(any(torch.equal(r.x_neighbors[i, j], o) for o in pool if not torch.equal(o, x[i])) for j in range(2))
+
+
+def test_the_bank_finds_a_repeat_at_a_distance_the_matrix_product_shortcut_would_blur():
+    """68 candidates (cdist's shortcut computes |a|² + |b|² − 2ab above 25 rows: a repeat can land at 1e-11)."""
+    from gan.losses.density import NeighbourBank
+
+    f = torch.randn(68, 32, generator=torch.Generator().manual_seed(0)) * 1e-3
+    f[:4] = f[-4:]  # the batch's four inputs are in the bank already
+    x = torch.arange(68.0).view(68, 1, 1, 1)
+    bank = NeighbourBank(64)
+    bank.add(x[:64], x[:64], f[:64])
+    xn, _ = bank.nearest(x[64:], x[64:], f[64:], 2)
+    for i in range(4):  # neither x_i itself (row 64 + i) nor its repeat (row i)
+        assert {int(v) for v in xn[i].flatten()}.isdisjoint({i, 64 + i})
 
 
 def test_memory_density_is_zero_for_the_teacher_and_grows_with_perturbation(setup):
