@@ -22,6 +22,7 @@ import numpy as np
 
 from agents.cluster import check_cpus, init_ray
 from gan.determinism import ProcessSettings
+from gan.progress import progress
 from envs.multi_agent import AGENTS, MultiAgentPruningEnv
 from envs import episode_log
 from envs.backends.remote import start_pool
@@ -277,10 +278,7 @@ class MarlSearch:
         return s
 
     def run(self) -> dict:
-        from tqdm.auto import tqdm
-
-        bar = tqdm(total=self.cfg.iterations, initial=self.iteration, desc="marl", dynamic_ncols=True,
-                   disable=self.quiet or not os.isatty(2))
+        bar = progress(total=self.cfg.iterations, initial=self.iteration, desc="marl", quiet=self.quiet)
         try:
             while self.iteration < self.cfg.iterations:
                 s = self.step()

@@ -50,6 +50,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
+from gan.progress import progress  # noqa: E402
 from gan.train.distill import DEFAULT_OBJECTIVE, OBJECTIVES  # noqa: E402
 
 #: backend signals whose ranking is compared with the final test PSNR: (key in the stored scores, name)
@@ -474,8 +475,6 @@ def main(argv=None) -> dict:
 
     sources = [*args.ks, *(["supernet"] if args.supernet else [])]
 
-    # a log file gets a progress line every minute, a terminal a live bar
-    bar_kw = {"dynamic_ncols": True, "mininterval": 0.1 if sys.stderr.isatty() else 60}
     final_settings = {"teacher": str(teacher), "steps": args.finetune_steps, "objective": args.objective,
                       "backend": args.finetune_backend, "seed": args.seed}
 
@@ -505,7 +504,7 @@ def main(argv=None) -> dict:
               + (f"; reusing {reused['backend']} backend scores and {reused['final']} fine-tunes" if args.resume else ""),
               flush=True)
 
-        with tqdm(total=len(cands) * len(sources), desc="backend scores", **bar_kw) as bar:
+        with progress(total=len(cands) * len(sources), desc="backend scores") as bar:
             for k in sources:
                 if all(k in c["backend"] for c in cands):
                     bar.update(len(cands))
@@ -518,7 +517,7 @@ def main(argv=None) -> dict:
                 del problem
 
         todo = [c for c in cands if c["final"] is None]
-        with tqdm(total=len(cands), initial=len(cands) - len(todo), desc="full fine-tunes", **bar_kw) as bar:
+        with progress(total=len(cands), initial=len(cands) - len(todo), desc="full fine-tunes") as bar:
             for c in todo:
                 bar.set_postfix(cand=c["label"])
                 full_finetune(c, teacher, args, final_settings, cdir)

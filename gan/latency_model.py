@@ -36,6 +36,7 @@ from gan.determinism import torch_threads
 from gan.models import build
 from gan.models.base import ZooModel
 from gan.profile import torch_latency
+from gan.progress import progress
 from gan.pruning.macs import MacsModel
 from gan.pruning.physical import pruned_architecture
 from gan.pruning.targets import TargetError
@@ -353,8 +354,6 @@ class LatencyModel:
     # ---------------------------------------------------------------- tables
 
     def _tables(self, quiet: bool) -> list[_LayerTable]:
-        from tqdm.auto import tqdm
-
         todo, plans = {}, []
         for layer in self.mm.layers:
             m = self.mm.modules[layer.name]
@@ -377,8 +376,8 @@ class LatencyModel:
                         k = shape.key(int(ci), int(co))
                         if k not in self.cache.points:
                             todo[k] = (shape, int(ci), int(co))
-        for k, (shape, ci, co) in tqdm(todo.items(), desc=f"timing layers ({self.runtime}, {self.threads} threads)",
-                                       disable=quiet or not todo, dynamic_ncols=True):
+        for k, (shape, ci, co) in progress(todo.items(), desc=f"timing layers ({self.runtime}, {self.threads} threads)",
+                                           quiet=quiet or not todo):
             self.cache.points[k] = time_layer(shape, ci, co, self.runtime, self.threads)
         if todo:
             self.cache.save()
@@ -424,11 +423,9 @@ class LatencyModel:
         key = f"v{CALIBRATION_VERSION}|{_digest(model.architecture())}@{self.size}|n{n}|s{seed}"
         if key in self.cache.calibrations:
             return np.asarray(self.cache.calibrations[key])
-        from tqdm.auto import tqdm
-
         specs = self.calibration_counts(model, n, seed)
         X, y = [], []
-        for counts in tqdm(specs, desc="calibrating on whole networks", disable=quiet, dynamic_ncols=True):
+        for counts in progress(specs, desc="calibrating on whole networks", quiet=quiet):
             X.append(self._terms(counts))
             y.append(measure_counts(model, counts, self.size, self.runtime, self.threads))
         # relative errors (what a budget cares about), plus one prior row pulling α to 1: the in-context
@@ -464,11 +461,9 @@ class LatencyModel:
 def model_error(model: ZooModel, lm: LatencyModel, n: int = 20, seed: int = 1000, runs: int = 10,
                 quiet: bool = True) -> dict:
     """Predicted vs measured ms on ``n`` random specs (none of them a calibration spec)."""
-    from tqdm.auto import tqdm
-
     rng = random.Random(seed)
     rows = []
-    for _ in tqdm(range(n), desc="random specs: predicted vs measured", disable=quiet, dynamic_ncols=True):
+    for _ in progress(range(n), desc="random specs: predicted vs measured", quiet=quiet):
         counts = random_counts(model, rng)
         pred = lm.cost(counts)
         meas = measure_counts(model, counts, lm.size, lm.runtime, lm.threads, runs=runs)

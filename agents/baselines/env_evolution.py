@@ -21,6 +21,7 @@ from agents.baselines.evolution import EvolutionConfig, evolution_search
 from agents.marl import better, candidate_key, run_episode
 from envs.episode import GroupEpisode
 from envs.multi_agent import AGENTS, MultiAgentPruningEnv
+from gan.progress import progress
 
 
 def _pair_key(env: MultiAgentPruningEnv, actions: dict[str, list[float]]) -> str:
@@ -41,8 +42,6 @@ def evolution_env_search(problem_config: dict, evaluations: int, seed: int = 0, 
     """Score ``evaluations`` distinct candidate pairs bred by evolution; returns what
     ``random_search.random_search`` returns (best, evaluations, episodes, trace, search_s, cpu_s, env)
     plus the generations run."""
-    from tqdm.auto import tqdm
-
     if evaluations < 1:
         raise ValueError(f"evaluations must be ≥ 1, got {evaluations}")
     if levels < 2:
@@ -53,7 +52,7 @@ def evolution_env_search(problem_config: dict, evaluations: int, seed: int = 0, 
     state = {"best": None, "episodes": 0}
     trace: list[float] = []
     t0, cpu0 = time.perf_counter(), time.process_time()
-    bar = tqdm(total=evaluations, desc="evolution", disable=quiet, dynamic_ncols=True)
+    bar = progress(total=evaluations, desc="evolution", quiet=quiet)
 
     def split(cfg) -> dict[str, list[float]]:
         acts = [c / (levels - 1) for c in cfg]

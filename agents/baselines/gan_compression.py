@@ -17,7 +17,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from gan.metrics.image import psnr
 from gan.latency_model import latency_budget
 from gan.pruning.macs import MacsModel, fill_counts
 from gan.pruning.targets import resolve_macs_target
+from gan.progress import progress
 
 METRICS = ("l1", "psnr")
 
@@ -61,8 +61,6 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     {"rank": r}.  ``feature_distill`` False: the teacher has no distillation taps (a U-Net), the supernet
     trained with λ_distill = 0 (``gan.train.supernet.effective_settings``).
     """
-    from tqdm.auto import tqdm
-
 
     if metric not in METRICS:
         raise ValueError(f"unknown search metric {metric!r}; choose one of {', '.join(METRICS)}")
@@ -120,7 +118,7 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
 
     ecfg = EvolutionConfig(population=population, generations=generations, mutate_prob=mutate_prob,
                            weighted_sample=weighted_sample, seed=seed)
-    bar = tqdm(total=generations, desc="evolution", disable=quiet or not sys.stderr.isatty(), dynamic_ncols=True)
+    bar = progress(total=generations, desc="evolution", quiet=quiet)
 
     def progress(rec):
         bar.update(1)

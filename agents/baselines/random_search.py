@@ -15,6 +15,7 @@ import numpy as np
 
 from agents.marl import better, candidate_key, run_episode
 from envs.multi_agent import MultiAgentPruningEnv
+from gan.progress import progress
 
 #: give up after this many episodes per requested evaluation (a tiny problem may have few distinct pairs)
 MAX_TRIES_PER_EVALUATION = 20
@@ -30,15 +31,13 @@ def random_search(problem_config: dict, evaluations: int, seed: int = 0, beta: f
     """Score ``evaluations`` distinct random candidate pairs; returns the best by ``better``, the count,
     the trace of the best score after each evaluation, wall and CPU seconds, and the driver env (for
     its tasks).  ``on_evaluation(i, record, best)`` is called after each new candidate."""
-    from tqdm.auto import tqdm
-
     if evaluations < 1:
         raise ValueError(f"evaluations must be ≥ 1, got {evaluations}")
     env = MultiAgentPruningEnv({**problem_config, "beta": beta, "episode_log": None})
     rng = np.random.default_rng(seed)
     seen, best, trace, episodes = set(), None, [], 0
     t0, cpu0 = time.perf_counter(), time.process_time()
-    with tqdm(total=evaluations, desc="random", disable=quiet, dynamic_ncols=True) as bar:
+    with progress(total=evaluations, desc="random", quiet=quiet) as bar:
         for _ in range(evaluations * MAX_TRIES_PER_EVALUATION):
             if len(seen) >= evaluations:
                 break

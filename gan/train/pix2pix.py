@@ -12,7 +12,6 @@ import contextlib
 import dataclasses
 import json
 import math
-import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from gan.progress import progress
 from gan.train import checkpoint as ckpt
 from gan.train.engine import init_distributed, make_engine, world
 from gan.train.sharding import shard
@@ -291,11 +291,8 @@ class Pix2PixTrainer:
 
     def fit(self, data) -> list[dict]:
         """Train until ``cfg.steps`` (continuing after ``resume``); returns the history."""
-        from tqdm.auto import tqdm
-
         c = self.cfg
-        quiet = c.quiet or self.rank != 0 or not sys.stderr.isatty()
-        bar = tqdm(total=c.steps, initial=self.step, disable=quiet, desc="pix2pix", dynamic_ncols=True)
+        bar = progress(total=c.steps, initial=self.step, quiet=c.quiet or self.rank != 0, desc="pix2pix")
         start_step, t0 = self.step, time.perf_counter()
         self.g.train(not c.freeze_generator)
         self.d.train()
