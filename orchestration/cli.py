@@ -187,8 +187,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--ckpt-every", type=int, default=0, metavar="N",
                     help="checkpoint every N steps and at the end, newest two kept (default 0: none)")
 
-    sp = add("demo", "the embedded default, end to end: tiny teacher → two-agent RL pruning → density "
-             "fine-tune → export → evaluate, logged to MLflow",
+    sp = add("demo", "the embedded default, end to end: tiny teacher → two-agent RL pruning → L1 "
+             "distillation fine-tune → export → evaluate, logged to MLflow",
              "ganprune demo --out runs/demo", commands.demo)
     sp.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     sp.add_argument("--macs-target", type=float, default=0.25,
