@@ -39,7 +39,7 @@ from gan.profile import torch_latency
 from gan.progress import progress
 from gan.pruning.macs import MacsModel
 from gan.pruning.physical import pruned_architecture
-from gan.pruning.targets import TargetError
+from gan.pruning.targets import TargetError, resolve_macs_target
 
 RUNTIMES = ("onnxruntime", "torch")
 #: width grid per layer dimension, as fractions of the full width (plus the minimum width): denser where
@@ -446,6 +446,14 @@ class LatencyModel:
     def counts(self, spec) -> dict[str, int]:
         return self.mm.counts(spec)
 
+    def predicted_ms(self, counts: dict[str, int]) -> float:
+        return self.cost(counts)
+
+    @property
+    def full_ms(self) -> float:
+        """The unpruned model's predicted ms (``full`` is the budgeted cost; for a plain latency model the same)."""
+        return self.full
+
     def minimum(self) -> float:
         return self.cost(dict(self.min_keep))
 
@@ -485,11 +493,15 @@ class LatencyTarget:
     size: int | None = None
     runtime: str = "onnxruntime"
     threads: int | None = None
+    macs_cap: float | None = None  # ``--macs-cap``: MACs must also stay within this fraction (≤ 1) or count
 
     def __post_init__(self):
         if not self.value > 0:
             raise TargetError(f"latency target {self.value:g} must be positive: give a fraction of the teacher's "
                               "latency (0.3) or milliseconds (12)")
+        if self.macs_cap is not None and not self.macs_cap > 0:
+            raise TargetError(f"--macs-cap {self.macs_cap:g} must be positive: give a fraction of the teacher's "
+                              "MACs (0.1) or a count (3e9)")
         if self.runtime not in RUNTIMES:
             raise TargetError(f"unknown latency runtime {self.runtime!r}; choose one of {', '.join(RUNTIMES)}")
         if self.threads is not None and self.threads < 1:
@@ -498,10 +510,50 @@ class LatencyTarget:
             raise TargetError(f"latency size {self.size}: give the deployment image size (e.g. 256)")
 
 
+class MacsCappedLatency:
+    """A latency budget that also caps MACs (``prune --latency-target T --macs-cap M``).
+
+    Why: the same MACs run at very different speeds depending on where the widths sit (docs/latency.md,
+    "Does pruning turn MACs into speed"), and users often have both limits (energy or memory, and a frame
+    time). ``cost(counts) = max(predicted ms, target ms × MACs / cap)`` is at most the target ms exactly when
+    both hold, so the envs' clip and fill, the one-knob bisections and ``fill_counts`` keep budgeting one
+    number, in ms (docs/methods.md, "Latency budgets")."""
+
+    def __init__(self, latency: LatencyModel, macs: MacsModel, cap: float, target_ms: float):
+        self.latency, self.macs, self.cap, self.target_ms = latency, macs, float(cap), float(target_ms)
+        self.sizes, self.min_keep = latency.sizes, latency.min_keep
+        self.runtime, self.threads, self.size = latency.runtime, latency.threads, latency.size
+        self.full = self.cost({})
+
+    def cost(self, counts: dict[str, int]) -> float:
+        return max(self.latency.cost(counts), self.target_ms * self.macs.cost(counts) / self.cap)
+
+    def counts(self, spec) -> dict[str, int]:
+        return self.latency.counts(spec)
+
+    def minimum(self) -> float:
+        return self.cost(dict(self.min_keep))
+
+    def predicted_ms(self, counts: dict[str, int]) -> float:
+        return self.latency.cost(counts)
+
+    @property
+    def full_ms(self) -> float:
+        return self.latency.full
+
+    def describe(self) -> dict:
+        return {**self.latency.describe(), "macs_cap": self.cap, "macs_cap_fraction": self.cap / self.macs.full}
+
+
 def latency_budget(model: ZooModel, target: LatencyTarget, default_size: int,
-                   quiet: bool = True) -> tuple[LatencyModel, float]:
+                   quiet: bool = True) -> tuple[LatencyModel | MacsCappedLatency, float]:
     """The latency model (measured once per machine, cached) and the target in predicted ms, checked to be
-    reachable: above the minimum widths' latency and at most the full model's."""
+    reachable: above the minimum widths' latency and at most the full model's. With ``target.macs_cap`` the
+    model is wrapped so that the same budget also caps MACs (at the teacher's size, as ``--macs-target``)."""
+    try:
+        cap = resolve_macs_target(model, target.macs_cap, default_size) if target.macs_cap is not None else None
+    except TargetError as e:
+        raise TargetError(str(e).replace("MACs target", "--macs-cap").replace("--macs-target", "--macs-cap")) from None
     lm = LatencyModel(model, target.size or default_size, target.runtime, target.threads, quiet=quiet)
     ms = target.value * lm.full if target.value <= 1 else float(target.value)
     floor = lm.minimum()
@@ -512,4 +564,6 @@ def latency_budget(model: ZooModel, target: LatencyTarget, default_size: int,
         raise TargetError(f"latency target {ms:.3g} ms ({ms / lm.full:.1%}) is below the {floor:.3g} ms "
                           f"({floor / lm.full:.1%}) that the minimum channels take ({target.runtime}, {lm.threads} "
                           f"threads, {lm.size}²); raise --latency-target")
-    return lm, ms
+    if cap is None:
+        return lm, ms
+    return MacsCappedLatency(lm, MacsModel(model, default_size), cap, ms), ms

@@ -293,6 +293,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"],
                     help="runtime of the latency model (default onnxruntime)")
     sp.add_argument("--latency-threads", type=int, help="intra-op threads of the latency model (default --threads)")
+    sp.add_argument("--macs-cap", type=float, help="with --latency-target: MACs must also stay within this fraction "
+                    "of the teacher's (0.1) or count; the widths then buy the most speed per MAC (docs/latency.md)")
     _align_flag(sp)
     sp.add_argument("--out", default="runs/marl", help="output directory (default runs/marl)")
     sp.add_argument("--iterations", type=int, help="PPO iterations (default per preset)")
@@ -338,6 +340,8 @@ def _parser() -> argparse.ArgumentParser:
                     "every export is measured at it (default 256)")
     sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"])
     sp.add_argument("--latency-threads", type=int, help="threads of the latency model and measurements")
+    sp.add_argument("--macs-cap", type=float, help="with --latency-targets: every row's MACs also stay within this "
+                    "fraction of the teacher's (0.1) or count")
     _align_flag(sp)
     sp.add_argument("--teacher", help="teacher run directory (default: train or reuse the preset's teacher)")
     sp.add_argument("--data", help="dataset of the preset's cached teacher when --teacher is not given; unpaired "

@@ -300,8 +300,11 @@ def benchmark(args):
                                         PruneRequest, SearchFlags)
 
     methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    if args.macs_cap is not None and not args.latency_targets:
+        raise UsageError("--macs-cap caps MACs under latency budgets: add --latency-targets, or give the MACs "
+                         "budget alone as --macs-target")
     row = PruneRequest(preset=args.preset, teacher=args.teacher, data=args.data, macs_target=args.macs_target,
-                       threads=args.threads, align=args.align,
+                       threads=args.threads, align=args.align, macs_cap=args.macs_cap,
                        search=SearchFlags(iterations=args.iterations, episodes=args.episodes,
                                           backend_steps=args.backend_steps, backend=args.search_backend,
                                           backend_options=_key_values(args.backend_option, "--backend-option",

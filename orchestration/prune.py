@@ -103,6 +103,9 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
     m.check_teacher(run, REGISTRY, m.options(r.options))  # a generator class (or an option) the method
     # cannot take for this teacher: refused before any work
     latency = r.latency()
+    if r.macs_cap is not None and latency is None:
+        raise UsageError("--macs-cap caps MACs under a latency budget: add --latency-target, or give the MACs "
+                         "budget alone as --macs-target")
     if latency is not None and not m.latency_budget:
         takers = [n for n, x in REGISTRY.items() if x.latency_budget]
         raise UsageError(f"--latency-target: {m.name} budgets MACs only; use --macs-target, or --method "
@@ -225,9 +228,10 @@ def latency_report(run, latency, spec: dict) -> dict:
     measured = measure_counts(run.generator, counts, lm.size, lm.runtime, lm.threads)
     teacher = measure_counts(run.generator, {}, lm.size, lm.runtime, lm.threads)
     return {"runtime": lm.runtime, "threads": lm.threads, "size": lm.size, "target_ms": target,
-            "predicted_ms": lm.cost(counts), "measured_ms": measured, "teacher_predicted_ms": lm.full,
+            "predicted_ms": lm.predicted_ms(counts), "measured_ms": measured, "teacher_predicted_ms": lm.full_ms,
             "teacher_measured_ms": teacher, "speedup": teacher / measured,
-            "over_target": measured > OVER_TARGET * target}
+            "over_target": measured > OVER_TARGET * target,
+            **({"macs_cap_fraction": lm.describe()["macs_cap_fraction"]} if latency.macs_cap is not None else {})}
 
 
 #: a pick measured this much over its latency target is reported (a single measurement on a busy

@@ -97,6 +97,7 @@ class PruneRequest:
     latency_size: int | None = None      # the deployment size the latency is predicted at (None: teacher's)
     latency_runtime: str = "onnxruntime"
     latency_threads: int | None = None   # None: the run's threads
+    macs_cap: float | None = None        # with latency_target: MACs must also stay within this (fraction or count)
     align: int | str = 1                 # round G's widths per group to this channel block ("auto": the CPU's)
     out: str = "runs/marl"
     seed: int = 0
@@ -121,7 +122,7 @@ class PruneRequest:
         from gan.latency_model import LatencyTarget
 
         return LatencyTarget(self.latency_target, self.latency_size, self.latency_runtime,
-                             self.latency_threads or self.threads)
+                             self.latency_threads or self.threads, self.macs_cap)
 
     @classmethod
     def from_mapping(cls, d: dict, where: str = "request") -> PruneRequest:
@@ -253,7 +254,7 @@ PLACEMENT_FLAGS = tuple(f.name for f in dataclasses.fields(Placement))
 PRUNE_FLAGS = {
     "method": "method", "teacher": "teacher", "preset": "preset", "data": "data", "macs_target": "macs_target",
     "latency_target": "latency_target", "latency_size": "latency_size", "latency_runtime": "latency_runtime",
-    "latency_threads": "latency_threads", "align": "align",
+    "latency_threads": "latency_threads", "macs_cap": "macs_cap", "align": "align",
     "out": "out", "seed": "seed", "threads": "threads", "method_option": "options",
     "iterations": "search.iterations", "episodes": "search.episodes", "backend_steps": "search.backend_steps",
     "peer_beta": "search.beta", "action_prior": "search.prior", "no_peer_observation": "search.peer_observation",

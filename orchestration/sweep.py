@@ -57,7 +57,8 @@ def sweep(request, macs_targets=(), latency_targets=(), latency_size: int | None
         if kind == "macs":
             resolve_macs_target(run.generator, v, run.size)
         else:
-            latency_budget(run.generator, LatencyTarget(v, size, runtime, threads), run.size, quiet=request.quiet)
+            latency_budget(run.generator, LatencyTarget(v, size, runtime, threads, row.macs_cap), run.size,
+                           quiet=request.quiet)
     out = Path(request.out)
     if not request.resume and not request.overwrite and out.is_dir() and any(out.iterdir()):
         raise UsageError(f"{out} is not empty; pass --resume to keep its finished rows, --overwrite to start "
@@ -66,6 +67,7 @@ def sweep(request, macs_targets=(), latency_targets=(), latency_size: int | None
     for kind, v in plan:
         sub_row = replace(row, teacher=str(tdir), data=None, macs_target=v if kind == "macs" else row.macs_target,
                           latency_target=v if kind == "latency" else None, latency_size=size,
+                          macs_cap=row.macs_cap if kind == "latency" else None,
                           latency_runtime=runtime, latency_threads=threads)
         name = f"{kind}-{v:g}"
         if not request.quiet:

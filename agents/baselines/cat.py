@@ -137,7 +137,7 @@ def cat(run, target_macs: float, *, quiet: bool = False, latency=None) -> dict:
         raise TeacherRunError(f"{run.dir}: {e}") from e
     if lm is not None:  # report the MACs the latency budget bought, and the budget
         target = info["macs"]
-        info.update(latency_target_ms=ms, predicted_latency_ms=lm.cost(lm.counts(spec)))
+        info.update(latency_target_ms=ms, predicted_latency_ms=lm.predicted_ms(lm.counts(spec)))
     search_s = time.perf_counter() - t0
     if not quiet:
         tau = "none (target ≥ teacher)" if info["threshold"] is None else f"{info['threshold']:.4g}"

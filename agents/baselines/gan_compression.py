@@ -91,7 +91,7 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
     say = (lambda m: None) if quiet else (lambda m: print(m, flush=True))
     say(f"gan-compression: supernet positions {'_'.join(supernet.position_names)}, " +
         (f"target {target / 1e6:.2f} M MACs ({target / full:.1%})" if lm is None else
-         f"target {target:.2f} ms predicted ({target / lm.full:.1%} of the teacher's)"))
+         f"target {target:.2f} ms predicted ({target / lm.full_ms:.1%} of the teacher's)"))
     if not feature_distill:
         say(no_taps_notice(teacher, "the supernet"))
 
@@ -120,13 +120,13 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
                            weighted_sample=weighted_sample, seed=seed)
     bar = progress(total=generations, desc="evolution", quiet=quiet)
 
-    def progress(rec):
+    def on_generation(rec):
         bar.update(1)
         bar.set_postfix(best=rec["best"], score=f"{rec['best_score']:.4f}", n=rec["evaluated"])
 
     t0 = time.perf_counter()
     try:
-        res = evolution_search(supernet.choices, score, config_cost, target, ecfg, progress)
+        res = evolution_search(supernet.choices, score, config_cost, target, ecfg, on_generation)
     finally:
         bar.close()
         supernet.set_config(None)
@@ -144,7 +144,7 @@ def gan_compression(run, target_macs: float, out, *, supernet_steps: int = 1000,
         counts = fill_counts(mm if lm is None else lm, counts, target)
     spec = {n: sorted(supernet.order[n][:k]) for n, k in counts.items()}
     macs = int(mm.macs(counts))
-    extra_latency = {} if lm is None else {"latency_target_ms": target, "predicted_latency_ms": lm.cost(counts)}
+    extra_latency = {} if lm is None else {"latency_target_ms": target, "predicted_latency_ms": lm.predicted_ms(counts)}
     if lm is not None:
         target = macs  # the MACs the latency budget bought
 

@@ -475,10 +475,12 @@ def ppcd(run, target_macs: float, out, *, steps: int = 200, batch_size: int | No
     budgeted = {}
     if lm is not None:
         target = macs  # the MACs the latency budget bought (as cat and l1 report theirs)
-        predicted = lm.cost({g.name: g.size for g in dense.channel_groups()})
+        counts = {g.name: g.size for g in dense.channel_groups()}
+        predicted = lm.predicted_ms(counts)
         budgeted = {"latency_target_ms": budget, "predicted_latency_ms": predicted}
-        if predicted > budget * (1 + 1e-9):
-            raise RuntimeError(f"PPCD export predicts {predicted:.4g} ms, above the target {budget:.4g} (a schedule bug)")
+        if lm.cost(counts) > budget * (1 + 1e-9):
+            raise RuntimeError(f"PPCD export costs {lm.cost(counts):.4g} (predicted {predicted:.4g} ms), above the "
+                               f"target {budget:.4g} (a schedule bug)")
     if macs > target:
         raise RuntimeError(f"PPCD export has {macs:.4g} MACs, above the target {target:.4g} (a schedule bug)")
     samples = _samples(kind, dense, teacher, run, root, size)

@@ -29,7 +29,7 @@ class _Simple(Method):
             lm, ms = latency_budget(g, request.latency_target, size)
             spec, extra = self.pick(g, ms, size, lm)
             target = spec_macs(g, spec, size)  # the MACs that latency budget bought
-            ctx.say(f"{self.name}: generator target {ms:.2f} ms predicted ({ms / lm.full:.1%} of {lm.full:.2f} ms, "
+            ctx.say(f"{self.name}: generator target {ms:.2f} ms predicted ({ms / lm.full_ms:.1%} of {lm.full_ms:.2f} ms, "
                     f"{lm.runtime}, {lm.threads} threads, {lm.size}²) → {target / full:.1%} of the MACs")
         ctx.log_params({"target_macs": target, "teacher_macs": full})
         return Found(generator=spec, discriminator=None, target_macs=target, teacher_macs=full,

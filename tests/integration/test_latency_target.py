@@ -34,6 +34,24 @@ def test_prune_budgets_predicted_latency(prune_env, method, extra):
     assert request["latency_target"] == 0.5
 
 
+@pytest.mark.parametrize("method,extra", [("l1", []), ("random", ["--evaluations", "3", "--backend-steps", "1"])])
+def test_a_macs_cap_holds_beside_a_latency_target(prune_env, capsys, method, extra):
+    out = prune_env["tmp"] / f"capped-{method}"
+    assert main(["prune", "--method", method, "--teacher", str(prune_env["teacher"]), "--latency-target", "0.9",
+                 "--macs-cap", "0.3", "--latency-threads", "1", "--finetune-steps", "2", "--finetune-backend", "torch",
+                 "--out", str(out), "--tracking-uri", prune_env["uri"], "--quiet", *extra]) == 0
+    s = json.loads((out / "prune.json").read_text())
+    b = s["latency_budget"]
+    assert s["macs"] <= 0.3 * s["teacher_macs"] * (1 + 1e-6)  # the cap holds
+    assert b["predicted_ms"] <= b["target_ms"] * (1 + 1e-9) and b["macs_cap_fraction"] == pytest.approx(0.3, abs=1e-3)
+    assert json.loads((out / "request.json").read_text())["macs_cap"] == 0.3
+    if method == "l1":  # a cap without a latency budget is refused before any work
+        err = fails(capsys, "prune", "--method", "l1", "--teacher", prune_env["teacher"], "--macs-cap", "0.3",
+                    "--out", prune_env["tmp"] / "cap-alone")
+        assert "--latency-target" in err and "--macs-target" in err
+        assert not (prune_env["tmp"] / "cap-alone").exists()
+
+
 def test_bad_latency_targets_are_refused(prune_env, capsys):
     err = fails(capsys, "prune", "--method", "l1", "--teacher", prune_env["teacher"], "--latency-target", "-1",
                 "--out", prune_env["tmp"] / "neg")

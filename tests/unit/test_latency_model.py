@@ -128,3 +128,34 @@ def test_env_clip_steps_down_to_a_count_that_fits_a_non_monotone_budget(model):
             counts[name] = task.count_for(i, float(rng.uniform()), counts)
         assert task.cost_model.cost(counts) <= task.target
         assert task.cost_model.cost(task.fill(counts)) <= task.target
+
+
+def test_a_macs_cap_holds_beside_the_latency_target(model, lm, monkeypatch):
+    """``--latency-target T --macs-cap M``: the one budgeted cost is within T exactly when predicted ms ≤ T and
+    MACs ≤ M, so the bisections and the fill keep both; reports still read the pure prediction."""
+    import gan.latency_model as mod
+    from gan.latency_model import MacsCappedLatency
+    from gan.pruning.macs import MacsModel
+
+    monkeypatch.setattr(mod, "LatencyModel", lambda *a, **k: lm)
+    capped, ms = latency_budget(model, LatencyTarget(0.9, macs_cap=0.3), SIZE)
+    assert isinstance(capped, MacsCappedLatency) and ms == pytest.approx(0.9 * lm.full)
+    mm = MacsModel(model, SIZE)
+    cap = 0.3 * mm.full
+    assert capped.full_ms == pytest.approx(lm.full) and capped.describe()["macs_cap_fraction"] == pytest.approx(0.3, abs=1e-3)
+    rng = random.Random(1)
+    for _ in range(30):
+        counts = random_counts(model, rng)
+        both = lm.cost(counts) <= ms and mm.macs(counts) <= cap
+        assert (capped.cost(counts) <= ms) == both
+        assert capped.predicted_ms(counts) == pytest.approx(lm.cost(counts))
+    spec, _ = global_threshold_spec(model, ms, SIZE, cost_model=capped)
+    counts = capped.counts(spec)
+    assert mm.macs(counts) <= cap and lm.cost(counts) <= ms
+    filled = fill_counts(capped, dict(lm.min_keep), ms)
+    assert mm.macs(filled) <= cap and lm.cost(filled) <= ms
+    assert mm.macs(filled) > 0.9 * cap or lm.cost(filled) > 0.9 * ms  # the fill spends the tighter budget
+    with pytest.raises(TargetError, match="--macs-cap"):
+        LatencyTarget(0.5, macs_cap=0)
+    with pytest.raises(TargetError, match="raise --macs-cap"):
+        latency_budget(model, LatencyTarget(0.9, macs_cap=1e-6), SIZE)
