@@ -5,25 +5,50 @@ latency ratio (teacher / pruned, median of N runs after warm-up, same process, s
 Channels are picked by filter L1 with one uniform keep ratio, rounded up to multiples of ``--multiples``
 (default 8; ``--multiples 1 8 16`` compares what the CPU kernels' channel blocking makes of rounding).
 ``--aligned`` adds one row per target with L1's widths aligned per group to this CPU's kernel block
-(``gan.pruning.align``: the same MACs budget, what ``prune --align auto`` does).
+(``gan.pruning.align``: the same MACs budget, what ``prune --align auto`` does). ``--fastest`` adds one row
+per target with the widths this machine's latency model (``gan.latency_model``, ONNX Runtime) predicts
+fastest within the same MACs (97–100 % of the target spent, block multiples): what the widths alone can buy
+at those MACs, the allocation ``prune --latency-target T --macs-cap M`` lets a search look for.
 
-    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--threads N] [--runs 10]
+    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--fastest] [--threads N] [--runs 10]
 """
 from __future__ import annotations
 
 import argparse
 import json
+import random
 import tempfile
 from pathlib import Path
 
 import torch
 
 from gan import export as gexport
+from gan.latency_model import LatencyModel, counts_spec
 from gan.models import ResnetGenerator
 from gan.pruning.align import align_counts, align_spec, kernel_block
 from gan.pruning.macs import MacsModel
 from gan.pruning.physical import prune
 from gan.pruning.targets import resolve_macs_target, uniform_spec
+
+
+def fastest_counts(model, size: int, target: float, block: int, threads: int | None, steps: int = 20000,
+                   seed: int = 0) -> dict[str, int]:
+    """The widths the latency model predicts fastest with 97–100 % of ``target`` MACs spent: a seeded hill
+    climb over block multiples, from L1's widths aligned to the block."""
+    lm = LatencyModel(model, size, "onnxruntime", threads, quiet=False)
+    mm = MacsModel(model, size)
+    spec, _ = uniform_spec(model, target, size, criterion="l1")
+    best = align_counts(mm, mm.counts(spec), target, block)
+    best_ms, names, rng = lm.cost(best), list(mm.sizes), random.Random(seed)
+    for _ in range(steps):
+        c = dict(best)
+        for _ in range(rng.randint(1, 3)):
+            n = rng.choice(names)
+            low = block if mm.sizes[n] >= block else mm.min_keep[n]
+            c[n] = max(low, min(mm.sizes[n], c[n] + block * rng.choice([-2, -1, 1, 2])))
+        if 0.97 * target <= mm.cost(c) <= target and lm.cost(c) < best_ms:
+            best, best_ms = c, lm.cost(c)
+    return best
 
 
 def main() -> None:
@@ -33,6 +58,8 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=10)
     ap.add_argument("--multiples", type=int, nargs="+", default=[8])
     ap.add_argument("--aligned", action="store_true", help="also L1 aligned per group to the kernel block")
+    ap.add_argument("--fastest", action="store_true", help="also the widths the latency model predicts fastest "
+                    "within the same MACs")
     ap.add_argument("--ngf", type=int, default=64)
     ap.add_argument("--threads", type=int, help="torch and ONNX Runtime intra-op threads (default torch's own count)")
     ap.add_argument("--json", action="store_true")
@@ -50,14 +77,19 @@ def main() -> None:
             block = kernel_block()
             runs = [(t, k) for t in args.targets for k in args.multiples]
             runs += [(t, f"aligned{block}") for t in args.targets] if args.aligned else []
+            runs += [(t, f"fastest{block}") for t in args.targets] if args.fastest else []
             for t, multiple in runs:
                 target = resolve_macs_target(teacher, t, size)
                 if isinstance(multiple, int):
                     spec, ratio = uniform_spec(teacher, target, size, criterion="l1", multiple=multiple)
-                else:
+                elif multiple.startswith("aligned"):
                     spec, ratio = uniform_spec(teacher, target, size, criterion="l1")
                     mm = MacsModel(teacher, size)
                     spec = align_spec(teacher, spec, align_counts(mm, mm.counts(spec), target, block))
+                else:  # fastest: shapes decide latency, so the first channels of each group stand for any
+                    counts = fastest_counts(teacher, size, target, block, args.threads)
+                    spec, ratio = counts_spec(teacher, counts), float("nan")
+                    print(f"  fastest widths at {t}: {counts}", flush=True)
                 d = Path(tmp) / f"pruned_{size}_{t}_{multiple}"
                 gexport.save(prune(teacher, spec), d, size=size, latency_runs=1)
                 p = gexport.profile_export(d, size=size, runs=args.runs)
