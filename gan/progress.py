@@ -27,11 +27,29 @@ class _Lines:
         self.stream.flush()
 
 
+def _log_bar():
+    """tqdm whose postfix and description changes wait for the next refresh instead of forcing one (they
+    refresh at once by default, which in a log is a line per call)."""
+    from tqdm.auto import tqdm
+
+    class LogBar(tqdm):
+        def set_postfix(self, ordered_dict=None, refresh=True, **kwargs):
+            super().set_postfix(ordered_dict, refresh=False, **kwargs)
+
+        def set_postfix_str(self, s="", refresh=True):
+            super().set_postfix_str(s, refresh=False)
+
+        def set_description(self, desc=None, refresh=True):
+            super().set_description(desc, refresh=False)
+
+    return LogBar
+
+
 def progress(iterable=None, *, desc: str, total: int | None = None, quiet: bool = False, **kw):
     """A tqdm bar over ``iterable`` (or ``total`` steps, updated by hand) that suits where stderr goes."""
     from tqdm.auto import tqdm
 
-    tty = sys.stderr.isatty()
-    return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=tty,
-                mininterval=0.1 if tty else LOG_INTERVAL, file=sys.stderr if tty else _Lines(sys.stderr),
-                ascii=None if tty else True, **kw)
+    if sys.stderr.isatty():
+        return tqdm(iterable, desc=desc, total=total, disable=quiet, dynamic_ncols=True, mininterval=0.1, **kw)
+    return _log_bar()(iterable, desc=desc, total=total, disable=quiet, mininterval=LOG_INTERVAL,
+                      file=_Lines(sys.stderr), ascii=True, **kw)

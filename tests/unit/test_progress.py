@@ -4,7 +4,8 @@ from gan.progress import progress
 
 def test_off_a_terminal_each_refresh_is_its_own_line(capsys):
     with progress(total=3, desc="work") as bar:
-        for _ in range(3):
+        for i in range(3):
+            bar.set_postfix(step=i)  # forces a refresh in tqdm by default: not in a log
             bar.update(1)
     err = capsys.readouterr().err
     assert "\r" not in err
