@@ -10,13 +10,14 @@ per target with the widths this machine's latency model (``gan.latency_model``, 
 fastest within the same MACs (97–100 % of the target spent, block multiples): what the widths alone can buy
 at those MACs, the allocation ``prune --latency-target T --macs-cap M`` lets a search look for.
 
-    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--fastest] [--threads N] [--runs 10]
+    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--fastest] [--repeats 5] [--threads N] [--runs 10]
 """
 from __future__ import annotations
 
 import argparse
 import json
 import random
+import statistics
 import tempfile
 from pathlib import Path
 
@@ -60,6 +61,8 @@ def main() -> None:
     ap.add_argument("--aligned", action="store_true", help="also L1 aligned per group to the kernel block")
     ap.add_argument("--fastest", action="store_true", help="also the widths the latency model predicts fastest "
                     "within the same MACs")
+    ap.add_argument("--repeats", type=int, default=1, help="measure the teacher and every row this many rounds; "
+                    "report each speed-up's median over rounds (default 1)")
     ap.add_argument("--ngf", type=int, default=64)
     ap.add_argument("--threads", type=int, help="torch and ONNX Runtime intra-op threads (default torch's own count)")
     ap.add_argument("--json", action="store_true")
@@ -73,11 +76,11 @@ def main() -> None:
         for size in args.sizes:
             base_dir = Path(tmp) / f"teacher_{size}"
             gexport.save(teacher, base_dir, size=size, latency_runs=1)
-            base = gexport.profile_export(base_dir, size=size, runs=args.runs)
             block = kernel_block()
             runs = [(t, k) for t in args.targets for k in args.multiples]
             runs += [(t, f"aligned{block}") for t in args.targets] if args.aligned else []
             runs += [(t, f"fastest{block}") for t in args.targets] if args.fastest else []
+            built = []
             for t, multiple in runs:
                 target = resolve_macs_target(teacher, t, size)
                 if isinstance(multiple, int):
@@ -92,26 +95,43 @@ def main() -> None:
                     print(f"  fastest widths at {t}: {counts}", flush=True)
                 d = Path(tmp) / f"pruned_{size}_{t}_{multiple}"
                 gexport.save(prune(teacher, spec), d, size=size, latency_runs=1)
-                p = gexport.profile_export(d, size=size, runs=args.runs)
+                built.append((t, multiple, ratio, d))
+            # rounds: the teacher, then every row, again and again (this VM's timings wander ±30 % over
+            # minutes; a ratio is taken within a round and the median over rounds reported)
+            rounds = []
+            for r in range(args.repeats):
+                base = gexport.profile_export(base_dir, size=size, runs=args.runs)
+                rounds.append((base, [gexport.profile_export(d, size=size, runs=args.runs) for *_, d in built]))
+            for i, (t, multiple, ratio, _) in enumerate(built):
+                base, p = rounds[0][0], rounds[0][1][i]
+
+                def med(fn):
+                    return statistics.median(fn(b, ps[i]) for b, ps in rounds)
+                ms = {k: (lambda b, q, k=k: q[f"{k}_latency"]["median_ms"]) for k in ("torch", "onnx")}
                 row = {"size": size, "target": t, "multiple": multiple, "keep_ratio": round(ratio, 4),
                        "macs_G": p["macs"] / 1e9, "teacher_macs_G": base["macs"] / 1e9,
                        "params_M": p["params"] / 1e6,
                        "macs_ratio": base["macs"] / p["macs"],
-                       "torch_ms": p["torch_latency"]["median_ms"],
-                       "teacher_torch_ms": base["torch_latency"]["median_ms"],
-                       "torch_speedup": base["torch_latency"]["median_ms"] / p["torch_latency"]["median_ms"],
-                       "ort_ms": p["onnx_latency"]["median_ms"],
-                       "teacher_ort_ms": base["onnx_latency"]["median_ms"],
-                       "ort_speedup": base["onnx_latency"]["median_ms"] / p["onnx_latency"]["median_ms"],
-                       "threads": p["torch_latency"]["threads"]}
+                       "torch_ms": med(ms["torch"]),
+                       "teacher_torch_ms": med(lambda b, q: b["torch_latency"]["median_ms"]),
+                       "torch_speedup": med(lambda b, q: b["torch_latency"]["median_ms"] / q["torch_latency"]["median_ms"]),
+                       "ort_ms": med(ms["onnx"]),
+                       "teacher_ort_ms": med(lambda b, q: b["onnx_latency"]["median_ms"]),
+                       "ort_speedup": med(lambda b, q: b["onnx_latency"]["median_ms"] / q["onnx_latency"]["median_ms"]),
+                       "ort_speedup_rounds": [b["onnx_latency"]["median_ms"] / ps[i]["onnx_latency"]["median_ms"]
+                                              for b, ps in rounds],
+                       "repeats": args.repeats, "threads": p["torch_latency"]["threads"]}
                 row["torch_speedup_over_macs_ratio"] = row["torch_speedup"] / row["macs_ratio"]
                 row["ort_speedup_over_macs_ratio"] = row["ort_speedup"] / row["macs_ratio"]
                 rows.append(row)
+                spread = "" if args.repeats == 1 else (
+                    f" [rounds {min(row['ort_speedup_rounds']) / row['macs_ratio']:.2f}–"
+                    f"{max(row['ort_speedup_rounds']) / row['macs_ratio']:.2f}]")
                 print(f"{size}² target {t:>4} ×{multiple!s:<2}: MACs {row['teacher_macs_G']:.2f}→{row['macs_G']:.2f} G "
                       f"(×{row['macs_ratio']:.2f}) | torch {row['teacher_torch_ms']:.1f}→{row['torch_ms']:.1f} ms "
                       f"(×{row['torch_speedup']:.2f}, {row['torch_speedup_over_macs_ratio']:.2f} of MACs ratio) | "
                       f"ORT {row['teacher_ort_ms']:.1f}→{row['ort_ms']:.1f} ms (×{row['ort_speedup']:.2f}, "
-                      f"{row['ort_speedup_over_macs_ratio']:.2f} of MACs ratio) | {row['threads']} threads",
+                      f"{row['ort_speedup_over_macs_ratio']:.2f} of MACs ratio{spread}) | {row['threads']} threads",
                       flush=True)
     if args.json:
         print(json.dumps({"rows": rows}))

@@ -122,6 +122,8 @@ def test_sweep_table_puts_miou_beside_the_teachers():
               "table": [{"budget": "macs-0.04", "method": "l1", "seeds": 3, "macs_ratio": st(0.04),
                          "deploy_ms": st(8.0), "psnr_vs_teacher": st(17.2), "miou": st(31.5, 1.2)}]}
     text = sweep_markdown(result)
-    assert "mIoU (teacher 56.0)" in text and "| 31.5 ± 1.2 |" in text and "(×5.00)" in text
+    assert "mIoU (teacher 56.0)" in text and "| 31.5 ± 1.2 |" in text and "(×5.00, 0.20 of the MACs ratio)" in text
+    result["table"][0]["deploy_speedup"] = st(4.0)  # measured within rounds: the speed-up is the rows' own
+    assert "(×4.00, 0.16 of the MACs ratio)" in sweep_markdown(result)
     del result["table"][0]["miou"]  # a set without labels: no mIoU column
     assert "mIoU" not in sweep_markdown(result)
