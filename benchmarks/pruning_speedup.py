@@ -1,7 +1,8 @@
 """Does physical pruning buy real CPU speed?  ResNet-9 (ngf 64) pruned to 25 % and 10 % of its MACs.
 
-For each resolution and target: MACs ratio, measured torch CPU latency ratio and ONNX Runtime
-latency ratio (teacher / pruned, median of N runs after warm-up, same process, same threads).
+For each resolution and target: MACs ratio, measured torch CPU latency ratio (median of N runs after
+warm-up) and ONNX Runtime latency ratio (the minimum over fresh sessions of each one's median, as the latency
+model and the sweeps measure; teacher / pruned, same process, same threads).
 Channels are picked by filter L1 with one uniform keep ratio, rounded up to multiples of ``--multiples``
 (default 8; ``--multiples 1 8 16`` compares what the CPU kernels' channel blocking makes of rounding).
 ``--aligned`` adds one row per target with L1's widths aligned per group to this CPU's kernel block
@@ -24,7 +25,7 @@ from pathlib import Path
 import torch
 
 from gan import export as gexport
-from gan.latency_model import LatencyModel, counts_spec
+from gan.latency_model import LatencyModel, counts_spec, measure_architecture
 from gan.models import ResnetGenerator
 from gan.pruning.align import align_counts, align_spec, kernel_block
 from gan.pruning.macs import MacsModel
@@ -50,6 +51,17 @@ def fastest_counts(model, size: int, target: float, block: int, threads: int | N
         if 0.97 * target <= mm.cost(c) <= target and lm.cost(c) < best_ms:
             best, best_ms = c, lm.cost(c)
     return best
+
+
+def measured(export_dir: Path, size: int, runs: int, threads: int | None) -> dict:
+    """``gan.export.profile_export`` (MACs, params, torch latency), with the ONNX Runtime latency taken as the
+    project measures it everywhere: the minimum over fresh sessions of each one's median
+    (``gan.latency_model.measure_architecture``; docs/methods.md, "Latency budgets", Measuring)."""
+    p = gexport.profile_export(export_dir, size=size, runs=runs)
+    arch = gexport.read_architecture(export_dir)
+    p["onnx_latency"] = {"median_ms": measure_architecture({"class": arch["class"], "kwargs": arch.get("kwargs", {})},
+                                                           size, "onnxruntime", threads, runs)}
+    return p
 
 
 def main() -> None:
@@ -100,8 +112,8 @@ def main() -> None:
             # minutes; a ratio is taken within a round and the median over rounds reported)
             rounds = []
             for r in range(args.repeats):
-                base = gexport.profile_export(base_dir, size=size, runs=args.runs)
-                rounds.append((base, [gexport.profile_export(d, size=size, runs=args.runs) for *_, d in built]))
+                base = measured(base_dir, size, args.runs, args.threads)
+                rounds.append((base, [measured(d, size, args.runs, args.threads) for *_, d in built]))
             for i, (t, multiple, ratio, _) in enumerate(built):
                 base, p = rounds[0][0], rounds[0][1][i]
 
