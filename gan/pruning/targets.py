@@ -22,20 +22,22 @@ def minimum_spec(model: ZooModel) -> dict[str, list[int]]:
     return {g.name: list(range(g.min_keep)) for g in model.channel_groups()}
 
 
-def resolve_macs_target(model: ZooModel, target: float, size: int) -> int:
-    """A fraction (≤ 1) of the model's MACs or an absolute count (> 1) → absolute MACs, checked."""
+def resolve_macs_target(model: ZooModel, target: float, size: int, flag: str = "--macs-target") -> int:
+    """A fraction (≤ 1) of the model's MACs or an absolute count (> 1) → absolute MACs, checked; errors name
+    ``flag`` (``--macs-cap`` for a MACs cap beside a latency target)."""
+    name = "MACs target" if flag == "--macs-target" else flag
     full = architecture_macs(model.architecture(), size)
     macs = int(target * full) if target <= 1 else int(target)
     floor = spec_macs(model, minimum_spec(model), size)
     if target <= 0:
-        raise TargetError(f"MACs target {target:g} must be positive: give a fraction (0.1) or a count (3e9)")
+        raise TargetError(f"{name} {target:g} must be positive: give a fraction (0.1) or a count (3e9)")
     if macs > full:
-        raise TargetError(f"MACs target {macs:.4g} is above the full model's {full:.4g} MACs at {size}²; "
+        raise TargetError(f"{name} {macs:.4g} is above the full model's {full:.4g} MACs at {size}²; "
                           "give a fraction ≤ 1 or a smaller count")
     if macs < floor:
-        raise TargetError(f"MACs target {macs:.4g} ({macs / full:.3%}) is below the {floor:.4g} MACs "
+        raise TargetError(f"{name} {macs:.4g} ({macs / full:.3%}) is below the {floor:.4g} MACs "
                           f"({floor / full:.3%}) that the minimum channels allow at {size}²; "
-                          "raise --macs-target")
+                          f"raise {flag}")
     return macs
 
 
