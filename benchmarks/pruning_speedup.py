@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 
 from gan import export as gexport
-from gan.latency_model import LatencyModel, counts_spec, measure_architecture
+from gan.latency_model import LatencyModel, counts_spec, measure_export
 from gan.models import ResnetGenerator
 from gan.pruning.align import align_counts, align_spec, kernel_block
 from gan.pruning.macs import MacsModel
@@ -54,14 +54,16 @@ def fastest_counts(model, size: int, target: float, block: int, threads: int | N
 
 
 def measured(export_dir: Path, size: int, runs: int, threads: int | None) -> dict:
-    """``gan.export.profile_export`` (MACs, params, torch latency), with the ONNX Runtime latency taken as the
-    project measures it everywhere: the minimum over fresh sessions of each one's median
-    (``gan.latency_model.measure_architecture``; docs/methods.md, "Latency budgets", Measuring)."""
+    """``gan.export.profile_export`` of a torch-only export (MACs, params, torch latency), with the ONNX Runtime
+    latency taken as the project measures it everywhere: the minimum over fresh sessions of each one's median
+    (``gan.latency_model.measure_export``; docs/methods.md, "Latency budgets", Measuring)."""
     p = gexport.profile_export(export_dir, size=size, runs=runs)
-    arch = gexport.read_architecture(export_dir)
-    p["onnx_latency"] = {"median_ms": measure_architecture({"class": arch["class"], "kwargs": arch.get("kwargs", {})},
-                                                           size, "onnxruntime", threads, runs)}
+    p["onnx_latency"] = {"median_ms": measure_export(export_dir, size, "onnxruntime", threads, runs)}
     return p
+
+
+def ms(profile: dict, runtime: str) -> float:
+    return profile[f"{runtime}_latency"]["median_ms"]
 
 
 def main() -> None:
@@ -87,7 +89,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for size in args.sizes:
             base_dir = Path(tmp) / f"teacher_{size}"
-            gexport.save(teacher, base_dir, size=size, latency_runs=1)
+            gexport.save(teacher, base_dir, size=size, onnx=False, latency_runs=1)  # ORT: measure_export
             block = kernel_block()
             runs = [(t, k) for t in args.targets for k in args.multiples]
             runs += [(t, f"aligned{block}") for t in args.targets] if args.aligned else []
@@ -106,7 +108,7 @@ def main() -> None:
                     spec, ratio = counts_spec(teacher, counts), float("nan")
                     print(f"  fastest widths at {t}: {counts}", flush=True)
                 d = Path(tmp) / f"pruned_{size}_{t}_{multiple}"
-                gexport.save(prune(teacher, spec), d, size=size, latency_runs=1)
+                gexport.save(prune(teacher, spec), d, size=size, onnx=False, latency_runs=1)
                 built.append((t, multiple, ratio, d))
             # rounds: the teacher, then every row, again and again (this VM's timings wander ±30 % over
             # minutes; a ratio is taken within a round and the median over rounds reported)
@@ -115,23 +117,19 @@ def main() -> None:
                 base = measured(base_dir, size, args.runs, args.threads)
                 rounds.append((base, [measured(d, size, args.runs, args.threads) for *_, d in built]))
             for i, (t, multiple, ratio, _) in enumerate(built):
-                base, p = rounds[0][0], rounds[0][1][i]
-
-                def med(fn):
-                    return statistics.median(fn(b, ps[i]) for b, ps in rounds)
-                ms = {k: (lambda b, q, k=k: q[f"{k}_latency"]["median_ms"]) for k in ("torch", "onnx")}
+                bases, mine = [b for b, _ in rounds], [ps[i] for _, ps in rounds]
+                speed = {k: [ms(b, k) / ms(q, k) for b, q in zip(bases, mine)] for k in ("torch", "onnx")}
+                base, p = bases[0], mine[0]
                 row = {"size": size, "target": t, "multiple": multiple, "keep_ratio": round(ratio, 4),
                        "macs_G": p["macs"] / 1e9, "teacher_macs_G": base["macs"] / 1e9,
                        "params_M": p["params"] / 1e6,
                        "macs_ratio": base["macs"] / p["macs"],
-                       "torch_ms": med(ms["torch"]),
-                       "teacher_torch_ms": med(lambda b, q: b["torch_latency"]["median_ms"]),
-                       "torch_speedup": med(lambda b, q: b["torch_latency"]["median_ms"] / q["torch_latency"]["median_ms"]),
-                       "ort_ms": med(ms["onnx"]),
-                       "teacher_ort_ms": med(lambda b, q: b["onnx_latency"]["median_ms"]),
-                       "ort_speedup": med(lambda b, q: b["onnx_latency"]["median_ms"] / q["onnx_latency"]["median_ms"]),
-                       "ort_speedup_rounds": [b["onnx_latency"]["median_ms"] / ps[i]["onnx_latency"]["median_ms"]
-                                              for b, ps in rounds],
+                       "torch_ms": statistics.median(ms(q, "torch") for q in mine),
+                       "teacher_torch_ms": statistics.median(ms(b, "torch") for b in bases),
+                       "torch_speedup": statistics.median(speed["torch"]),
+                       "ort_ms": statistics.median(ms(q, "onnx") for q in mine),
+                       "teacher_ort_ms": statistics.median(ms(b, "onnx") for b in bases),
+                       "ort_speedup": statistics.median(speed["onnx"]), "ort_speedup_rounds": speed["onnx"],
                        "repeats": args.repeats, "threads": p["torch_latency"]["threads"]}
                 row["torch_speedup_over_macs_ratio"] = row["torch_speedup"] / row["macs_ratio"]
                 row["ort_speedup_over_macs_ratio"] = row["ort_speedup"] / row["macs_ratio"]

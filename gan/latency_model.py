@@ -248,6 +248,16 @@ def measure_architecture(arch: dict, size: int, runtime: str = "onnxruntime", th
         return _best_session_ms(path, dict(zip(names, inputs)), threads, runs)
 
 
+def measure_export(path, size: int, runtime: str = "onnxruntime", threads: int | None = None,
+                   runs: int = 10) -> float:
+    """Measured ms of an export's architecture (``measure_architecture``: its weights do not change latency)."""
+    from gan.export import read_architecture
+
+    arch = read_architecture(path)
+    return measure_architecture({"class": arch["class"], "kwargs": arch.get("kwargs", {})}, size, runtime, threads,
+                                runs)
+
+
 def random_counts(model: ZooModel, rng: random.Random, low: float = 0.05) -> dict[str, int]:
     """A varied spec: one global keep ratio, then each group scattered around it (×0.5–1.5)."""
     r = rng.uniform(low, 1.0)
@@ -550,10 +560,7 @@ def latency_budget(model: ZooModel, target: LatencyTarget, default_size: int,
     """The latency model (measured once per machine, cached) and the target in predicted ms, checked to be
     reachable: above the minimum widths' latency and at most the full model's. With ``target.macs_cap`` the
     model is wrapped so that the same budget also caps MACs (at the teacher's size, as ``--macs-target``)."""
-    try:
-        cap = resolve_macs_target(model, target.macs_cap, default_size) if target.macs_cap is not None else None
-    except TargetError as e:
-        raise TargetError(str(e).replace("MACs target", "--macs-cap").replace("--macs-target", "--macs-cap")) from None
+    cap = None if target.macs_cap is None else resolve_macs_target(model, target.macs_cap, default_size, "--macs-cap")
     lm = LatencyModel(model, target.size or default_size, target.runtime, target.threads, quiet=quiet)
     ms = target.value * lm.full if target.value <= 1 else float(target.value)
     floor = lm.minimum()

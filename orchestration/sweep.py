@@ -21,8 +21,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from gan import export as gexport
-from gan.latency_model import LatencyTarget, latency_budget, measure_architecture
+from gan.latency_model import LatencyTarget, latency_budget, measure_architecture, measure_export
 from gan.pruning.targets import resolve_macs_target
 from gan.teacher_run import load_teacher_run
 from orchestration.benchmark import benchmark, check_latency_methods, mean_std_se, teacher_fidelity
@@ -128,15 +127,11 @@ ROUNDS = 3
 def measure_rounds(teacher_arch: dict, rows: list[dict], size: int, runtime: str, threads: int | None) -> float:
     """Each row's ``deploy_ms`` (median over ``ROUNDS``) and ``deploy_speedup`` (median of the per-round teacher
     / export ratios), measured back to back in this process; returns the teacher's median ms."""
-    archs = []
-    for r in rows:
-        arch = gexport.read_architecture(Path(r["out"]) / "generator")
-        archs.append({"class": arch["class"], "kwargs": arch.get("kwargs", {})})
     teacher, ms = [], [[] for _ in rows]
     for _ in range(ROUNDS):
         teacher.append(measure_architecture(teacher_arch, size, runtime, threads))
-        for i, arch in enumerate(archs):
-            ms[i].append(measure_architecture(arch, size, runtime, threads))
+        for i, r in enumerate(rows):
+            ms[i].append(measure_export(Path(r["out"]) / "generator", size, runtime, threads))
     for r, m in zip(rows, ms):
         r["deploy_ms"] = statistics.median(m)
         r["deploy_speedup"] = statistics.median(t / x for t, x in zip(teacher, m))
