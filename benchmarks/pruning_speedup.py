@@ -11,7 +11,10 @@ per target with the widths this machine's latency model (``gan.latency_model``, 
 fastest within the same MACs (97–100 % of the target spent, block multiples): what the widths alone can buy
 at those MACs, the allocation ``prune --latency-target T --macs-cap M`` lets a search look for.
 
-    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--fastest] [--repeats 5] [--threads N] [--runs 10]
+``--spinning-too`` times ONNX Runtime a second way in the same rounds: with its default session setting, idle
+intra-op workers spinning (the project turns that off: ``gan.export.ORT_SPINNING``).
+
+    .venv/bin/python benchmarks/pruning_speedup.py [--sizes 128 256] [--targets 0.25 0.1] [--multiples 8] [--aligned] [--fastest] [--repeats 5] [--spinning-too] [--threads N] [--runs 10]
 """
 from __future__ import annotations
 
@@ -53,13 +56,22 @@ def fastest_counts(model, size: int, target: float, block: int, threads: int | N
     return best
 
 
-def measured(export_dir: Path, size: int, runs: int, threads: int | None) -> dict:
+def measured(export_dir: Path, size: int, runs: int, threads: int | None, spin_too: bool = False) -> dict:
     """``gan.export.profile_export`` of a torch-only export (MACs, params, torch latency), with the ONNX Runtime
     latency taken as the project measures it everywhere: the minimum over fresh sessions of each one's median
-    (``gan.latency_model.measure_export``; docs/methods.md, "Latency budgets", Measuring)."""
+    (``gan.latency_model.measure_export``; docs/methods.md, "Latency budgets", Measuring), with the project's
+    session setting (idle workers do not spin: ``gan.export.ORT_SPINNING``); ``spin_too``: also with ONNX
+    Runtime's default (they spin), in the same round."""
     p = gexport.profile_export(export_dir, size=size, runs=runs)
     p["onnx_latency"] = {"median_ms": measure_export(export_dir, size, "onnxruntime", threads, runs)}
+    if spin_too:
+        p["onnx_spin_latency"] = {"median_ms": measure_export(export_dir, size, "onnxruntime", threads, runs,
+                                                              spinning=True)}
     return p
+
+
+def rounds_range(speedups: list[float], macs_ratio: float) -> str:
+    return "" if len(speedups) == 1 else f" [rounds {min(speedups) / macs_ratio:.2f}–{max(speedups) / macs_ratio:.2f}]"
 
 
 def ms(profile: dict, runtime: str) -> float:
@@ -79,6 +91,8 @@ def main() -> None:
                     "report each speed-up's median over rounds (default 1)")
     ap.add_argument("--ngf", type=int, default=64)
     ap.add_argument("--threads", type=int, help="torch and ONNX Runtime intra-op threads (default torch's own count)")
+    ap.add_argument("--spinning-too", action="store_true", help="also time ONNX Runtime with its default "
+                    "session setting (idle intra-op workers spin), in the same rounds")
     ap.add_argument("--json", action="store_true")
     args = ap.parse_args()
     if args.threads:
@@ -114,11 +128,13 @@ def main() -> None:
             # minutes; a ratio is taken within a round and the median over rounds reported)
             rounds = []
             for r in range(args.repeats):
-                base = measured(base_dir, size, args.runs, args.threads)
-                rounds.append((base, [measured(d, size, args.runs, args.threads) for *_, d in built]))
+                base = measured(base_dir, size, args.runs, args.threads, args.spinning_too)
+                rounds.append((base, [measured(d, size, args.runs, args.threads, args.spinning_too)
+                                      for *_, d in built]))
             for i, (t, multiple, ratio, _) in enumerate(built):
                 bases, mine = [b for b, _ in rounds], [ps[i] for _, ps in rounds]
-                speed = {k: [ms(b, k) / ms(q, k) for b, q in zip(bases, mine)] for k in ("torch", "onnx")}
+                kinds = ("torch", "onnx", "onnx_spin") if args.spinning_too else ("torch", "onnx")
+                speed = {k: [ms(b, k) / ms(q, k) for b, q in zip(bases, mine)] for k in kinds}
                 base, p = bases[0], mine[0]
                 row = {"size": size, "target": t, "multiple": multiple, "keep_ratio": round(ratio, 4),
                        "macs_G": p["macs"] / 1e9, "teacher_macs_G": base["macs"] / 1e9,
@@ -133,15 +149,23 @@ def main() -> None:
                        "repeats": args.repeats, "threads": p["torch_latency"]["threads"]}
                 row["torch_speedup_over_macs_ratio"] = row["torch_speedup"] / row["macs_ratio"]
                 row["ort_speedup_over_macs_ratio"] = row["ort_speedup"] / row["macs_ratio"]
+                spin = ""
+                if args.spinning_too:
+                    row.update(ort_spin_ms=statistics.median(ms(q, "onnx_spin") for q in mine),
+                               teacher_ort_spin_ms=statistics.median(ms(b, "onnx_spin") for b in bases),
+                               ort_spin_speedup=statistics.median(speed["onnx_spin"]),
+                               ort_spin_speedup_rounds=speed["onnx_spin"])
+                    row["ort_spin_speedup_over_macs_ratio"] = row["ort_spin_speedup"] / row["macs_ratio"]
+                    spin = (f" | ORT spinning {row['teacher_ort_spin_ms']:.1f}→{row['ort_spin_ms']:.1f} ms "
+                            f"({row['ort_spin_speedup_over_macs_ratio']:.2f} of MACs ratio"
+                            f"{rounds_range(row['ort_spin_speedup_rounds'], row['macs_ratio'])})")
                 rows.append(row)
-                spread = "" if args.repeats == 1 else (
-                    f" [rounds {min(row['ort_speedup_rounds']) / row['macs_ratio']:.2f}–"
-                    f"{max(row['ort_speedup_rounds']) / row['macs_ratio']:.2f}]")
+                spread = rounds_range(row["ort_speedup_rounds"], row["macs_ratio"])
                 print(f"{size}² target {t:>4} ×{multiple!s:<2}: MACs {row['teacher_macs_G']:.2f}→{row['macs_G']:.2f} G "
                       f"(×{row['macs_ratio']:.2f}) | torch {row['teacher_torch_ms']:.1f}→{row['torch_ms']:.1f} ms "
                       f"(×{row['torch_speedup']:.2f}, {row['torch_speedup_over_macs_ratio']:.2f} of MACs ratio) | "
                       f"ORT {row['teacher_ort_ms']:.1f}→{row['ort_ms']:.1f} ms (×{row['ort_speedup']:.2f}, "
-                      f"{row['ort_speedup_over_macs_ratio']:.2f} of MACs ratio{spread}) | {row['threads']} threads",
+                      f"{row['ort_speedup_over_macs_ratio']:.2f} of MACs ratio{spread}){spin} | {row['threads']} threads",
                       flush=True)
     if args.json:
         print(json.dumps({"rows": rows}))

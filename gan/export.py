@@ -28,6 +28,11 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"}
 DEFAULT_SIZE = 64
 ONNX_OPSET = 17
 ONNX_ATOL = 1e-4  # scaled by max(1, max|torch output|): PatchGAN logits are not bounded like tanh
+# ONNX Runtime's idle intra-op workers busy-wait by default. On this project's 2-core reference machine that
+# made a pruned ResNet-9 bimodal (57-61 ms or 67-75 ms from one session to the next) and cost it 0.1-0.2 of
+# its MACs ratio as speed; with spinning off it measured 58-64 ms every time and the teacher as fast
+# (docs/latency.md, "Spinning"). Every session the project times, and the one it recommends, turns it off.
+ORT_SPINNING = False
 
 
 class ExportError(ValueError):
@@ -218,13 +223,15 @@ def _opset(path) -> int:
     return max(o.version for o in m.opset_import if o.domain in ("", "ai.onnx"))
 
 
-def onnx_session(path, threads: int | None = None):
+def onnx_session(path, threads: int | None = None, spinning: bool = ORT_SPINNING):
     """ORT CPU session of a file (or serialized model bytes); intra-op threads = ``torch.get_num_threads()``
-    so latencies compare with torch."""
+    so latencies compare with torch; ``spinning``: whether idle intra-op workers busy-wait for the next
+    parallel section (ORT's default; off here, see ``ORT_SPINNING``)."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = int(threads or torch.get_num_threads())
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
     opts.inter_op_num_threads = 1
     opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -79,8 +79,13 @@ def machine_key(runtime: str, threads: int) -> dict:
         version = onnxruntime.__version__
     else:
         version = torch.__version__
-    return {"cpu": _cpu_name(), "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.system(),
-            "runtime": runtime, "version": version, "threads": int(threads)}
+    key = {"cpu": _cpu_name(), "cores": os.cpu_count(), "arch": platform.machine(), "os": platform.system(),
+           "runtime": runtime, "version": version, "threads": int(threads)}
+    if runtime == "onnxruntime":
+        from gan.export import ORT_SPINNING
+
+        key["spinning"] = ORT_SPINNING  # a session setting that changes the timings (docs/latency.md, "Spinning")
+    return key
 
 
 def _digest(obj) -> str:
@@ -202,12 +207,13 @@ def time_layer(shape: LayerShape, cin: int, cout: int, runtime: str, threads: in
     return max(0.0, with_layer - through)
 
 
-def _best_session_ms(model, feed: dict, threads: int, runs: int) -> float:
+def _best_session_ms(model, feed: dict, threads: int, runs: int, spinning: bool | None = None) -> float:
     """The minimum over ``SESSIONS`` fresh ONNX Runtime sessions of ``model`` (a file or serialized bytes) of
-    each one's median ms (``gan.export.onnx_latency``)."""
-    from gan.export import onnx_latency, onnx_session
+    each one's median ms (``gan.export.onnx_latency``); ``spinning`` None: the project's session setting."""
+    from gan.export import ORT_SPINNING, onnx_latency, onnx_session
 
-    return min(onnx_latency(model, feed, warmup=2, runs=runs, session=onnx_session(model, threads))["median_ms"]
+    spin = ORT_SPINNING if spinning is None else spinning
+    return min(onnx_latency(model, feed, warmup=2, runs=runs, session=onnx_session(model, threads, spin))["median_ms"]
                for _ in range(SESSIONS))
 
 
@@ -225,10 +231,10 @@ def measure_counts(model: ZooModel, counts: dict[str, int], size: int, runtime: 
 
 
 def measure_architecture(arch: dict, size: int, runtime: str = "onnxruntime", threads: int | None = None,
-                         runs: int = 10) -> float:
+                         runs: int = 10, spinning: bool | None = None) -> float:
     """Measured ms of a dense architecture at ``size``² (random weights: latency depends on shapes only),
     exported to ONNX and run in ONNX Runtime as a user's export runs, or eager in torch; the minimum over
-    ``SESSIONS`` sessions of each one's median."""
+    ``SESSIONS`` sessions of each one's median (``spinning``: ONNX Runtime's, None for the project's)."""
     threads = int(threads or torch.get_num_threads())
     with torch_threads(threads):
         net = build(arch).eval()
@@ -245,17 +251,17 @@ def measure_architecture(arch: dict, size: int, runtime: str = "onnxruntime", th
         names = _input_names(net, len(inputs))
         export_onnx(net, inputs, path, names, _output_names(n_out))
         time.sleep(0.2)  # let torch's OpenMP workers stop spinning before ORT is timed on the same cores
-        return _best_session_ms(path, dict(zip(names, inputs)), threads, runs)
+        return _best_session_ms(path, dict(zip(names, inputs)), threads, runs, spinning)
 
 
 def measure_export(path, size: int, runtime: str = "onnxruntime", threads: int | None = None,
-                   runs: int = 10) -> float:
+                   runs: int = 10, spinning: bool | None = None) -> float:
     """Measured ms of an export's architecture (``measure_architecture``: its weights do not change latency)."""
     from gan.export import read_architecture
 
     arch = read_architecture(path)
     return measure_architecture({"class": arch["class"], "kwargs": arch.get("kwargs", {})}, size, runtime, threads,
-                                runs)
+                                runs, spinning)
 
 
 def random_counts(model: ZooModel, rng: random.Random, low: float = 0.05) -> dict[str, int]:

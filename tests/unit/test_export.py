@@ -64,6 +64,14 @@ def test_onnx_matches_torch_at_other_batch_and_size(exported):
         assert abs(torch.from_numpy(g) - r).max() <= 1e-4 * max(1.0, r.abs().max().item())
 
 
+def test_sessions_turn_worker_spinning_off_unless_asked(exported):
+    """The project times (and recommends) sessions whose idle workers sleep (gan.export.ORT_SPINNING)."""
+    _, _, out = exported
+    entry = "session.intra_op.allow_spinning"
+    assert E.onnx_session(out / E.ONNX, 1).get_session_options().get_session_config_entry(entry) == "0"
+    assert E.onnx_session(out / E.ONNX, 1, spinning=True).get_session_options().get_session_config_entry(entry) == "1"
+
+
 def test_architecture_and_metrics_json(exported):
     name, model, out = exported
     assert {"architecture.json", "generator.safetensors", "generator.onnx", "metrics.json"} <= {

@@ -67,6 +67,7 @@ def test_torch_runtime_and_unknown_runtime(model, tmp_path):
     assert t.full > 0 and t.describe()["runtime"] == "torch"
     with pytest.raises(LatencyModelError, match="unknown runtime"):
         machine_key("tflite", 1)
+    assert machine_key("onnxruntime", 1)["spinning"] is False and "spinning" not in machine_key("torch", 1)
 
 
 def test_latency_targets_are_checked(model, lm, monkeypatch):
