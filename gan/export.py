@@ -28,10 +28,10 @@ PICKLE_SUFFIXES = {".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle"}
 DEFAULT_SIZE = 64
 ONNX_OPSET = 17
 ONNX_ATOL = 1e-4  # scaled by max(1, max|torch output|): PatchGAN logits are not bounded like tanh
-# ONNX Runtime's idle intra-op workers busy-wait by default. On this project's 2-core reference machine that
-# made a pruned ResNet-9 bimodal (57-61 ms or 67-75 ms from one session to the next) and cost it 0.1-0.2 of
-# its MACs ratio as speed; with spinning off it measured 58-64 ms every time and the teacher as fast
-# (docs/latency.md, "Spinning"). Every session the project times, and the one it recommends, turns it off.
+# ONNX Runtime's idle intra-op workers busy-wait by default. On the 2-core reference machine, with spinning off the
+# ResNet-9 teacher ran 4-7 % faster (two runs) and its pruned models as fast, single sessions of a pruned model
+# were steady (58-64 ms) where with spinning they were bimodal (57-61 or 67-75 ms), and no cores are burnt
+# between runs beside the user's other work (docs/latency.md, "Spinning").
 ORT_SPINNING = False
 
 
