@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import statistics
 import tempfile
 from pathlib import Path
@@ -28,32 +27,12 @@ from pathlib import Path
 import torch
 
 from gan import export as gexport
-from gan.latency_model import LatencyModel, counts_spec, measure_export
+from gan.latency_model import LatencyModel, counts_spec, fastest_counts, measure_export
 from gan.models import ResnetGenerator
 from gan.pruning.align import align_counts, align_spec, kernel_block
 from gan.pruning.macs import MacsModel
 from gan.pruning.physical import prune
 from gan.pruning.targets import resolve_macs_target, uniform_spec
-
-
-def fastest_counts(model, size: int, target: float, block: int, threads: int | None, steps: int = 20000,
-                   seed: int = 0) -> dict[str, int]:
-    """The widths the latency model predicts fastest with 97–100 % of ``target`` MACs spent: a seeded hill
-    climb over block multiples, from L1's widths aligned to the block."""
-    lm = LatencyModel(model, size, "onnxruntime", threads, quiet=False)
-    mm = MacsModel(model, size)
-    spec, _ = uniform_spec(model, target, size, criterion="l1")
-    best = align_counts(mm, mm.counts(spec), target, block)
-    best_ms, names, rng = lm.cost(best), list(mm.sizes), random.Random(seed)
-    for _ in range(steps):
-        c = dict(best)
-        for _ in range(rng.randint(1, 3)):
-            n = rng.choice(names)
-            low = block if mm.sizes[n] >= block else mm.min_keep[n]
-            c[n] = max(low, min(mm.sizes[n], c[n] + block * rng.choice([-2, -1, 1, 2])))
-        if 0.97 * target <= mm.cost(c) <= target and lm.cost(c) < best_ms:
-            best, best_ms = c, lm.cost(c)
-    return best
 
 
 def measured(export_dir: Path, size: int, runs: int, threads: int | None, spin_too: bool = False) -> dict:
@@ -118,7 +97,8 @@ def main() -> None:
                     mm = MacsModel(teacher, size)
                     spec = align_spec(teacher, spec, align_counts(mm, mm.counts(spec), target, block))
                 else:  # fastest: shapes decide latency, so the first channels of each group stand for any
-                    counts = fastest_counts(teacher, size, target, block, args.threads)
+                    lm = LatencyModel(teacher, size, "onnxruntime", args.threads, quiet=False)
+                    counts = fastest_counts(teacher, lm, target, size, block)
                     spec, ratio = counts_spec(teacher, counts), float("nan")
                     print(f"  fastest widths at {t}: {counts}", flush=True)
                 d = Path(tmp) / f"pruned_{size}_{t}_{multiple}"

@@ -37,9 +37,10 @@ from gan.models import build
 from gan.models.base import ZooModel
 from gan.profile import torch_latency
 from gan.progress import progress
+from gan.pruning.align import align_counts
 from gan.pruning.macs import MacsModel
 from gan.pruning.physical import pruned_architecture
-from gan.pruning.targets import TargetError, resolve_macs_target
+from gan.pruning.targets import TargetError, resolve_macs_target, uniform_spec
 
 RUNTIMES = ("onnxruntime", "torch")
 #: width grid per layer dimension, as fractions of the full width (plus the minimum width): denser where
@@ -496,6 +497,34 @@ def model_error(model: ZooModel, lm: LatencyModel, n: int = 20, seed: int = 1000
     errs = np.asarray([r["error"] for r in rows])
     return {"rows": rows, "median_abs_error": float(np.median(np.abs(errs))),
             "median_error": float(np.median(errs)), "max_abs_error": float(np.abs(errs).max())}
+
+
+def fastest_counts(model: ZooModel, latency: LatencyModel, target_macs: float, size: int, block: int,
+                   steps: int = 20000, seed: int = 0, spend: float = 0.97) -> dict[str, int]:
+    """The widths ``latency`` predicts fastest with ``spend``–100 % of ``target_macs`` spent (MACs counted at
+    ``size``², the teacher's): a seeded hill climb over multiples of ``block`` from L1's widths aligned to it.
+
+    Why: at the same MACs, where the widths sit decides the speed (docs/latency.md, "At 10 % MACs, what can
+    the widths buy?"). A start below ``spend`` (alignment can lose MACs on thin models) climbs into the window
+    first: candidates compare by (MACs shortfall, predicted ms)."""
+    mm = MacsModel(model, size)
+    spec, _ = uniform_spec(model, target_macs, size, criterion="l1")
+    start = mm.counts(spec)
+    best = align_counts(mm, start, target_macs, block) or start
+
+    def score(c):
+        return max(0.0, spend * target_macs - mm.cost(c)) / target_macs, latency.cost(c)
+
+    best_score, names, rng = score(best), list(mm.sizes), random.Random(seed)
+    for _ in range(steps):
+        c = dict(best)
+        for _ in range(rng.randint(1, 3)):
+            n = rng.choice(names)
+            low = block if mm.sizes[n] >= block else mm.min_keep[n]
+            c[n] = max(low, mm.min_keep[n], min(mm.sizes[n], c[n] + block * rng.choice([-2, -1, 1, 2])))
+        if mm.cost(c) <= target_macs and (s := score(c)) < best_score:
+            best, best_score = c, s
+    return best
 
 
 # ------------------------------------------------------------------------------------ budgets

@@ -267,7 +267,8 @@ def _parser() -> argparse.ArgumentParser:
                     help="marl (default, two RL agents: the best pair seen), marl-greedy (the trained policies' "
                     "deterministic pick), random (random search, the control), evolution (GAN Compression's evolution on "
                     "marl's env and budget; --method-option population=16 levels=9 mutate_prob=0.3), cat, "
-                    "gan-compression, ppcd, uniform or l1")
+                    "gan-compression, ppcd, uniform, l1 or fastest (the widths the latency model at --latency-size "
+                    "predicts fastest at the MACs target, channels by L1)")
     sp.add_argument("--evaluations", type=int, metavar="N",
                     help="random, evolution: candidate pairs to score (default: what marl scores at most at the same "
                     "settings, iterations × (episodes + 1))")
@@ -289,7 +290,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="budget predicted latency instead of MACs: fraction of the teacher's (0.3) or ms (12); "
                          "every method")
     sp.add_argument("--latency-size", type=int, help="image size the latency is predicted at (default: the "
-                    "teacher's; e.g. 256 for deployment)")
+                    "teacher's; e.g. 256 for deployment); also fastest's under a MACs target")
     sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"],
                     help="runtime of the latency model (default onnxruntime)")
     sp.add_argument("--latency-threads", type=int, help="intra-op threads of the latency model (default --threads)")
@@ -327,7 +328,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--preset", default="small", help="small (default), tiny, paper or a YAML path")
     sp.add_argument("--methods", default="marl,cat,gan-compression,ppcd,uniform,l1",
                     help="comma-separated: marl, marl-greedy, marl-beta0 and marl-beta1 (β = 0, 1), random and evolution (as many "
-                    "evaluations as marl), cat, gan-compression, ppcd, uniform, l1 (default: marl,cat,gan-compression,ppcd,uniform,l1)")
+                    "evaluations as marl), cat, gan-compression, ppcd, uniform, l1, fastest (default: marl,cat,gan-compression,ppcd,uniform,l1)")
     sp.add_argument("--seeds", default=None, help="comma-separated seeds, one row per method × seed (default: "
                     "--seed)")
     sp.add_argument("--macs-target", type=float, default=0.25,
@@ -337,7 +338,7 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--latency-targets", help="a sweep over predicted-latency targets (fractions of the teacher's, "
                     "or ms), into OUT/latency-<t>/; methods that take a latency budget only")
     sp.add_argument("--latency-size", type=int, help="a sweep's deployment size: latency targets are predicted and "
-                    "every export is measured at it (default 256)")
+                    "every export is measured at it (default 256); also where fastest models latency")
     sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"])
     sp.add_argument("--latency-threads", type=int, help="threads of the latency model and measurements")
     sp.add_argument("--macs-cap", type=float, help="with --latency-targets: every row's MACs also stay within this "

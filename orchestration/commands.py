@@ -305,6 +305,8 @@ def benchmark(args):
                          "budget alone as --macs-target")
     row = PruneRequest(preset=args.preset, teacher=args.teacher, data=args.data, macs_target=args.macs_target,
                        threads=args.threads, align=args.align, macs_cap=args.macs_cap,
+                       latency_size=args.latency_size, latency_runtime=args.latency_runtime,
+                       latency_threads=args.latency_threads,
                        search=SearchFlags(iterations=args.iterations, episodes=args.episodes,
                                           backend_steps=args.backend_steps, backend=args.search_backend,
                                           backend_options=_key_values(args.backend_option, "--backend-option",

@@ -145,7 +145,7 @@ def prune(request: PruneRequest, process: dict | None = None) -> dict:
         if parent.active:
             _say(r.quiet, f"{m.name}: MLflow run {parent.run_id}")
         search_request = SearchRequest(run=run, teacher=teacher, out=out, macs_target=r.macs_target, seed=r.seed,
-                                       latency_target=latency, align=block,
+                                       latency_target=latency, align=block, deploy=r.deployment(),
                                        search=settings, placement=placement, options=m.options(r.options),
                                        finetune_steps=finetune_steps, finetune_backend=r.finetune.backend,
                                        export_onnx=r.finetune.export_onnx, preset=pre, resume_from=last,

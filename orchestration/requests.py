@@ -124,6 +124,14 @@ class PruneRequest:
         return LatencyTarget(self.latency_target, self.latency_size, self.latency_runtime,
                              self.latency_threads or self.threads, self.macs_cap)
 
+    def deployment(self):
+        """Where the export will run (``--latency-size/-runtime/-threads``) as a ``LatencyTarget``: the latency
+        budget itself, or under a MACs budget the whole teacher's latency (what ``fastest`` models)."""
+        from gan.latency_model import LatencyTarget
+
+        return self.latency() or LatencyTarget(1.0, self.latency_size, self.latency_runtime,
+                                               self.latency_threads or self.threads)
+
     @classmethod
     def from_mapping(cls, d: dict, where: str = "request") -> PruneRequest:
         """A request from a nested mapping (``to_dict``'s shape; sections may be partial)."""

@@ -11,7 +11,7 @@ from agents.methods.gan_compression import GanCompression
 from agents.methods.marl import Marl, MarlGreedy
 from agents.methods.ppcd import Ppcd
 from agents.methods.random_search import EvolutionSearch, RandomSearch
-from agents.methods.simple import L1, Uniform
+from agents.methods.simple import L1, Fastest, Uniform
 
 #: the method `ganprune prune` runs when none is named
 DEFAULT = "marl"
@@ -26,6 +26,7 @@ REGISTRY: dict[str, PruningMethod] = {m.name: m for m in (
     Cat(),
     GanCompression(),
     Ppcd(),
+    Fastest(),
 )}
 
 

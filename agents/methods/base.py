@@ -94,6 +94,8 @@ class SearchRequest:
     quiet: bool = False
     latency_target: Any = None     # gan.latency_model.LatencyTarget: G's budget is predicted latency instead
     align: int = 1                 # G's channel block (--align): env-based searches score aligned widths only
+    deploy: Any = None             # gan.latency_model.LatencyTarget: where the export runs (size, runtime, threads),
+                                   # the latency budget itself or, under a MACs budget, the --latency-* flags
 
 
 @dataclass

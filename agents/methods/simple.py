@@ -1,11 +1,14 @@
 """The simple baselines: ``uniform`` (one keep ratio for every group) and ``l1`` (one global threshold
-on mean filter |w|); D is pruned to G's keep ratio (docs/methods.md, "Baselines")."""
+on mean filter |w|); D is pruned to G's keep ratio (docs/methods.md, "Baselines"). And ``fastest``: the
+widths this machine's latency model predicts fastest at the MACs budget, channels by filter L1
+(docs/methods.md, "Fastest widths")."""
 from __future__ import annotations
 
 import time
 
 from agents.methods.base import Found, Method, SearchContext, SearchRequest
-from gan.latency_model import latency_budget
+from gan.latency_model import LatencyModel, fastest_counts, latency_budget
+from gan.pruning.align import align_spec, kernel_block
 from gan.pruning.targets import global_threshold_spec, resolve_macs_target, spec_macs, uniform_spec
 
 
@@ -50,3 +53,32 @@ class L1(_Simple):
     def pick(self, g, target, size, cost_model=None):
         spec, knob = global_threshold_spec(g, target, size, criterion=self.criterion, cost_model=cost_model)
         return spec, {"threshold": knob}
+
+
+class Fastest(Method):
+    """At a MACs budget, the widths the latency model of the deployment (``--latency-size``, ``--latency-runtime``,
+    ``--latency-threads``) predicts fastest, in multiples of the kernels' block (``--align``, default this CPU's);
+    channels by filter L1. It looks at speed only: a fidelity-blind allocation, priced by the same fine-tune."""
+
+    name = "fastest"
+
+    def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
+        g, size = request.run.generator, request.run.size
+        t0 = time.perf_counter()
+        full = spec_macs(g, {}, size)
+        target = resolve_macs_target(g, request.macs_target, size)
+        deploy, block = request.deploy, request.align if request.align > 1 else kernel_block()
+        lm = LatencyModel(g, deploy.size or size, deploy.runtime, deploy.threads, quiet=request.quiet)
+        counts = fastest_counts(g, lm, target, size, block, seed=request.seed)
+        spec = align_spec(g, {n: [] for n in counts}, counts)  # per group the top channels by filter L1
+        l1_spec, _ = uniform_spec(g, target, size, criterion="l1")
+        extra = {"block": block, "widths": counts, "predicted_ms": lm.cost(counts),
+                 "l1_predicted_ms": lm.cost(lm.counts(l1_spec)), "teacher_predicted_ms": lm.full_ms,
+                 "latency_model": {"runtime": lm.runtime, "threads": lm.threads, "size": lm.size}}
+        ctx.say(f"{self.name}: {spec_macs(g, spec, size) / full:.1%} of the MACs, predicted "
+                f"{extra['predicted_ms']:.2f} ms vs L1's widths {extra['l1_predicted_ms']:.2f} ms and the teacher's "
+                f"{lm.full_ms:.2f} ms ({lm.runtime}, {lm.threads} threads, {lm.size}², block {block})")
+        ctx.log_params({"target_macs": target, "teacher_macs": full, "block": block})
+        ctx.log_metrics({"predicted_ms": extra["predicted_ms"], "l1_predicted_ms": extra["l1_predicted_ms"]})
+        return Found(generator=spec, discriminator=None, target_macs=target, teacher_macs=full,
+                     search_s=time.perf_counter() - t0, extra=extra)

@@ -97,3 +97,20 @@ def test_a_pick_measured_over_its_target_is_said():
     assert over_target_note(within) is None
     note = over_target_note({**within, "over_target": True, "measured_ms": 13.0})
     assert "+30% over the 10.00 ms target" in note and "--latency-target" in note
+
+
+def test_fastest_prunes_to_the_widths_the_latency_model_rates_fastest(prune_env, capsys):
+    """`--method fastest` (docs/methods.md, "Fastest widths"): the MACs target spent on the widths the latency
+    model at --latency-size predicts fastest, fine-tuned and exported like every method; MACs budgets only."""
+    out = prune_env["tmp"] / "fastest"
+    assert main(["prune", "--method", "fastest", "--teacher", str(prune_env["teacher"]), "--macs-target", "0.3",
+                 "--latency-size", "32", "--latency-threads", "1", "--align", "4", "--finetune-steps", "2",
+                 "--finetune-backend", "torch", "--out", str(out), "--tracking-uri", prune_env["uri"], "--quiet"]) == 0
+    s = json.loads((out / "prune.json").read_text())
+    assert s["latency_model"] == {"runtime": "onnxruntime", "threads": 1, "size": 32} and s["block"] == 4
+    assert s["macs"] <= 0.3 * s["teacher_macs"] * (1 + 1e-6)
+    assert 0 < s["predicted_ms"] < s["teacher_predicted_ms"] and s["l1_predicted_ms"] > 0
+    assert (out / "generator" / "generator.safetensors").is_file()
+    err = fails(capsys, "prune", "--method", "fastest", "--teacher", prune_env["teacher"], "--latency-target", "0.5",
+                "--out", prune_env["tmp"] / "fastest-latency")
+    assert "budgets MACs only" in err and not (prune_env["tmp"] / "fastest-latency").exists()

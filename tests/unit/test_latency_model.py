@@ -7,10 +7,11 @@ import random
 import pytest
 import torch
 
-from gan.latency_model import (ALIGN, LatencyModel, LatencyModelError, LatencyTarget, latency_budget, machine_key,
-                               random_counts)
+from gan.latency_model import (ALIGN, LatencyModel, LatencyModelError, LatencyTarget, fastest_counts, latency_budget,
+                               machine_key, random_counts)
 from gan.models import ResnetGenerator
-from gan.pruning.macs import fill_counts
+from gan.pruning.align import align_counts
+from gan.pruning.macs import MacsModel, fill_counts
 from gan.pruning.targets import TargetError, global_threshold_spec, uniform_spec
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -60,6 +61,21 @@ def test_budget_searches_stay_within_a_latency_target(model, lm):
     small = dict(lm.min_keep)
     filled = fill_counts(lm, small, target)
     assert lm.cost(small) <= lm.cost(filled) <= target
+
+
+def test_fastest_counts_spend_the_macs_on_block_multiples_no_slower_than_l1(model, lm):
+    """docs/methods.md, "Fastest widths": within 97–100 % of the MACs target, in block multiples, and (the
+    climb starts from L1's aligned widths and only accepts faster ones) never predicted slower than those."""
+    mm = MacsModel(model, SIZE)
+    target = 0.3 * mm.full
+    counts = fastest_counts(model, lm, target, SIZE, block=4, steps=500)
+    assert 0.97 * target <= mm.cost(counts) <= target
+    l1, _ = uniform_spec(model, target, SIZE, criterion="l1")
+    start = align_counts(mm, mm.counts(l1), target, 4)
+    assert all((c - start[n]) % 4 == 0 or c in (mm.sizes[n], mm.min_keep[n]) for n, c in counts.items())
+    if mm.cost(start) >= 0.97 * target:
+        assert lm.cost(counts) <= lm.cost(start)
+    assert fastest_counts(model, lm, target, SIZE, block=4, steps=500) == counts  # seeded
 
 
 def test_torch_runtime_and_unknown_runtime(model, tmp_path):

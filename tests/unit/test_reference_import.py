@@ -166,11 +166,11 @@ def test_methods_declare_the_generators_they_prune(tmp_path):
     from gan.teacher_run import TeacherRunError
 
     unet = SimpleNamespace(generator=UnetGenerator(ngf=2, num_downs=5), dir=tmp_path)
-    for name in ("marl", "marl-greedy", "random", "evolution", "uniform", "l1", "gan-compression"):
+    for name in ("marl", "marl-greedy", "random", "evolution", "uniform", "l1", "fastest", "gan-compression"):
         REGISTRY[name].check_teacher(unet, REGISTRY)
     for name in ("cat", "ppcd"):
         with pytest.raises(TeacherRunError, match=f"^{name} prunes only .*holds a UnetGenerator; use --method "
-                           "marl, marl-greedy, random, evolution, uniform, l1 or gan-compression$"):
+                           "marl, marl-greedy, random, evolution, uniform, l1, gan-compression or fastest$"):
             REGISTRY[name].check_teacher(unet, REGISTRY)
     # gan-compression takes a U-Net without feature distillation (no residual-trunk taps): an explicit
     # lambda_distill > 0 is refused in one line, 0 is what it runs with anyway
