@@ -176,6 +176,9 @@ class PruningMethod(Protocol):
     own_settings: ClassVar[tuple[str, ...]]
     #: it budgets predicted latency (``--latency-target``) as well as MACs
     latency_budget: ClassVar[bool]
+    #: it reads the deployment's latency model under a MACs budget too (``fastest``): a benchmark measures the
+    #: model once before its rows share the cores
+    models_latency: ClassVar[bool]
 
     def check_teacher(self, run, registry: dict | None = None, options=None) -> None: ...
 
@@ -198,6 +201,7 @@ class Method:
     own_settings: ClassVar[tuple[str, ...]] = ()
     #: budgets predicted latency (``SearchRequest.latency_target``) as well as MACs
     latency_budget: ClassVar[bool] = False
+    models_latency: ClassVar[bool] = False
 
     def options(self, options: dict | None):
         return parse_options(self.Options, self.name, options)

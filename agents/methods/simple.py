@@ -61,6 +61,7 @@ class Fastest(Method):
     channels by filter L1. It looks at speed only: a fidelity-blind allocation, priced by the same fine-tune."""
 
     name = "fastest"
+    models_latency = True
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         g, size = request.run.generator, request.run.size
