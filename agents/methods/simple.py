@@ -5,9 +5,10 @@ widths this machine's latency model predicts fastest at the MACs budget, channel
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 
-from agents.methods.base import Found, Method, SearchContext, SearchRequest
-from gan.latency_model import LatencyModel, fastest_counts, latency_budget
+from agents.methods.base import Found, Method, MethodOptionError, SearchContext, SearchRequest
+from gan.latency_model import LatencyModel, fastest_counts, fastest_measured, latency_budget
 from gan.pruning.align import align_spec, kernel_block
 from gan.pruning.targets import global_threshold_spec, resolve_macs_target, spec_macs, uniform_spec
 
@@ -55,6 +56,19 @@ class L1(_Simple):
         return spec, {"threshold": knob}
 
 
+@dataclass(frozen=True)
+class FastestOptions:
+    """``measure``: climbs from that many seeds whose distinct picks are measured at the deployment size (3 rounds)
+    and the measured fastest kept; 0: one climb, the model's pick unmeasured (docs/methods.md, "Fastest widths")."""
+
+    measure: int = 4
+
+    def __post_init__(self):
+        if not (isinstance(self.measure, int) and self.measure >= 0):
+            raise MethodOptionError(f"--method fastest needs a whole number measure ≥ 0 (candidates measured; 0: "
+                                    f"trust the latency model), got measure={self.measure!r}")
+
+
 class Fastest(Method):
     """At a MACs budget, the widths the latency model of the deployment (``--latency-size``, ``--latency-runtime``,
     ``--latency-threads``) predicts fastest, in multiples of the kernels' block (``--align``, default this CPU's);
@@ -62,6 +76,7 @@ class Fastest(Method):
 
     name = "fastest"
     models_latency = True
+    Options = FastestOptions
 
     def search(self, request: SearchRequest, ctx: SearchContext) -> Found:
         g, size = request.run.generator, request.run.size
@@ -70,16 +85,24 @@ class Fastest(Method):
         target = resolve_macs_target(g, request.macs_target, size)
         deploy, block = request.deploy, request.align if request.align > 1 else kernel_block()
         lm = LatencyModel(g, deploy.size or size, deploy.runtime, deploy.threads, quiet=request.quiet)
-        counts = fastest_counts(g, lm, target, size, block, seed=request.seed)
+        measured = []
+        if request.options.measure:
+            ctx.say(f"{self.name}: measuring the picks of {request.options.measure} climbs at {lm.size}² "
+                    f"({lm.runtime}, {lm.threads} threads): the fastest measured ships")
+            counts, measured = fastest_measured(g, lm, target, size, block, request.options.measure,
+                                                seed=request.seed, quiet=request.quiet)
+        else:
+            counts = fastest_counts(g, lm, target, size, block, seed=request.seed)
         spec = align_spec(g, {n: [] for n in counts}, counts)  # per group the top channels by filter L1
-        l1_spec, _ = uniform_spec(g, target, size, criterion="l1")
+        uniform, _ = uniform_spec(g, target, size, criterion="l1")  # the climb's start, before alignment
         extra = {"block": block, "widths": counts, "predicted_ms": lm.cost(counts),
-                 "l1_predicted_ms": lm.cost(lm.counts(l1_spec)), "teacher_predicted_ms": lm.full_ms,
-                 "latency_model": {"runtime": lm.runtime, "threads": lm.threads, "size": lm.size}}
+                 "uniform_predicted_ms": lm.cost(lm.counts(uniform)), "teacher_predicted_ms": lm.full_ms,
+                 "latency_model": {"runtime": lm.runtime, "threads": lm.threads, "size": lm.size},
+                 "measured_candidates": measured}
         ctx.say(f"{self.name}: {spec_macs(g, spec, size) / full:.1%} of the MACs, predicted "
-                f"{extra['predicted_ms']:.2f} ms vs L1's widths {extra['l1_predicted_ms']:.2f} ms and the teacher's "
-                f"{lm.full_ms:.2f} ms ({lm.runtime}, {lm.threads} threads, {lm.size}², block {block})")
+                f"{extra['predicted_ms']:.2f} ms vs one L1 keep ratio's {extra['uniform_predicted_ms']:.2f} ms and the "
+                f"teacher's {lm.full_ms:.2f} ms ({lm.runtime}, {lm.threads} threads, {lm.size}², block {block})")
         ctx.log_params({"target_macs": target, "teacher_macs": full, "block": block})
-        ctx.log_metrics({"predicted_ms": extra["predicted_ms"], "l1_predicted_ms": extra["l1_predicted_ms"]})
+        ctx.log_metrics({"predicted_ms": extra["predicted_ms"], "uniform_predicted_ms": extra["uniform_predicted_ms"]})
         return Found(generator=spec, discriminator=None, target_macs=target, teacher_macs=full,
                      search_s=time.perf_counter() - t0, extra=extra)

@@ -109,8 +109,14 @@ def test_fastest_prunes_to_the_widths_the_latency_model_rates_fastest(prune_env,
     s = json.loads((out / "prune.json").read_text())
     assert s["latency_model"] == {"runtime": "onnxruntime", "threads": 1, "size": 32} and s["block"] == 4
     assert s["macs"] <= 0.3 * s["teacher_macs"] * (1 + 1e-6)
-    assert 0 < s["predicted_ms"] < s["teacher_predicted_ms"] and s["l1_predicted_ms"] > 0
+    assert 0 < s["predicted_ms"] < s["teacher_predicted_ms"] and s["uniform_predicted_ms"] > 0
+    cands = s["measured_candidates"]  # the default: 4 climbs' distinct picks measured, the fastest measured kept
+    assert 1 <= len(cands) <= 4 and all(c["measured_ms"] > 0 for c in cands)
+    assert s["widths"] == min(cands, key=lambda c: c["measured_ms"])["widths"]
     assert (out / "generator" / "generator.safetensors").is_file()
     err = fails(capsys, "prune", "--method", "fastest", "--teacher", prune_env["teacher"], "--latency-target", "0.5",
                 "--out", prune_env["tmp"] / "fastest-latency")
     assert "budgets MACs only" in err and not (prune_env["tmp"] / "fastest-latency").exists()
+    err = fails(capsys, "prune", "--method", "fastest", "--teacher", prune_env["teacher"], "--method-option",
+                "measure=-1", "--out", prune_env["tmp"] / "fastest-bad")
+    assert "measure ≥ 0" in err and not (prune_env["tmp"] / "fastest-bad").exists()
