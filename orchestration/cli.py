@@ -288,7 +288,7 @@ def _parser() -> argparse.ArgumentParser:
                     help="generator MACs: fraction of the teacher's (0.1) or absolute count (3e9)")
     sp.add_argument("--latency-target", type=float,
                     help="budget predicted latency instead of MACs: fraction of the teacher's (0.3) or ms (12); "
-                         "every method")
+                         "every method but fastest")
     sp.add_argument("--latency-size", type=int, help="image size the latency is predicted at (default: the "
                     "teacher's; e.g. 256 for deployment); also fastest's under a MACs target")
     sp.add_argument("--latency-runtime", default="onnxruntime", choices=["onnxruntime", "torch"],
