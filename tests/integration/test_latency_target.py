@@ -120,3 +120,25 @@ def test_fastest_prunes_to_the_widths_the_latency_model_rates_fastest(prune_env,
     err = fails(capsys, "prune", "--method", "fastest", "--teacher", prune_env["teacher"], "--method-option",
                 "measure=-1", "--out", prune_env["tmp"] / "fastest-bad")
     assert "measure ≥ 0" in err and not (prune_env["tmp"] / "fastest-bad").exists()
+
+
+def test_a_benchmark_measures_fastests_latency_model_before_its_rows(prune_env, capsys, monkeypatch):
+    """`benchmark --methods fastest,...` builds the deployment's latency model once, before rows share the cores
+    (Method.models_latency), and each row's `fastest` then reads it from the cache."""
+    from gan import latency_model
+
+    built = []
+    real = latency_model.LatencyModel.__init__
+
+    def spy(self, model, size, *a, **k):
+        built.append(size)
+        real(self, model, size, *a, **k)
+
+    monkeypatch.setattr(latency_model.LatencyModel, "__init__", spy)
+    out = prune_env["tmp"] / "bench-fastest"
+    assert main(["benchmark", "--teacher", str(prune_env["teacher"]), "--methods", "fastest", "--macs-target", "0.3",
+                 "--latency-size", "32", "--latency-threads", "1", "--finetune-steps", "2", "--finetune-backend",
+                 "torch", "--out", str(out), "--tracking-uri", prune_env["uri"], "--quiet", "--json"]) == 0
+    row = json.loads(capsys.readouterr().out.strip().splitlines()[-1])["rows"][0]
+    assert row["method"] == "fastest" and row["macs_ratio"] <= 0.3 + 1e-6
+    assert built[:2] == [32, 32]  # the benchmark's own build first, then the row's (from the cache)
