@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from agents.methods.base import Found, Method, MethodOptionError, SearchContext, SearchRequest
-from gan.latency_model import LatencyModel, fastest_counts, fastest_measured, latency_budget
+from gan.latency_model import LatencyModel, LatencyTarget, fastest_counts, fastest_measured, latency_budget
 from gan.pruning.align import align_spec, kernel_block
 from gan.pruning.targets import global_threshold_spec, resolve_macs_target, spec_macs, uniform_spec
 
@@ -83,7 +83,8 @@ class Fastest(Method):
         t0 = time.perf_counter()
         full = spec_macs(g, {}, size)
         target = resolve_macs_target(g, request.macs_target, size)
-        deploy, block = request.deploy, request.align if request.align > 1 else kernel_block()
+        deploy = request.deploy or LatencyTarget(1.0)  # no --latency-* flags: the teacher's size, ORT, default threads
+        block = request.align if request.align > 1 else kernel_block()
         lm = LatencyModel(g, deploy.size or size, deploy.runtime, deploy.threads, quiet=request.quiet)
         measured = []
         if request.options.measure:
