@@ -113,29 +113,21 @@ def main() -> None:
                                       for *_, d in built]))
             for i, (t, multiple, ratio, _) in enumerate(built):
                 bases, mine = [b for b, _ in rounds], [ps[i] for _, ps in rounds]
-                kinds = ("torch", "onnx", "onnx_spin") if args.spinning_too else ("torch", "onnx")
-                speed = {k: [ms(b, k) / ms(q, k) for b, q in zip(bases, mine)] for k in kinds}
                 base, p = bases[0], mine[0]
                 row = {"size": size, "target": t, "multiple": multiple, "keep_ratio": round(ratio, 4),
                        "macs_G": p["macs"] / 1e9, "teacher_macs_G": base["macs"] / 1e9,
                        "params_M": p["params"] / 1e6,
                        "macs_ratio": base["macs"] / p["macs"],
-                       "torch_ms": statistics.median(ms(q, "torch") for q in mine),
-                       "teacher_torch_ms": statistics.median(ms(b, "torch") for b in bases),
-                       "torch_speedup": statistics.median(speed["torch"]),
-                       "ort_ms": statistics.median(ms(q, "onnx") for q in mine),
-                       "teacher_ort_ms": statistics.median(ms(b, "onnx") for b in bases),
-                       "ort_speedup": statistics.median(speed["onnx"]), "ort_speedup_rounds": speed["onnx"],
                        "repeats": args.repeats, "threads": p["torch_latency"]["threads"]}
-                row["torch_speedup_over_macs_ratio"] = row["torch_speedup"] / row["macs_ratio"]
-                row["ort_speedup_over_macs_ratio"] = row["ort_speedup"] / row["macs_ratio"]
+                kinds = {"torch": "torch", "ort": "onnx", **({"ort_spin": "onnx_spin"} if args.spinning_too else {})}
+                for name, kind in kinds.items():  # <name>_ms, teacher_<name>_ms, <name>_speedup(_rounds, _over_...)
+                    speed = [ms(b, kind) / ms(q, kind) for b, q in zip(bases, mine)]
+                    row.update({f"{name}_ms": statistics.median(ms(q, kind) for q in mine),
+                                f"teacher_{name}_ms": statistics.median(ms(b, kind) for b in bases),
+                                f"{name}_speedup": statistics.median(speed), f"{name}_speedup_rounds": speed,
+                                f"{name}_speedup_over_macs_ratio": statistics.median(speed) / row["macs_ratio"]})
                 spin = ""
                 if args.spinning_too:
-                    row.update(ort_spin_ms=statistics.median(ms(q, "onnx_spin") for q in mine),
-                               teacher_ort_spin_ms=statistics.median(ms(b, "onnx_spin") for b in bases),
-                               ort_spin_speedup=statistics.median(speed["onnx_spin"]),
-                               ort_spin_speedup_rounds=speed["onnx_spin"])
-                    row["ort_spin_speedup_over_macs_ratio"] = row["ort_spin_speedup"] / row["macs_ratio"]
                     spin = (f" | ORT spinning {row['teacher_ort_spin_ms']:.1f}→{row['ort_spin_ms']:.1f} ms "
                             f"({row['ort_spin_speedup_over_macs_ratio']:.2f} of MACs ratio"
                             f"{rounds_range(row['ort_spin_speedup_rounds'], row['macs_ratio'])})")

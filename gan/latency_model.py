@@ -265,6 +265,17 @@ def measure_export(path, size: int, runtime: str = "onnxruntime", threads: int |
                                 runs, spinning)
 
 
+def measure_in_rounds(measures: list, rounds: int, desc: str | None = None, quiet: bool = True) -> list[list[float]]:
+    """Each of ``measures`` (callables returning ms) once per round, in order, for ``rounds`` rounds: per measure
+    its list of timings (``desc``: a progress bar over the rounds). Comparisons are measured so, since this VM
+    drifts over minutes (docs/methods.md, "Latency budgets", Measuring)."""
+    ms = [[] for _ in measures]
+    for _ in progress(range(rounds), desc=desc, quiet=quiet or desc is None):
+        for i, measure in enumerate(measures):
+            ms[i].append(measure())
+    return ms
+
+
 def random_counts(model: ZooModel, rng: random.Random, low: float = 0.05) -> dict[str, int]:
     """A varied spec: one global keep ratio, then each group scattered around it (×0.5–1.5)."""
     r = rng.uniform(low, 1.0)
@@ -499,17 +510,24 @@ def model_error(model: ZooModel, lm: LatencyModel, n: int = 20, seed: int = 1000
             "median_error": float(np.median(errs)), "max_abs_error": float(np.abs(errs).max())}
 
 
+def climb_start(model: ZooModel, target_macs: float, size: int) -> dict[str, int]:
+    """Where ``fastest_counts`` starts (before alignment): one L1 keep ratio's widths at ``target_macs``."""
+    spec, _ = uniform_spec(model, target_macs, size, criterion="l1")
+    return MacsModel(model, size).counts(spec)
+
+
 def fastest_counts(model: ZooModel, latency: LatencyModel, target_macs: float, size: int, block: int,
-                   steps: int = 20000, seed: int = 0, spend: float = 0.97) -> dict[str, int]:
+                   steps: int = 20000, seed: int = 0, spend: float = 0.97,
+                   start: dict[str, int] | None = None) -> dict[str, int]:
     """The widths ``latency`` predicts fastest with ``spend``–100 % of ``target_macs`` spent (MACs counted at
-    ``size``², the teacher's): a seeded hill climb over multiples of ``block`` from L1's widths aligned to it.
+    ``size``², the teacher's): a seeded hill climb over multiples of ``block`` from L1's widths aligned to it
+    (``start``: ``climb_start``'s, when the caller has them).
 
     Why: at the same MACs, where the widths sit decides the speed (docs/latency.md, "At 10 % MACs, what can
     the widths buy?"). A start below ``spend`` (alignment can lose MACs on thin models) climbs into the window
     first: candidates compare by (MACs shortfall, predicted ms)."""
     mm = MacsModel(model, size)
-    spec, _ = uniform_spec(model, target_macs, size, criterion="l1")
-    start = mm.counts(spec)
+    start = start or climb_start(model, target_macs, size)
     best = align_counts(mm, start, target_macs, block) or start
 
     def score(c):
@@ -528,22 +546,21 @@ def fastest_counts(model: ZooModel, latency: LatencyModel, target_macs: float, s
 
 
 def fastest_measured(model: ZooModel, latency: LatencyModel, target_macs: float, size: int, block: int,
-                     climbs: int = 4, rounds: int = 3, seed: int = 0, quiet: bool = True) -> tuple[dict, list[dict]]:
+                     climbs: int = 4, rounds: int = 3, seed: int = 0, quiet: bool = True,
+                     start: dict[str, int] | None = None) -> tuple[dict, list[dict]]:
     """``fastest_counts`` from ``climbs`` seeds, the distinct results each exported and measured in ``rounds``
     (every candidate once per round, the median kept): the measured fastest, and every candidate's record.
 
     Why: a search on the model's predictions finds its errors too (a fresh model of the ResNet-9 rated a pick
     at 59 ms that measured 64.5 ms; docs/latency.md, "`--method fastest`"), so the model proposes and a
     measurement of the few proposals decides, as hardware-aware searches verify their finalists."""
-    cands = []
+    start, cands = start or climb_start(model, target_macs, size), []
     for k in range(climbs):
-        c = fastest_counts(model, latency, target_macs, size, block, seed=seed + k)
+        c = fastest_counts(model, latency, target_macs, size, block, seed=seed + k, start=start)
         if c not in cands:
             cands.append(c)
-    ms = [[] for _ in cands]
-    for _ in progress(range(rounds), desc=f"measuring {len(cands)} fastest candidates", quiet=quiet):
-        for i, c in enumerate(cands):
-            ms[i].append(measure_counts(model, c, latency.size, latency.runtime, latency.threads))
+    ms = measure_in_rounds([lambda c=c: measure_counts(model, c, latency.size, latency.runtime, latency.threads)
+                            for c in cands], rounds, f"measuring {len(cands)} fastest candidates", quiet)
     recs = [{"widths": c, "predicted_ms": latency.cost(c), "measured_ms": float(np.median(m))}
             for c, m in zip(cands, ms)]
     return min(recs, key=lambda r: r["measured_ms"])["widths"], recs
@@ -575,6 +592,10 @@ class LatencyTarget:
             raise TargetError(f"latency threads {self.threads}: give 1 or more")
         if self.size is not None and self.size < 8:
             raise TargetError(f"latency size {self.size}: give the deployment image size (e.g. 256)")
+
+    def latency_model(self, model: ZooModel, default_size: int, quiet: bool = True) -> LatencyModel:
+        """This deployment's latency model of ``model`` (``size`` None: ``default_size``, the teacher's)."""
+        return LatencyModel(model, self.size or default_size, self.runtime, self.threads, quiet=quiet)
 
 
 class MacsCappedLatency:
@@ -618,7 +639,7 @@ def latency_budget(model: ZooModel, target: LatencyTarget, default_size: int,
     reachable: above the minimum widths' latency and at most the full model's. With ``target.macs_cap`` the
     model is wrapped so that the same budget also caps MACs (at the teacher's size, as ``--macs-target``)."""
     cap = None if target.macs_cap is None else resolve_macs_target(model, target.macs_cap, default_size, "--macs-cap")
-    lm = LatencyModel(model, target.size or default_size, target.runtime, target.threads, quiet=quiet)
+    lm = target.latency_model(model, default_size, quiet)
     ms = target.value * lm.full if target.value <= 1 else float(target.value)
     floor = lm.minimum()
     if ms > lm.full * (1 + 1e-9):

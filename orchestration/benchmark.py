@@ -35,7 +35,7 @@ from agents.methods import REGISTRY, names
 from gan import data as gdata, export as gexport
 from gan.data.splits import report_split
 from gan.determinism import ProcessSettings, controlled, default_threads
-from gan.latency_model import LatencyModel, latency_budget
+from gan.latency_model import latency_budget
 from gan.teacher_run import TeacherRunError, load_teacher_run
 from orchestration.rundir import clear_run_dir, write_json
 from orchestration.teacher_cache import ensure_teacher
@@ -205,8 +205,7 @@ def benchmark(request) -> dict:
     if latency is not None:  # reachable? (measures the latency model once, before rows share the cores)
         latency_budget(run.generator, latency, run.size, quiet=quiet)
     elif any(method_of(base_method(m)[0]).models_latency for m in methods):  # fastest: the same, for its model
-        deploy = base_row.deployment()
-        LatencyModel(run.generator, deploy.size or run.size, deploy.runtime, deploy.threads, quiet=quiet)
+        base_row.deployment().latency_model(run.generator, run.size, quiet)
     if not resume:  # --overwrite: the old results go only now that the teacher is good
         clear_run_dir(out, overwrite, None, inputs=(tdir,))
     out.mkdir(parents=True, exist_ok=True)

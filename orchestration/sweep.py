@@ -21,7 +21,7 @@ import statistics
 from dataclasses import replace
 from pathlib import Path
 
-from gan.latency_model import LatencyTarget, latency_budget, measure_architecture, measure_export
+from gan.latency_model import LatencyTarget, latency_budget, measure_architecture, measure_export, measure_in_rounds
 from gan.pruning.targets import resolve_macs_target
 from gan.teacher_run import load_teacher_run
 from orchestration.benchmark import benchmark, check_latency_methods, mean_std_se, teacher_fidelity
@@ -127,11 +127,9 @@ ROUNDS = 3
 def measure_rounds(teacher_arch: dict, rows: list[dict], size: int, runtime: str, threads: int | None) -> float:
     """Each row's ``deploy_ms`` (median over ``ROUNDS``) and ``deploy_speedup`` (median of the per-round teacher
     / export ratios), measured back to back in this process; returns the teacher's median ms."""
-    teacher, ms = [], [[] for _ in rows]
-    for _ in range(ROUNDS):
-        teacher.append(measure_architecture(teacher_arch, size, runtime, threads))
-        for i, r in enumerate(rows):
-            ms[i].append(measure_export(Path(r["out"]) / "generator", size, runtime, threads))
+    teacher, *ms = measure_in_rounds(
+        [lambda: measure_architecture(teacher_arch, size, runtime, threads)]
+        + [lambda r=r: measure_export(Path(r["out"]) / "generator", size, runtime, threads) for r in rows], ROUNDS)
     for r, m in zip(rows, ms):
         r["deploy_ms"] = statistics.median(m)
         r["deploy_speedup"] = statistics.median(t / x for t, x in zip(teacher, m))

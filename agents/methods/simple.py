@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass
 
 from agents.methods.base import Found, Method, MethodOptionError, SearchContext, SearchRequest
-from gan.latency_model import LatencyModel, LatencyTarget, fastest_counts, fastest_measured, latency_budget
+from gan.latency_model import LatencyTarget, climb_start, fastest_counts, fastest_measured, latency_budget
 from gan.pruning.align import align_spec, kernel_block
 from gan.pruning.targets import global_threshold_spec, resolve_macs_target, spec_macs, uniform_spec
 
@@ -85,19 +85,18 @@ class Fastest(Method):
         target = resolve_macs_target(g, request.macs_target, size)
         deploy = request.deploy or LatencyTarget(1.0)  # no --latency-* flags: the teacher's size, ORT, default threads
         block = request.align if request.align > 1 else kernel_block()
-        lm = LatencyModel(g, deploy.size or size, deploy.runtime, deploy.threads, quiet=request.quiet)
-        measured = []
+        lm = deploy.latency_model(g, size, quiet=request.quiet)
+        start, measured = climb_start(g, target, size), []  # one L1 keep ratio's widths, before alignment
         if request.options.measure:
             ctx.say(f"{self.name}: measuring the picks of {request.options.measure} climbs at {lm.size}² "
                     f"({lm.runtime}, {lm.threads} threads): the fastest measured ships")
             counts, measured = fastest_measured(g, lm, target, size, block, request.options.measure,
-                                                seed=request.seed, quiet=request.quiet)
+                                                seed=request.seed, quiet=request.quiet, start=start)
         else:
-            counts = fastest_counts(g, lm, target, size, block, seed=request.seed)
+            counts = fastest_counts(g, lm, target, size, block, seed=request.seed, start=start)
         spec = align_spec(g, {n: [] for n in counts}, counts)  # per group the top channels by filter L1
-        uniform, _ = uniform_spec(g, target, size, criterion="l1")  # the climb's start, before alignment
         extra = {"block": block, "widths": counts, "predicted_ms": lm.cost(counts),
-                 "uniform_predicted_ms": lm.cost(lm.counts(uniform)), "teacher_predicted_ms": lm.full_ms,
+                 "uniform_predicted_ms": lm.cost(start), "teacher_predicted_ms": lm.full_ms,
                  "latency_model": {"runtime": lm.runtime, "threads": lm.threads, "size": lm.size},
                  "measured_candidates": measured}
         ctx.say(f"{self.name}: {spec_macs(g, spec, size) / full:.1%} of the MACs, predicted "
